@@ -1,0 +1,144 @@
+"""mlbot's Teams activity handler: messages become commands; installs are remembered."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from botbuilder.core import ActivityHandler, CardFactory, MessageFactory, TurnContext
+from botbuilder.schema import ChannelAccount
+
+from bot.chat import ChatTurn
+from bot.commands import CommandError, CommandRegistry, parse_command
+from bot.mentions import command_text
+from bot.turns import facts_of
+from cards.help import unknown_command_text
+from cards.welcome import render_welcome_card
+from store.audit import AuditEntry, AuditTrail
+from store.conversations import ConversationRecord, ConversationStore
+
+log = logging.getLogger(__name__)
+
+
+class MlbotActivityHandler(ActivityHandler):
+    def __init__(
+        self,
+        *,
+        commands: CommandRegistry[ChatTurn],
+        conversations: ConversationStore,
+        audit: AuditTrail,
+        clock: Callable[[], datetime],
+        bot_name: str,
+    ) -> None:
+        super().__init__()
+        self._commands = commands
+        self._conversations = conversations
+        self._audit = audit
+        self._clock = clock
+        self._bot_name = bot_name
+
+    # --- messages --------------------------------------------------------------------
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        entities = [
+            {"type": e.type, **(getattr(e, "additional_properties", None) or {})}
+            for e in (activity.entities or [])
+        ]
+        facts = facts_of(activity)
+        text = command_text(activity.text, entities, facts.bot_id)
+        parsed = parse_command(text)
+        turn = ChatTurn(turn_context, facts, self._clock())
+        spec = self._commands.find(parsed.name) if parsed.name else None
+        if spec is None:
+            suggestion = self._commands.suggest(parsed.name) if parsed.name else None
+            await turn.reply_text(unknown_command_text(parsed.name, suggestion, self._bot_name))
+            return
+        try:
+            await spec.handler(turn, parsed.args)
+        except CommandError as exc:
+            await turn.reply_text(str(exc))
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("command %s failed (ref %s)", spec.name, ref)
+            await turn.reply_text(f"Something went wrong (ref {ref}). The team has the details.")
+
+    # --- installation ----------------------------------------------------------------
+    async def on_members_added_activity(
+        self, members_added: list[ChannelAccount], turn_context: TurnContext
+    ) -> None:
+        bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        if any(member.id == bot_id for member in members_added):
+            await self._installed(turn_context)
+
+    async def on_members_removed_activity(
+        self, members_removed: list[ChannelAccount], turn_context: TurnContext
+    ) -> None:
+        bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        if any(member.id == bot_id for member in members_removed):
+            await self._removed(turn_context)
+
+    async def on_installation_update_add(self, turn_context: TurnContext) -> None:
+        await self._installed(turn_context)
+
+    async def on_installation_update_remove(self, turn_context: TurnContext) -> None:
+        await self._removed(turn_context)
+
+    async def _installed(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        facts = facts_of(activity)
+        reference = TurnContext.get_conversation_reference(activity)
+        serialized: dict[str, Any] = reference.serialize()
+        title = getattr(activity.conversation, "name", None)
+        is_new = await self._conversations.remember(
+            ConversationRecord(
+                conversation_id=facts.conversation_id,
+                channel_id=activity.channel_id or "msteams",
+                service_url=activity.service_url or "",
+                tenant_id=facts.tenant_id,
+                conversation_type=facts.conversation_type,
+                team_id=facts.team_id,
+                title=title,
+                reference=serialized,
+                installed_by=facts.user_aad_id or facts.user_id,
+                installed_at=self._clock(),
+            )
+        )
+        await self._audit.record(
+            AuditEntry(
+                at=self._clock(),
+                action="install",
+                outcome="ok",
+                actor_id=facts.user_aad_id or facts.user_id,
+                actor_name=facts.user_name,
+                tenant_id=facts.tenant_id,
+                conversation_id=facts.conversation_id,
+                detail="new" if is_new else "refreshed",
+            )
+        )
+        if is_new:
+            card = render_welcome_card(self._bot_name, facts.conversation_type or "")
+            message = MessageFactory.attachment(CardFactory.adaptive_card(card))
+            message.summary = f"{self._bot_name} is here"
+            await turn_context.send_activity(message)
+
+    async def _removed(self, turn_context: TurnContext) -> None:
+        facts = facts_of(turn_context.activity)
+        if facts.team_id and facts.conversation_type == "channel":
+            removed = await self._conversations.forget_team(facts.team_id)
+        else:
+            removed = int(await self._conversations.forget(facts.conversation_id))
+        await self._audit.record(
+            AuditEntry(
+                at=self._clock(),
+                action="uninstall",
+                outcome="ok",
+                actor_id=facts.user_aad_id or facts.user_id,
+                actor_name=facts.user_name,
+                tenant_id=facts.tenant_id,
+                conversation_id=facts.conversation_id,
+                detail=f"forgot {removed} conversation(s)",
+            )
+        )

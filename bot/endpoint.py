@@ -1,0 +1,107 @@
+"""POST /api/messages: validate, authenticate, authorize the tenant, then run the bot.
+
+botbuilder's own `CloudAdapter.process` answers 500 for most bad tokens and for any
+invoke whose handler returns a body; this endpoint does those steps itself so that
+every authentication failure is a 401 and invoke bodies are serialized once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from botbuilder.core import Bot, TurnContext
+from botbuilder.integration.aiohttp import CloudAdapter
+from botbuilder.schema import Activity
+from botframework.connector.auth import BotFrameworkAuthentication
+
+from bot.activity_validation import activity_problems
+from bot.turns import facts_of
+from store.audit import AuditEntry, AuditTrail
+
+log = logging.getLogger(__name__)
+
+
+def _problem(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+def _invoke_body(body: Any) -> Any:
+    # Handlers may return msrest models or plain dicts; serialize exactly once.
+    serialize = getattr(body, "serialize", None)
+    return serialize() if callable(serialize) else body
+
+
+class MessagesEndpoint:
+    def __init__(
+        self,
+        *,
+        adapter: CloudAdapter,
+        bot: Bot,
+        authentication: BotFrameworkAuthentication,
+        allowed_tenants: tuple[str, ...],
+        audit: AuditTrail,
+        clock: Callable[[], Any],
+    ) -> None:
+        self._adapter = adapter
+        self._bot = bot
+        self._auth = authentication
+        self._allowed_tenants = frozenset(allowed_tenants)
+        self._audit = audit
+        self._clock = clock
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            return _problem(415, "send the activity as application/json")
+        raw = await request.read()  # aiohttp enforces client_max_size (413) here
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return _problem(400, "the body is not valid JSON")
+        problems = activity_problems(body)
+        if problems:
+            return _problem(400, "; ".join(problems))
+        try:
+            activity = Activity().deserialize(body)
+        except Exception as exc:
+            return _problem(400, f"the activity could not be read: {type(exc).__name__}")
+
+        auth_header = request.headers.get("Authorization", "")
+        try:
+            auth_result = await self._auth.authenticate_request(activity, auth_header)
+        except Exception as exc:
+            # Forged, expired, unknown-key or garbage tokens surface as many exception
+            # types inside botbuilder; all of them mean "not authenticated".
+            log.warning("refused an activity: authentication failed (%s)", type(exc).__name__)
+            return _problem(401, "authentication failed")
+
+        tenant = facts_of(activity).tenant_id
+        if self._allowed_tenants and tenant not in self._allowed_tenants:
+            await self._audit.record(
+                AuditEntry(
+                    at=self._clock(),
+                    action=f"activity:{activity.type}",
+                    outcome="refused",
+                    tenant_id=tenant,
+                    conversation_id=activity.conversation.id if activity.conversation else None,
+                    detail="tenant not allowed",
+                )
+            )
+            return _problem(403, "this tenant is not allowed to use this bot")
+
+        logic: Callable[[TurnContext], Awaitable[None]] = self._bot.on_turn
+        try:
+            invoke_response = await self._adapter.process_activity(auth_result, activity, logic)
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("processing a %s activity failed (ref %s)", activity.type, ref)
+            return _problem(500, f"internal error (ref {ref})")
+        if invoke_response is not None:
+            return web.json_response(
+                _invoke_body(invoke_response.body), status=invoke_response.status or 200
+            )
+        return web.Response(status=201)

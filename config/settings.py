@@ -1,0 +1,232 @@
+"""mlbot's settings: one frozen object read once at start-up.
+
+Precedence (highest first): process environment, `.env`, the Azure DevOps variable
+group (applied later by the monitoring layer), then the defaults below.
+Bot Framework settings keep Bot Framework's own names; everything else is `MLBOT_*`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    """Accept `a,b , c` (as env vars carry lists) as well as real sequences."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting mlbot knows. Field aliases are the names operators type."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        case_sensitive=True,
+    )
+
+    # --- Bot Framework (its own names) -------------------------------------------
+    microsoft_app_id: str = Field("", alias="MicrosoftAppId")
+    microsoft_app_password: SecretStr = Field(SecretStr(""), alias="MicrosoftAppPassword")
+    microsoft_app_type: Literal["MultiTenant", "SingleTenant", "UserAssignedMSI"] = Field(
+        "MultiTenant", alias="MicrosoftAppType"
+    )
+    microsoft_app_tenant_id: str = Field("", alias="MicrosoftAppTenantId")
+
+    # --- Server ------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", alias="MLBOT_HOST")
+    port: int = Field(3978, alias="MLBOT_PORT", ge=1, le=65535)
+    database_url: str = Field("sqlite+aiosqlite:///.mlbot/mlbot.db", alias="MLBOT_DATABASE_URL")
+    sandbox: bool | None = Field(None, alias="MLBOT_SANDBOX")
+    max_request_bytes: int = Field(
+        256 * 1024, alias="MLBOT_MAX_REQUEST_BYTES", ge=4 * 1024, le=16 * 1024 * 1024
+    )
+    bot_display_name: str = Field("mlbot", alias="MLBOT_BOT_NAME", min_length=1)
+
+    # --- Access ------------------------------------------------------------------------
+    allowed_tenants: CommaList = Field((), alias="MLBOT_ALLOWED_TENANTS")
+    operators: CommaList = Field((), alias="MLBOT_OPERATORS")
+    approvers: CommaList = Field((), alias="MLBOT_APPROVERS")
+    hook_secret: SecretStr = Field(SecretStr(""), alias="MLBOT_HOOK_SECRET")
+    card_signing_key: SecretStr = Field(SecretStr(""), alias="MLBOT_CARD_SIGNING_KEY")
+
+    # --- Azure Machine Learning ---------------------------------------------------------
+    azure_subscription_id: str = Field("", alias="MLBOT_AZURE_SUBSCRIPTION_ID")
+    azure_resource_group: str = Field("", alias="MLBOT_AZURE_RESOURCE_GROUP")
+    # Workspace names, or `subscription/resource-group/workspace` for other groups.
+    azureml_workspaces: CommaList = Field((), alias="MLBOT_AZUREML_WORKSPACES")
+    circuit_tag: str = Field("circuit", alias="MLBOT_CIRCUIT_TAG", min_length=1)
+
+    # --- Azure DevOps -------------------------------------------------------------------
+    devops_org_url: str = Field("", alias="MLBOT_DEVOPS_ORG_URL")
+    devops_project: str = Field("", alias="MLBOT_DEVOPS_PROJECT")
+    devops_pat: SecretStr = Field(SecretStr(""), alias="MLBOT_DEVOPS_PAT")
+    training_pipeline: str = Field("training-pipeline", alias="MLBOT_TRAINING_PIPELINE")
+    rollback_pipeline: str = Field("rollback-pipeline", alias="MLBOT_ROLLBACK_PIPELINE")
+    variable_group: str = Field("mlops-pipeline-settings", alias="MLBOT_VARIABLE_GROUP")
+    variable_group_refresh_seconds: int = Field(
+        300, alias="MLBOT_VARIABLE_GROUP_REFRESH_SECONDS", ge=10
+    )
+
+    # --- Monitoring strategy (variable group `mlops-pipeline-settings`) ------------------
+    monitoring_poll_interval_seconds: int = Field(
+        30, alias="MLBOT_MONITORING_POLL_INTERVAL_SECONDS", ge=1, le=3600
+    )
+    monitoring_max_delay_seconds: int = Field(
+        300, alias="MLBOT_MONITORING_MAX_DELAY_SECONDS", ge=1, le=86400
+    )
+    monitoring_backoff_multiplier: float = Field(
+        2.0, alias="MLBOT_MONITORING_BACKOFF_MULTIPLIER", ge=1.0, le=10.0
+    )
+    monitoring_max_wait_hours: float = Field(
+        3.0, alias="MLBOT_MONITORING_MAX_WAIT_HOURS", gt=0, le=24 * 14
+    )
+    monitoring_log_level: LogLevel = Field("INFO", alias="MLBOT_MONITORING_LOG_LEVEL")
+    teams_webhook_url: SecretStr = Field(SecretStr(""), alias="MLBOT_TEAMS_WEBHOOK_URL")
+    long_running_job_notification_interval_hours: float = Field(
+        4.0, alias="MLBOT_LONG_RUNNING_JOB_NOTIFICATION_INTERVAL_HOURS", gt=0, le=24 * 7
+    )
+    ml_engineers_email: CommaList = Field((), alias="MLBOT_ML_ENGINEERS_EMAIL")
+    manual_circuits: CommaList = Field((), alias="MLBOT_MANUAL_CIRCUITS")
+    auto_retry_max_retries: int = Field(2, alias="MLBOT_AUTO_RETRY_MAX_RETRIES", ge=0, le=10)
+    auto_retry_timeout_seconds: int = Field(
+        3600, alias="MLBOT_AUTO_RETRY_TIMEOUT_SECONDS", ge=60, le=7 * 86400
+    )
+    auto_rollback_enabled: bool = Field(True, alias="MLBOT_AUTO_ROLLBACK_ENABLED")
+    auto_rollback_error_threshold_percent: float = Field(
+        5.0, alias="MLBOT_AUTO_ROLLBACK_ERROR_THRESHOLD_PERCENT", ge=0, le=100
+    )
+    auto_rollback_latency_threshold_ms: float = Field(
+        2000.0, alias="MLBOT_AUTO_ROLLBACK_LATENCY_THRESHOLD_MS", gt=0
+    )
+    auto_rollback_environments: CommaList = Field(
+        ("prod",), alias="MLBOT_AUTO_ROLLBACK_ENVIRONMENTS"
+    )
+
+    _split = field_validator(
+        "allowed_tenants",
+        "operators",
+        "approvers",
+        "azureml_workspaces",
+        "ml_engineers_email",
+        "manual_circuits",
+        "auto_rollback_environments",
+        mode="before",
+    )(_split_commas)
+
+    @field_validator("monitoring_log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
+        return value
+
+    @field_validator("devops_org_url", "teams_webhook_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw and not raw.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    # --- Derived -----------------------------------------------------------------------
+    @property
+    def local_mode(self) -> bool:
+        """No app id: inbound traffic is not authenticated (development only)."""
+        return not self.microsoft_app_id
+
+    @property
+    def azure_configured(self) -> bool:
+        return bool(self.azureml_workspaces or self.devops_org_url)
+
+    @property
+    def use_sandbox(self) -> bool:
+        """Sandbox when forced, or by default when no Azure service is configured."""
+        if self.sandbox is not None:
+            return self.sandbox
+        return not self.azure_configured
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names the setting and the problem."""
+
+
+def _alias_of(field_name: str) -> str:
+    field = Settings.model_fields.get(field_name)
+    return field.alias if field is not None and field.alias else field_name
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per bad setting, naming it as operators write it; no secret values."""
+    lines = []
+    for item in error.errors():
+        loc = item.get("loc") or ("?",)
+        name = _alias_of(str(loc[0]))
+        message = item.get("msg", "invalid value")
+        lines.append(f"invalid setting {name}: {message}")
+    return "; ".join(lines)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | None = ".env"
+) -> Settings:
+    """Read settings from `environ` (default: the process environment) and `.env`.
+
+    Raises SettingsError with a one-line message naming each bad setting.
+    """
+    try:
+        if environ is None:
+            return Settings(_env_file=env_file)  # type: ignore[call-arg]
+        return Settings.model_validate(dict(environ))
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def settings_from_mapping(values: Mapping[str, Any]) -> Settings:
+    """Build settings from explicit values only (tests, tools): no environment, no .env."""
+    try:
+        return Settings.model_validate(dict(values))
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+SECRET_MASK = "********"  # noqa: S105 - the mask, not a secret
+
+
+def settings_report(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(name, shown value, source) for every setting; secrets are masked."""
+    env = os.environ if environ is None else environ
+    rows: list[tuple[str, str, str]] = []
+    for field_name, field in Settings.model_fields.items():
+        name = field.alias or field_name
+        value = getattr(settings, field_name)
+        if isinstance(value, SecretStr):
+            shown = SECRET_MASK if value.get_secret_value() else "(not set)"
+        elif isinstance(value, tuple):
+            shown = ",".join(value) if value else "(none)"
+        else:
+            shown = "(auto)" if value is None else str(value)
+        source = "environment" if name in env else ("default" if value == field.default else ".env")
+        rows.append((name, shown, source))
+    return rows

@@ -1,0 +1,91 @@
+"""Engine, sessions and schema migrations for mlbot's store."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    detail: str
+    revision: str | None = None
+
+
+def _alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
+    return heads[0]
+
+
+class Database:
+    """One engine per process; every repository is handed this object."""
+
+    def __init__(self, url: str, *, connect_args: dict[str, Any] | None = None) -> None:
+        parsed = make_url(url)
+        if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+            # Default state lives under .mlbot/; create the folder rather than fail.
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(
+            url, connect_args=connect_args or {}, pool_pre_ping=True
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def migrate(self) -> str:
+        """Bring the schema to the newest revision; safe to call on every start-up."""
+
+        def upgrade(connection: Connection) -> None:
+            command.upgrade(_alembic_config(connection), "head")
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade)
+        revision = head_revision()
+        log.info("database schema at revision %s (%s)", revision, self.dialect)
+        return revision
+
+    async def readiness(self) -> Readiness:
+        """Reachable and migrated to the newest revision."""
+
+        def current(connection: Connection) -> str | None:
+            return MigrationContext.configure(connection).get_current_revision()
+
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                revision = await conn.run_sync(current)
+        except Exception as exc:
+            return Readiness(False, f"database unreachable: {type(exc).__name__}")
+        head = head_revision()
+        if revision != head:
+            return Readiness(False, f"schema at {revision}, expected {head}", revision)
+        return Readiness(True, "ok", revision)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

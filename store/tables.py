@@ -1,0 +1,84 @@
+"""Table definitions: the database is mlbot's single source of truth."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("conversation_id", String(512), primary_key=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("service_url", String(1024), nullable=False),
+    Column("tenant_id", String(128), nullable=True),
+    Column("conversation_type", String(32), nullable=True),  # personal | groupChat | channel
+    Column("team_id", String(512), nullable=True),
+    Column("title", String(512), nullable=True),
+    Column("reference", JSON, nullable=False),  # the serialized ConversationReference
+    Column("installed_by", String(256), nullable=True),
+    Column("installed_at", DateTime(timezone=True), nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(512), nullable=False, index=True),
+    Column("event_kinds", JSON, nullable=False),  # list of event kind names
+    Column("filters", JSON, nullable=False),  # {"experiment": ..., "circuit_prefix": ...}
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+watched_jobs = Table(
+    "watched_jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workspace", String(512), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("display_name", String(512), nullable=False),
+    Column("experiment", String(256), nullable=False),
+    Column("circuit", String(256), nullable=True, index=True),
+    Column("status", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("created_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("studio_url", String(2048), nullable=True),
+    Column("error_summary", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("workspace", "name", name="uq_watched_jobs_workspace_name"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor_id", String(256), nullable=True),
+    Column("actor_name", String(256), nullable=True),
+    Column("tenant_id", String(128), nullable=True),
+    Column("conversation_id", String(512), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("target", String(512), nullable=True),
+    Column("outcome", String(32), nullable=False),  # ok | refused | failed
+    Column("detail", Text, nullable=True),
+)

@@ -1,0 +1,155 @@
+"""Shared fixtures: a running bot over real HTTP, its connector stand-in, databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from app import Runtime, build_runtime
+from bot.auth import TokenValidationEndpoints
+from config.settings import Settings, settings_from_mapping
+from store.database import Database
+from tests.standins.connector import ConnectorStandIn
+
+POSTGRES_URL = os.environ.get("MLBOT_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[ConnectorStandIn]:
+    stand_in = ConnectorStandIn()
+    await stand_in.start()
+    yield stand_in
+    await stand_in.stop()
+
+
+@dataclass
+class BotServer:
+    url: str
+    runtime: Runtime
+    session: aiohttp.ClientSession
+
+    async def post(
+        self, activity: Any, *, headers: dict[str, str] | None = None, raw: bytes | None = None
+    ) -> tuple[int, Any]:
+        send_headers = {"Content-Type": "application/json", **(headers or {})}
+        async with self.session.post(
+            f"{self.url}/api/messages",
+            data=raw if raw is not None else None,
+            json=activity if raw is None else None,
+            headers=send_headers,
+        ) as response:
+            text = await response.text()
+            try:
+                body = await response.json(content_type=None) if text else None
+            except ValueError:
+                body = text
+            return response.status, body
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.session.get(f"{self.url}{path}") as response:
+            return response.status, await response.json(content_type=None)
+
+
+StartBot = Callable[..., Awaitable[BotServer]]
+
+
+class FixedClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(datetime(2026, 11, 29, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+async def start_bot(tmp_path: Path, clock: FixedClock) -> AsyncIterator[StartBot]:
+    runners: list[web.AppRunner] = []
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def start(
+        settings: dict[str, Any] | None = None,
+        *,
+        token_endpoints: TokenValidationEndpoints | None = None,
+        credentials_factory: Any = None,
+    ) -> BotServer:
+        values = {"MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/bot-{uuid.uuid4().hex}.db"}
+        values.update(settings or {})
+        runtime = await build_runtime(
+            settings_from_mapping(values),
+            token_endpoints=token_endpoints,
+            credentials_factory=credentials_factory,
+            clock=clock,
+        )
+        runner = web.AppRunner(runtime.web_app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        session = aiohttp.ClientSession()
+        sessions.append(session)
+        return BotServer(f"http://127.0.0.1:{port}", runtime, session)
+
+    yield start
+    for session in sessions:
+        await session.close()
+    for runner in runners:
+        await runner.cleanup()
+
+
+def _database_params() -> list[Any]:
+    params: list[Any] = [pytest.param("sqlite", id="sqlite")]
+    params.append(
+        pytest.param(
+            "postgres",
+            id="postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(not POSTGRES_URL, reason="MLBOT_TEST_POSTGRES_URL not set"),
+            ],
+        )
+    )
+    return params
+
+
+@pytest.fixture(params=_database_params())
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty store on SQLite and (when configured) PostgreSQL."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite+aiosqlite:///{tmp_path}/store.db")
+        await db.migrate()
+        yield db
+        await db.dispose()
+        return
+    # Each test gets its own schema, so runs never see each other's rows.
+    schema = f"mlbot_test_{uuid.uuid4().hex[:12]}"
+    admin = Database(POSTGRES_URL)
+    async with admin.engine.begin() as conn:
+        await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    db = Database(POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}})
+    try:
+        await db.migrate()
+        yield db
+    finally:
+        await db.dispose()
+        async with admin.engine.begin() as conn:
+            await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.dispose()
+
+
+def make_settings(**values: Any) -> Settings:
+    return settings_from_mapping(values)

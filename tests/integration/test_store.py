@@ -1,0 +1,107 @@
+"""The store on SQLite and, when MLBOT_TEST_POSTGRES_URL is set, on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from monitoring.jobs import JobState, TrainingJob
+from store.audit import AuditEntry, AuditTrail
+from store.conversations import ConversationRecord, ConversationStore
+from store.database import Database
+from store.watched_jobs import WatchedJobStore
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def record(conversation_id: str, team: str | None = None) -> ConversationRecord:
+    return ConversationRecord(
+        conversation_id=conversation_id,
+        channel_id="msteams",
+        service_url="https://smba.example/amer/",
+        tenant_id="tenant-1",
+        conversation_type="channel" if team else "personal",
+        team_id=team,
+        title=None,
+        reference={
+            "conversation": {"id": conversation_id},
+            "serviceUrl": "https://smba.example/amer/",
+        },
+        installed_by="user-1",
+        installed_at=NOW,
+    )
+
+
+async def test_migrations_are_idempotent_and_ready(database: Database) -> None:
+    assert await database.migrate() == "0001"
+    readiness = await database.readiness()
+    assert readiness.ready and readiness.revision == "0001"
+
+
+async def test_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
+    readiness = await db.readiness()
+    assert not readiness.ready and "expected 0001" in readiness.detail
+    await db.dispose()
+
+
+async def test_conversations_remember_refresh_forget(database: Database) -> None:
+    store = ConversationStore(database)
+    assert await store.remember(record("c1", team="team-1")) is True
+    assert await store.remember(record("c1", team="team-1")) is False
+    assert await store.remember(record("c2", team="team-1")) is True
+    assert await store.remember(record("p1")) is True
+    fetched = await store.get("c1")
+    assert fetched is not None and fetched.reference["conversation"]["id"] == "c1"
+    assert "training_completed" in await store.event_kinds("c1")
+    assert await store.forget_team("team-1") == 2
+    assert [c.conversation_id for c in await store.all()] == ["p1"]
+    assert await store.forget("p1") is True
+    assert await store.forget("p1") is False
+    assert await store.event_kinds("p1") == []
+
+
+async def test_watched_jobs_upsert_and_list(database: Database) -> None:
+    store = WatchedJobStore(database)
+    job = TrainingJob(
+        workspace="s/r/w",
+        name="job-1",
+        display_name="train PLANT001/CIRCUIT01",
+        experiment="exp",
+        circuit="PLANT001/CIRCUIT01",
+        status="Running",
+        state=JobState.RUNNING,
+        started_at=NOW - timedelta(minutes=3),
+    )
+    await store.upsert(job, now=NOW)
+    finished = TrainingJob(
+        workspace=job.workspace,
+        name=job.name,
+        display_name=job.display_name,
+        experiment=job.experiment,
+        circuit=job.circuit,
+        status="Failed",
+        state=JobState.FAILED,
+        started_at=job.started_at,
+        ended_at=NOW,
+        error_summary="CUDA out of memory",
+        attempt=2,
+    )
+    await store.upsert(finished, now=NOW + timedelta(seconds=30))
+    listed = await store.list()
+    assert len(listed) == 1 and await store.count() == 1
+    got = listed[0]
+    assert got.state is JobState.FAILED and got.attempt == 2
+    assert got.error_summary == "CUDA out of memory"
+    assert got.started_at == NOW - timedelta(minutes=3)  # timezone-aware round trip
+
+
+async def test_audit_trail_newest_first(database: Database) -> None:
+    audit = AuditTrail(database)
+    await audit.record(AuditEntry(at=NOW, action="install", outcome="ok", actor_id="u1"))
+    await audit.record(
+        AuditEntry(at=NOW, action="retry", outcome="refused", detail="not an operator")
+    )
+    entries = await audit.recent()
+    assert [e.action for e in entries] == ["retry", "install"]
+    assert entries[0].detail == "not an operator"
