@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
 from botframework.connector.auth import ServiceClientCredentialsFactory
 
+from bot.connector_cache import CachingBotFrameworkAuthentication
 from config.settings import Settings
 
 
@@ -44,8 +45,9 @@ def build_authentication(
     settings: Settings,
     endpoints: TokenValidationEndpoints | None = None,
     credentials_factory: ServiceClientCredentialsFactory | None = None,
-) -> ConfigurationBotFrameworkAuthentication:
-    return ConfigurationBotFrameworkAuthentication(
+) -> CachingBotFrameworkAuthentication:
+    inner = ConfigurationBotFrameworkAuthentication(
         _BotFrameworkConfig(settings, endpoints or TokenValidationEndpoints()),
         credentials_factory=credentials_factory,
     )
+    return CachingBotFrameworkAuthentication(inner)

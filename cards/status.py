@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from cards.common import Card, card, escape_markdown, format_duration, heading, text
+from cards.common import Card, card, escape_markdown, facts, format_duration, heading, text
 from monitoring.jobs import JobState
 from monitoring.status_report import StatusReport
 
 _STATE_LABEL = {
-    JobState.WAITING: ("⏳ Waiting", "Default"),
-    JobState.RUNNING: ("▶️ Running", "Accent"),
-    JobState.COMPLETED: ("✅ Completed", "Good"),
-    JobState.FAILED: ("❌ Failed", "Attention"),
-    JobState.CANCELED: ("⏹ Canceled", "Warning"),
-    JobState.UNKNOWN: ("❔ Unknown", "Warning"),
+    JobState.WAITING: "⏳ Waiting",
+    JobState.RUNNING: "▶️ Running",
+    JobState.COMPLETED: "✅ Completed",
+    JobState.FAILED: "❌ Failed",
+    JobState.CANCELED: "⏹ Canceled",
+    JobState.UNKNOWN: "❔ Unknown",
 }
-
-_COLUMNS = ("Circuit", "State", "Elapsed", "Attempt", "Job")
 
 
 def _summary(report: StatusReport) -> str:
@@ -25,17 +23,6 @@ def _summary(report: StatusReport) -> str:
         f"{count} {state.value}" for state in JobState if (count := report.counts.get(state, 0))
     ]
     return ", ".join(parts)
-
-
-def _row(cells: list[dict[str, Any]], header: bool = False) -> dict[str, Any]:
-    row: dict[str, Any] = {"type": "TableRow", "cells": cells}
-    if header:
-        row["style"] = "emphasis"
-    return row
-
-
-def _cell(value: str, **props: Any) -> dict[str, Any]:
-    return {"type": "TableCell", "items": [text(value, **props)]}
 
 
 def render_status_card(report: StatusReport) -> Card:
@@ -58,32 +45,19 @@ def render_status_card(report: StatusReport) -> Card:
         return card(body)
 
     body.append(text(f"{report.total} job(s): {_summary(report)}", isSubtle=True))
-    rows = [_row([_cell(c, weight="Bolder") for c in _COLUMNS], header=True)]
+    # One fact per job keeps the card small: Teams caps cards at ~28 KB and every
+    # element costs serialization time on each send.
+    rows: list[tuple[str, str]] = []
     for line in report.lines:
         job = line.job
-        label, color = _STATE_LABEL[job.state]
         name = escape_markdown(job.display_name or job.name)
-        job_cell = f"[{name}]({job.studio_url})" if job.studio_url else name
-        rows.append(
-            _row(
-                [
-                    _cell(escape_markdown(job.circuit or "—"), weight="Bolder"),
-                    _cell(label, color=color),
-                    _cell(format_duration(line.elapsed)),
-                    _cell(str(job.attempt)),
-                    _cell(job_cell),
-                ]
-            )
+        link = f"[{name}]({job.studio_url})" if job.studio_url else name
+        detail = (
+            f"{_STATE_LABEL[job.state]} · {format_duration(line.elapsed)} · "
+            f"attempt {job.attempt} · {link}"
         )
-    body.append(
-        {
-            "type": "Table",
-            "gridStyle": "accent",
-            "firstRowAsHeaders": True,
-            "columns": [{"width": w} for w in (3, 2, 2, 1, 4)],
-            "rows": rows,
-        }
-    )
+        rows.append((escape_markdown(job.circuit or "—"), detail))
+    body.append(facts(rows))
     if report.hidden:
         body.append(
             text(

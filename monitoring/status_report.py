@@ -12,8 +12,20 @@ from monitoring.jobs import JobState, TrainingJob
 MAX_JOBS_SHOWN = 25
 
 
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """The first jobs in status order, and counts by state over everything that matched."""
+
+    jobs: list[TrainingJob]
+    counts: dict[JobState, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
 class JobReader(Protocol):
-    async def list(self, *, limit: int | None = None) -> list[TrainingJob]: ...
+    async def status_page(self, filter_text: str, limit: int) -> JobPage: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +47,8 @@ class StatusReport:
         return self.total - len(self.lines)
 
 
-_ORDER = {
+# Status order: what needs attention first. The store sorts by the same ranks.
+STATE_RANK: dict[JobState, int] = {
     JobState.RUNNING: 0,
     JobState.WAITING: 1,
     JobState.UNKNOWN: 2,
@@ -54,32 +67,18 @@ def elapsed_of(job: TrainingJob, now: datetime) -> timedelta | None:
     return max(end - start, timedelta(0))
 
 
-def matches(job: TrainingJob, filter_text: str) -> bool:
-    """A filter narrows by circuit, experiment or job name (case-insensitive substring)."""
-    needle = filter_text.strip().lower()
-    if not needle:
-        return True
-    haystack = (job.circuit or "", job.experiment, job.name, job.display_name)
-    return any(needle in value.lower() for value in haystack)
-
-
-def build_status_report(
-    jobs: list[TrainingJob], now: datetime, filter_text: str = "", limit: int = MAX_JOBS_SHOWN
-) -> StatusReport:
-    selected = [job for job in jobs if matches(job, filter_text)]
-    counts: dict[JobState, int] = {}
-    for job in selected:
-        counts[job.state] = counts.get(job.state, 0) + 1
-    selected.sort(key=lambda j: (_ORDER[j.state], j.circuit or "", j.name))
-    lines = tuple(JobLine(job, elapsed_of(job, now)) for job in selected[:limit])
-    return StatusReport(now, lines, len(selected), counts, filter_text.strip())
+def build_status_report(page: JobPage, now: datetime, filter_text: str = "") -> StatusReport:
+    lines = tuple(JobLine(job, elapsed_of(job, now)) for job in page.jobs)
+    return StatusReport(now, lines, page.total, dict(page.counts), filter_text.strip())
 
 
 class StatusService:
     """Builds the status report for the bot from whatever holds watched jobs."""
 
-    def __init__(self, jobs: JobReader) -> None:
+    def __init__(self, jobs: JobReader, limit: int = MAX_JOBS_SHOWN) -> None:
         self._jobs = jobs
+        self._limit = limit
 
     async def report(self, now: datetime, filter_text: str = "") -> StatusReport:
-        return build_status_report(await self._jobs.list(), now, filter_text)
+        page = await self._jobs.status_page(filter_text.strip(), self._limit)
+        return build_status_report(page, now, filter_text)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, or_, select
 
 from monitoring.jobs import JobState, TrainingJob
+from monitoring.status_report import STATE_RANK, JobPage
 from store.database import Database
 from store.tables import watched_jobs
 
@@ -68,17 +69,52 @@ class WatchedJobStore:
             rows = (await session.execute(query)).all()
         return [_job(row._mapping) for row in rows]
 
+    async def status_page(self, filter_text: str, limit: int) -> JobPage:
+        """Jobs in status order (attention first), filtered, limited, with state counts.
+
+        Sorting, filtering and counting happen in SQL so a big store costs no more
+        than the rows shown.
+        """
+        c = watched_jobs.c
+        condition = None
+        if filter_text:
+            needle = f"%{filter_text.lower()}%"
+            condition = or_(
+                func.lower(c.circuit).like(needle),
+                func.lower(c.experiment).like(needle),
+                func.lower(c.name).like(needle),
+                func.lower(c.display_name).like(needle),
+            )
+        rank = case({state.value: r for state, r in STATE_RANK.items()}, value=c.state, else_=2)
+        rows_query = select(watched_jobs).order_by(rank, c.circuit, c.name).limit(limit)
+        counts_query = select(c.state, func.count()).group_by(c.state)
+        if condition is not None:
+            rows_query = rows_query.where(condition)
+            counts_query = counts_query.where(condition)
+        async with self._db.sessions() as session:
+            rows = (await session.execute(rows_query)).all()
+            count_rows = (await session.execute(counts_query)).all()
+        counts: dict[JobState, int] = {}
+        for state_value, number in count_rows:
+            state = _state(state_value)
+            counts[state] = counts.get(state, 0) + int(number)
+        return JobPage([_job(row._mapping) for row in rows], counts)
+
     async def count(self) -> int:
         async with self._db.sessions() as session:
             rows = (await session.execute(select(watched_jobs.c.id))).all()
         return len(rows)
 
 
-def _job(row: Any) -> TrainingJob:
+def _state(value: str) -> JobState:
     try:
-        state = JobState(row["state"])
+        return JobState(value)
     except ValueError:
-        state = JobState.UNKNOWN
+        return JobState.UNKNOWN
+
+
+def _job(row: Any) -> TrainingJob:
+    state = _state(row["state"])
     return TrainingJob(
         workspace=row["workspace"],
         name=row["name"],

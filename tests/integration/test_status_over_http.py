@@ -17,6 +17,8 @@ def _texts(card: dict) -> list[str]:
         if isinstance(node, dict):
             if node.get("type") == "TextBlock":
                 found.append(node["text"])
+            if "title" in node and "value" in node:
+                found.append(f"{node['title']}: {node['value']}")
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -81,9 +83,12 @@ async def test_status_lists_jobs_with_circuit_state_and_elapsed(
     texts = _texts(connector.cards()[0])
     joined = " | ".join(texts)
     assert "PLANT001/CIRCUIT01" in joined and "PLANT002/CIRCUIT02" in joined
-    assert "1h 05m" in texts  # running: elapsed so far
-    assert "10m 00s" in texts  # failed: how long it ran
-    assert "▶️ Running" in texts and "❌ Failed" in texts
+    running_line = next(t for t in texts if t.startswith("PLANT001/CIRCUIT01:"))
+    failed_line = next(t for t in texts if t.startswith("PLANT002/CIRCUIT02:"))
+    assert "▶️ Running · 1h 05m · attempt 1" in running_line  # elapsed so far
+    assert "❌ Failed · 10m 00s · attempt 2" in failed_line  # how long it ran
+    assert "(https://ml.azure.com/runs/train-plant001-circuit01-a1)" in running_line
+    assert texts.index(running_line) < texts.index(failed_line)  # running first
     assert "2 job(s): 1 running, 1 failed" in joined
 
     # A filter narrows the card to matching circuits.

@@ -105,3 +105,45 @@ async def test_audit_trail_newest_first(database: Database) -> None:
     entries = await audit.recent()
     assert [e.action for e in entries] == ["retry", "install"]
     assert entries[0].detail == "not an operator"
+
+
+def _job(
+    name: str, state: JobState, circuit: str, experiment: str = "circuit-training"
+) -> TrainingJob:
+    return TrainingJob(
+        workspace="s/r/w",
+        name=name,
+        display_name=f"train {circuit}",
+        experiment=experiment,
+        circuit=circuit,
+        status=state.value.title(),
+        state=state,
+    )
+
+
+async def test_status_page_orders_filters_limits_and_counts(database: Database) -> None:
+    store = WatchedJobStore(database)
+    for item in [
+        _job("done", JobState.COMPLETED, "P/C4"),
+        _job("failed", JobState.FAILED, "P/C3"),
+        _job("queued", JobState.WAITING, "P/C2"),
+        _job("run-b", JobState.RUNNING, "P/C1b"),
+        _job("run-a", JobState.RUNNING, "P/C1a", experiment="nightly"),
+    ]:
+        await store.upsert(item, now=NOW)
+    page = await store.status_page("", limit=10)
+    assert [j.name for j in page.jobs] == ["run-a", "run-b", "queued", "failed", "done"]
+    assert page.counts == {
+        JobState.RUNNING: 2,
+        JobState.WAITING: 1,
+        JobState.FAILED: 1,
+        JobState.COMPLETED: 1,
+    }
+    limited = await store.status_page("", limit=2)
+    assert [j.name for j in limited.jobs] == ["run-a", "run-b"] and limited.total == 5
+    # Filters match circuit, experiment or name, case-insensitively.
+    assert [j.name for j in (await store.status_page("p/c3", 10)).jobs] == ["failed"]
+    assert [j.name for j in (await store.status_page("NIGHTLY", 10)).jobs] == ["run-a"]
+    assert [j.name for j in (await store.status_page("queue", 10)).jobs] == ["queued"]
+    nothing = await store.status_page("zzz", 10)
+    assert nothing.jobs == [] and nothing.total == 0

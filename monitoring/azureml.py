@@ -1,0 +1,409 @@
+"""Azure ML training jobs through the azure-ai-ml SDK: list, get, cancel.
+
+azure-ai-ml is synchronous, so every SDK call (client creation included) runs in a worker
+thread through `call_blocking`, with a timeout and retries of transient failures. The SDK's
+own retry loop is switched off so that `RetryPolicy` is the only one and its timeout holds.
+`azure.ai.ml` is imported lazily because importing it takes about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import hashlib
+import json
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from monitoring.azure_calls import (
+    AzureAuthError,
+    AzureCallError,
+    AzureNotFoundError,
+    AzureResponseError,
+    RetryPolicy,
+    TransientAzureError,
+    call_blocking,
+)
+from monitoring.job_status import job_state
+from monitoring.jobs import JobState, TrainingJob, Workspace
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+SERVICE = "Azure ML"
+PUBLIC_CLOUD = "AzureCloud"
+
+# What an operator changes when Azure refuses who we are, or what we may see.
+CREDENTIAL_SETTINGS = "AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET or managed identity"
+SCOPE_SETTINGS = (
+    "MLBOT_AZURE_SUBSCRIPTION_ID / MLBOT_AZURE_RESOURCE_GROUP / MLBOT_AZUREML_WORKSPACES, "
+    "or the identity's role on the workspace"
+)
+WORKSPACE_SETTINGS = (
+    "MLBOT_AZURE_SUBSCRIPTION_ID / MLBOT_AZURE_RESOURCE_GROUP / MLBOT_AZUREML_WORKSPACES"
+)
+
+# Job properties in which Azure ML reports run times.
+_STARTED_KEYS = ("StartTimeUtc", "startTimeUtc")
+_ENDED_KEYS = ("EndTimeUtc", "endTimeUtc")
+_ERROR_KEYS = ("error", "azureml.error")
+_MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEndpoints:
+    """Endpoints of a cloud other than public Azure (a sovereign cloud or an emulator)."""
+
+    resource_manager: str  # e.g. "https://127.0.0.1:8443"
+    portal: str = "https://portal.azure.com/"
+    active_directory: str = "https://login.microsoftonline.com/"
+    aml_resource_id: str = "https://ml.azure.com/"
+    storage_suffix: str = "core.windows.net"
+    registry_discovery: str = "https://eastus.api.azureml.ms/"
+
+    @property
+    def name(self) -> str:
+        # azure-ai-ml keeps clouds in a process-wide table that refuses to redefine a
+        # name, so the name is derived from the endpoints: same endpoints, same name.
+        digest = hashlib.sha256(repr(self).encode()).hexdigest()[:12]
+        return f"mlbot-{digest}"
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "azure_portal": self.portal,
+            "resource_manager": self.resource_manager.rstrip("/") + "/",
+            "active_directory": self.active_directory,
+            "aml_resource_id": self.aml_resource_id,
+            "storage_endpoint": self.storage_suffix,
+            "registry_discovery_endpoint": self.registry_discovery,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AzureMLOptions:
+    circuit_tag: str = "circuit"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    connection_verify: str | None = None  # CA bundle path; None trusts the system store
+    cloud: CloudEndpoints | None = None  # None means public Azure
+    connect_timeout_s: float = 10.0
+
+
+# --- pure mapping ----------------------------------------------------------------------
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """Accept datetimes and the ISO-8601 strings Azure ML uses; naive means UTC."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace("Z", "+00:00")
+        # Azure ML sometimes sends 7 fractional digits, which Python does not read.
+        if "." in text:
+            head, _, tail = text.partition(".")
+            digits = "".join(ch for ch in tail if ch.isdigit())
+            zone = tail[len(digits) :]
+            text = f"{head}.{digits[:6]}{zone}"
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _first(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if mapping.get(key):
+            return mapping[key]
+    return None
+
+
+def _error_summary(properties: Mapping[str, Any]) -> str | None:
+    raw = _first(properties, _ERROR_KEYS)
+    if raw is None:
+        return None
+    text = raw if isinstance(raw, str) else json.dumps(raw)
+    try:
+        # Errors sometimes arrive as JSON of the form {"error": {"code", "message"}}.
+        decoded = json.loads(text)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict):
+        inner = decoded.get("error", decoded)
+        if isinstance(inner, dict) and inner.get("message"):
+            text = str(inner["message"])
+    text = " ".join(text.split())
+    return text[: _MAX_ERROR_CHARS - 1] + "…" if len(text) > _MAX_ERROR_CHARS else text
+
+
+def training_job_from_sdk(job: Any, workspace: Workspace, circuit_tag: str) -> TrainingJob:
+    """Turn an azure-ai-ml `Job` entity into mlbot's `TrainingJob`."""
+    raw_status = getattr(job, "status", None) or "Unknown"
+    # The SDK may hand back its JobStatus enum rather than the wire string.
+    status = str(getattr(raw_status, "value", raw_status))
+    state = job_state(status)
+    tags: Mapping[str, Any] = getattr(job, "tags", None) or {}
+    properties: Mapping[str, Any] = getattr(job, "properties", None) or {}
+    creation = getattr(job, "creation_context", None)
+    name = str(job.name)
+    circuit = tags.get(circuit_tag)
+    try:
+        studio_url = job.studio_url
+    except Exception:  # the SDK derives it from cloud metadata, which may be incomplete
+        studio_url = None
+    return TrainingJob(
+        workspace=workspace.key,
+        name=name,
+        display_name=str(getattr(job, "display_name", None) or name),
+        experiment=str(getattr(job, "experiment_name", None) or ""),
+        circuit=str(circuit) if circuit else None,
+        status=status,
+        state=state,
+        created_at=parse_time(getattr(creation, "created_at", None)),
+        started_at=parse_time(_first(properties, _STARTED_KEYS)),
+        ended_at=parse_time(_first(properties, _ENDED_KEYS)),
+        studio_url=studio_url or None,
+        error_summary=_error_summary(properties) if state is JobState.FAILED else None,
+    )
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def _retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    milliseconds = headers.get("retry-after-ms") or headers.get("x-ms-retry-after-ms")
+    if milliseconds:
+        try:
+            return float(milliseconds) / 1000
+        except ValueError:
+            pass
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def _service_message(exc: BaseException) -> str:
+    """The ARM error code and message, without the SDK's multi-line decoration."""
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None)
+    if code or message:
+        return f"{code}: {message}" if code and message else str(code or message)
+    reason = getattr(exc, "reason", None)
+    status = getattr(exc, "status_code", None)
+    if status:
+        return f"HTTP {status} {reason or ''}".strip()
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def classify(exc: BaseException, *, operation: str = "call", subject: str = "") -> AzureCallError:
+    """Turn an azure-core / azure-ai-ml exception into one of mlbot's typed errors."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        DecodeError,
+        DeserializationError,
+        HttpResponseError,
+        IncompleteReadError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    if isinstance(exc, AzureCallError):
+        return exc
+    what = f" {subject}" if subject else ""
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, IncompleteReadError):
+        return TransientAzureError(SERVICE, operation, "the connection closed mid-answer")
+    if isinstance(exc, DecodeError | DeserializationError):
+        return AzureResponseError(SERVICE, operation, f"unreadable answer: {_service_message(exc)}")
+    if isinstance(exc, ClientAuthenticationError) and status in (None, 401):
+        # Also raised by the credential itself, before any request is sent.
+        return AzureAuthError(
+            SERVICE,
+            operation,
+            f"authentication failed: {_service_message(exc)}",
+            CREDENTIAL_SETTINGS,
+        )
+    if isinstance(exc, ResourceNotFoundError) or status == 404:
+        return AzureNotFoundError(
+            SERVICE,
+            operation,
+            f"not found{what}: {_service_message(exc)} (check {WORKSPACE_SETTINGS})",
+        )
+    if isinstance(exc, HttpResponseError):
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+        if status == 401:
+            return AzureAuthError(
+                SERVICE,
+                operation,
+                f"authentication refused: {_service_message(exc)}",
+                CREDENTIAL_SETTINGS,
+            )
+        if status == 403:
+            return AzureAuthError(
+                SERVICE,
+                operation,
+                f"permission denied{what}: {_service_message(exc)}",
+                SCOPE_SETTINGS,
+            )
+        if status in (408, 429) or (status is not None and status >= 500):
+            return TransientAzureError(
+                SERVICE,
+                operation,
+                f"HTTP {status}: {_service_message(exc)}",
+                retry_after_s=_retry_after_s(headers),
+            )
+        return AzureResponseError(SERVICE, operation, f"HTTP {status}: {_service_message(exc)}")
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        text = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            return AzureCallError(SERVICE, operation, "the server's TLS certificate is not trusted")
+        if "timeout" in type(exc).__name__.lower() or "timed out" in text.lower():
+            return TransientAzureError(SERVICE, operation, "timed out waiting for Azure ML")
+        return TransientAzureError(
+            SERVICE, operation, f"connection failed: {_service_message(exc)}"
+        )
+    if isinstance(exc, ValueError):
+        # A body that is not JSON surfaces as a plain JSONDecodeError from the pager.
+        return AzureResponseError(SERVICE, operation, f"unreadable answer: {exc}")
+    if type(exc).__module__.startswith("azure.ai.ml"):
+        return AzureResponseError(SERVICE, operation, _service_message(exc))
+    return AzureCallError(SERVICE, operation, f"unexpected {type(exc).__name__}: {exc}")
+
+
+# --- the job source --------------------------------------------------------------------
+
+
+class AzureMLJobSource:
+    """Lists, reads and cancels training jobs in a fixed set of Azure ML workspaces."""
+
+    def __init__(
+        self,
+        credential_factory: Callable[[], TokenCredential],
+        workspaces: list[Workspace],
+        options: AzureMLOptions | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._credential_factory = credential_factory
+        self.workspaces = list(workspaces)
+        self.options = options or AzureMLOptions()
+        self._sleep = sleep
+        self._rng = rng
+        self._credential: TokenCredential | None = None
+        self._clients: dict[str, Any] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def list_active(self, workspace: Workspace) -> list[TrainingJob]:
+        """Every job that is not archived ("ActiveOnly"), terminal ones included.
+
+        One paged listing per call; the SDK follows `nextLink` inside the worker thread.
+        """
+        client = await self._client(workspace)
+        tag = self.options.circuit_tag
+
+        def listing() -> list[TrainingJob]:
+            # The SDK yields None for jobs it cannot parse; skip them rather than fail.
+            return [
+                training_job_from_sdk(job, workspace, tag)
+                for job in client.jobs.list()
+                if job is not None
+            ]
+
+        return await self._call(listing, "list jobs", f"workspace {workspace.name}")
+
+    async def get(self, workspace: Workspace, name: str) -> TrainingJob:
+        client = await self._client(workspace)
+        tag = self.options.circuit_tag
+
+        def read() -> TrainingJob:
+            return training_job_from_sdk(client.jobs.get(name), workspace, tag)
+
+        return await self._call(read, "get job", f"job {name} in workspace {workspace.name}")
+
+    async def cancel(self, workspace: Workspace, name: str) -> None:
+        """Ask Azure ML to cancel; returns once the request is accepted, not when it stops."""
+        client = await self._client(workspace)
+
+        def request_cancel() -> None:
+            # polling=False: the status is followed by the regular polling, and a poller
+            # would keep a background thread alive past our timeout.
+            client.jobs.begin_cancel(name, polling=False)
+
+        await self._call(request_cancel, "cancel job", f"job {name} in workspace {workspace.name}")
+
+    async def _call(self, fn: Callable[[], Any], operation: str, subject: str) -> Any:
+        return await call_blocking(
+            fn,
+            service=SERVICE,
+            operation=operation,
+            classify=partial(classify, operation=operation, subject=subject),
+            policy=self.options.retry,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+
+    async def _client(self, workspace: Workspace) -> Any:
+        existing = self._clients.get(workspace.key)
+        if existing is not None:
+            return existing
+        lock = self._locks.setdefault(workspace.key, asyncio.Lock())
+        async with lock:
+            if workspace.key not in self._clients:
+                self._clients[workspace.key] = await self._call(
+                    partial(self._create_client, workspace),
+                    "connect",
+                    f"workspace {workspace.name}",
+                )
+        return self._clients[workspace.key]
+
+    def _create_client(self, workspace: Workspace) -> Any:
+        from azure.ai.ml import MLClient  # lazy: the import costs about a second
+
+        if self._credential is None:
+            self._credential = self._credential_factory()
+        options = self.options
+        kwargs: dict[str, Any] = {
+            "show_progress": False,
+            "enable_telemetry": False,
+            # Retries belong to RetryPolicy; the SDK's own loop would outlast our timeout.
+            "retry_total": 0,
+            "connection_timeout": min(options.connect_timeout_s, options.retry.timeout_s),
+            "read_timeout": options.retry.timeout_s,
+        }
+        if options.connection_verify is not None:
+            kwargs["connection_verify"] = options.connection_verify
+        if options.cloud is not None:
+            kwargs["cloud"] = options.cloud.name
+            kwargs["cloud_metadata"] = options.cloud.metadata()
+        else:
+            # Named explicitly: otherwise MLClient falls back to a process-wide setting that
+            # another client may have changed.
+            kwargs["cloud"] = PUBLIC_CLOUD
+        return MLClient(
+            self._credential,
+            subscription_id=workspace.subscription_id,
+            resource_group_name=workspace.resource_group,
+            workspace_name=workspace.name,
+            **kwargs,
+        )

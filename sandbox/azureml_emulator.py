@@ -1,0 +1,409 @@
+"""A local stand-in for the Azure Resource Manager jobs API of Azure Machine Learning.
+
+It speaks the REST that azure-ai-ml's `MLClient.jobs` sends: list (with `listViewType`
+and `nextLink` paging), get, and cancel (a long-running operation answered with 202 and
+a `Location`). State lives in one `AzureMLEmulator` object, so several can run in one
+process. Tests queue faults for the next requests and read the request log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from monitoring.jobs import Workspace
+from sandbox.tls import TlsMaterial, generate_tls
+
+_PROVIDER = "Microsoft.MachineLearningServices"
+_WORKSPACE_PREFIX = (
+    "/subscriptions/{sub}/resourceGroups/{rg}/providers/" + _PROVIDER + "/workspaces/{ws}"
+)
+_TERMINAL = frozenset({"Completed", "Failed", "Canceled"})
+LIST_VIEW_TYPES = ("ActiveOnly", "ArchivedOnly", "All")
+
+
+class FaultKind(StrEnum):
+    THROTTLE = "throttle"  # 429 with Retry-After
+    SERVER_ERROR = "server_error"  # 500
+    SLOW = "slow"  # the normal answer, after a delay
+    MALFORMED = "malformed"  # 200 with a body that is not JSON
+    UNAUTHORIZED = "unauthorized"  # 401
+    FORBIDDEN = "forbidden"  # 403
+    NOT_FOUND = "not_found"  # 404
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    kind: FaultKind
+    retry_after_s: float = 1.0
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+
+
+@dataclass(slots=True)
+class EmulatedJob:
+    """One Azure ML job as the emulator stores it; mutate freely between requests."""
+
+    workspace: Workspace
+    name: str
+    status: str = "Queued"
+    display_name: str | None = None
+    experiment: str = "Default"
+    tags: dict[str, str] = field(default_factory=dict)
+    job_type: str = "Command"
+    created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    error_message: str | None = None
+    archived: bool = False
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def arm_id(self) -> str:
+        ws = self.workspace
+        prefix = _WORKSPACE_PREFIX.format(sub=ws.subscription_id, rg=ws.resource_group, ws=ws.name)
+        return f"{prefix}/jobs/{self.name}"
+
+    def studio_url(self, studio_base: str) -> str:
+        ws = self.workspace
+        wsid = (
+            f"/subscriptions/{ws.subscription_id}/resourcegroups/{ws.resource_group}"
+            f"/workspaces/{ws.name}"
+        )
+        return f"{studio_base.rstrip('/')}/runs/{quote(self.name)}?wsid={wsid}"
+
+    def to_rest(self, studio_base: str) -> dict[str, Any]:
+        """The ARM JSON of a job (`JobBase` resource with `CommandJob` properties)."""
+        ws = self.workspace
+        properties = dict(self.properties)
+        # Azure ML reports run times as properties of the job, not as fields.
+        if self.started_at is not None:
+            properties["StartTimeUtc"] = _service_time(self.started_at)
+        if self.ended_at is not None:
+            properties["EndTimeUtc"] = _service_time(self.ended_at)
+        if self.error_message is not None:
+            properties["error"] = self.error_message
+        compute = (
+            _WORKSPACE_PREFIX.format(sub=ws.subscription_id, rg=ws.resource_group, ws=ws.name)
+            + "/computes/cpu-cluster"
+        )
+        return {
+            "id": self.arm_id,
+            "name": self.name,
+            "type": f"{_PROVIDER}/workspaces/jobs",
+            "systemData": {
+                "createdAt": _arm_time(self.created_at),
+                "createdBy": "mlops-pipeline",
+                "createdByType": "Application",
+                "lastModifiedAt": _arm_time(self.ended_at or self.started_at or self.created_at),
+            },
+            "properties": {
+                "jobType": self.job_type,
+                "status": self.status,
+                "displayName": self.display_name or self.name,
+                "experimentName": self.experiment,
+                "description": None,
+                "tags": dict(self.tags),
+                "properties": properties,
+                "isArchived": self.archived,
+                "computeId": compute,
+                "command": "python train.py",
+                "environmentId": "azureml://registries/azureml/environments/sklearn-1.5/labels/latest",
+                "inputs": {},
+                "outputs": {},
+                "resources": {"instanceCount": 1},
+                "services": {
+                    "Studio": {
+                        "jobServiceType": "Studio",
+                        "endpoint": self.studio_url(studio_base),
+                    },
+                    "Tracking": {
+                        "jobServiceType": "Tracking",
+                        "endpoint": f"azureml://tracking{self.arm_id}",
+                    },
+                },
+            },
+        }
+
+
+def _arm_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _service_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _arm_error(status: int, code: str, message: str) -> web.Response:
+    body = {"error": {"code": code, "message": message}}
+    return web.json_response(body, status=status)
+
+
+class AzureMLEmulator:
+    """In-memory Azure ML jobs behind an HTTPS aiohttp server on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        page_size: int = 100,
+        studio_base: str = "https://ml.azure.com",
+        instant_cancel: bool = True,
+        tls: TlsMaterial | None = None,
+    ) -> None:
+        self.page_size = page_size
+        self.studio_base = studio_base
+        # False leaves canceled jobs in CancelRequested until a scenario moves them on.
+        self.instant_cancel = instant_cancel
+        self.jobs: dict[tuple[str, str], EmulatedJob] = {}  # (workspace key, job name)
+        self.requests: list[LoggedRequest] = []
+        self._faults: deque[Fault] = deque()
+        self._tls = tls
+        self._owns_tls = tls is None
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._closing = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self._base_url is None:
+            raise RuntimeError("the emulator is not started")
+        return self._base_url
+
+    @property
+    def ca_path(self) -> str:
+        if self._tls is None:
+            raise RuntimeError("the emulator is not started")
+        return str(self._tls.ca_path)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        ws = "/subscriptions/{sub}/resourceGroups/{rg}/providers/" + _PROVIDER + "/workspaces/{ws}"
+        app.router.add_get(ws + "/jobs", self._list_jobs)
+        app.router.add_get(ws + "/jobs/{name}", self._get_job)
+        app.router.add_post(ws + "/jobs/{name}/cancel", self._cancel_job)
+        app.router.add_get(ws + "/jobs/{name}/cancelOperation", self._cancel_operation)
+        return app
+
+    async def start(self) -> str:
+        """Serve on an ephemeral port of 127.0.0.1; return the base URL."""
+        if self._tls is None:
+            self._tls = generate_tls()
+        self._closing.clear()
+        self._runner = web.AppRunner(self.app(), shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, host="127.0.0.1", port=0, ssl_context=self._tls.server_context()
+        )
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self._base_url = f"https://127.0.0.1:{port}"
+        return self._base_url
+
+    async def stop(self) -> None:
+        self._closing.set()  # releases answers held back by SLOW faults
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._owns_tls and self._tls is not None:
+            self._tls.cleanup()
+            self._tls = None
+        self._base_url = None
+
+    # --- state -------------------------------------------------------------------------
+
+    def add_job(self, workspace: Workspace, name: str, **fields: Any) -> EmulatedJob:
+        job = EmulatedJob(workspace=workspace, name=name, **fields)
+        self.jobs[(workspace.key.lower(), name)] = job
+        return job
+
+    def add_jobs(self, jobs: Iterable[EmulatedJob]) -> None:
+        for job in jobs:
+            self.jobs[(job.workspace.key.lower(), job.name)] = job
+
+    def job(self, workspace: Workspace, name: str) -> EmulatedJob:
+        return self.jobs[(workspace.key.lower(), name)]
+
+    def set_status(
+        self,
+        workspace: Workspace,
+        name: str,
+        status: str,
+        *,
+        error_message: str | None = None,
+        at: dt.datetime | None = None,
+    ) -> EmulatedJob:
+        """Move a job to `status`, stamping start and end times the way Azure ML does."""
+        job = self.job(workspace, name)
+        now = at or dt.datetime.now(dt.UTC)
+        job.status = status
+        if status in ("Running", "Finalizing") and job.started_at is None:
+            job.started_at = now
+        if status in _TERMINAL and job.ended_at is None:
+            job.ended_at = now
+        if error_message is not None:
+            job.error_message = error_message
+        return job
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Plain data of every job, for inspection endpoints and assertions."""
+        return [
+            {
+                "workspace": job.workspace.key,
+                "name": job.name,
+                "status": job.status,
+                "experiment": job.experiment,
+                "tags": dict(job.tags),
+                "archived": job.archived,
+            }
+            for job in self.jobs.values()
+        ]
+
+    # --- faults and inspection ---------------------------------------------------------
+
+    def inject(self, kind: FaultKind | str, count: int = 1, **params: float) -> None:
+        """Answer the next `count` requests with a fault (`retry_after_s`, `delay_s`)."""
+        fault = Fault(FaultKind(kind), **params)
+        self._faults.extend([fault] * count)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def requests_to(self, path_suffix: str, method: str = "GET") -> list[LoggedRequest]:
+        return [r for r in self.requests if r.method == method and r.path.endswith(path_suffix)]
+
+    # --- handlers ----------------------------------------------------------------------
+
+    async def _admit(self, request: web.Request) -> web.Response | None:
+        """Log the request, check the bearer token and apply a queued fault."""
+        self.requests.append(LoggedRequest(request.method, request.path, dict(request.query)))
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[len("Bearer ") :].strip():
+            return _arm_error(401, "AuthenticationFailed", "Authentication failed.")
+        if not self._faults:
+            return None
+        fault = self._faults.popleft()
+        if fault.kind is FaultKind.THROTTLE:
+            response = _arm_error(429, "TooManyRequests", "Too many requests.")
+            response.headers["Retry-After"] = f"{fault.retry_after_s:g}"
+            return response
+        if fault.kind is FaultKind.SERVER_ERROR:
+            return _arm_error(500, "InternalServerError", "Something went wrong.")
+        if fault.kind is FaultKind.MALFORMED:
+            return web.Response(status=200, text='{"value": [', content_type="application/json")
+        if fault.kind is FaultKind.UNAUTHORIZED:
+            return _arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        if fault.kind is FaultKind.FORBIDDEN:
+            return _arm_error(
+                403,
+                "AuthorizationFailed",
+                "The client does not have authorization to perform action "
+                f"'{_PROVIDER}/workspaces/jobs/read'.",
+            )
+        if fault.kind is FaultKind.NOT_FOUND:
+            return _arm_error(404, "ResourceNotFound", "The resource was not found.")
+        if fault.kind is FaultKind.SLOW:
+            # Held back until the delay passes or the emulator stops, whichever is first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=fault.delay_s)
+        return None
+
+    def _workspace(self, request: web.Request) -> Workspace:
+        info = request.match_info
+        return Workspace(info["sub"], info["rg"], info["ws"])
+
+    def _api_version_error(self, request: web.Request) -> web.Response | None:
+        if not request.query.get("api-version"):
+            return _arm_error(400, "MissingApiVersionParameter", "api-version is required.")
+        return None
+
+    async def _list_jobs(self, request: web.Request) -> web.Response:
+        refused = await self._admit(request) or self._api_version_error(request)
+        if refused is not None:
+            return refused
+        view = request.query.get("listViewType", "ActiveOnly")
+        if view not in LIST_VIEW_TYPES:
+            return _arm_error(400, "InvalidListViewType", f"Unknown listViewType {view!r}.")
+        key = self._workspace(request).key.lower()
+        selected = [
+            job
+            for (ws_key, _), job in self.jobs.items()
+            if ws_key == key
+            and (
+                view == "All"
+                or (view == "ActiveOnly" and not job.archived)
+                or (view == "ArchivedOnly" and job.archived)
+            )
+        ]
+        selected.sort(key=lambda j: j.created_at, reverse=True)  # newest first, like Azure ML
+        try:
+            offset = int(request.query.get("$skip", "0"))
+        except ValueError:
+            return _arm_error(400, "InvalidSkipToken", "The continuation token is invalid.")
+        page = selected[offset : offset + self.page_size]
+        body: dict[str, Any] = {"value": [job.to_rest(self.studio_base) for job in page]}
+        if offset + self.page_size < len(selected):
+            next_query = f"api-version={request.query['api-version']}&listViewType={view}"
+            next_query += f"&$skip={offset + self.page_size}"
+            body["nextLink"] = f"{self._origin(request)}{request.path}?{next_query}"
+        return web.Response(text=json.dumps(body), content_type="application/json")
+
+    async def _get_job(self, request: web.Request) -> web.Response:
+        refused = await self._admit(request) or self._api_version_error(request)
+        if refused is not None:
+            return refused
+        job = self.jobs.get((self._workspace(request).key.lower(), request.match_info["name"]))
+        if job is None:
+            return _arm_error(404, "UserError", f"Job {request.match_info['name']} not found.")
+        return web.json_response(job.to_rest(self.studio_base))
+
+    async def _cancel_job(self, request: web.Request) -> web.Response:
+        refused = await self._admit(request) or self._api_version_error(request)
+        if refused is not None:
+            return refused
+        name = request.match_info["name"]
+        job = self.jobs.get((self._workspace(request).key.lower(), name))
+        if job is None:
+            return _arm_error(404, "UserError", f"Job {name} not found.")
+        if job.status not in _TERMINAL:
+            self.set_status(
+                job.workspace, name, "Canceled" if self.instant_cancel else "CancelRequested"
+            )
+        location = (
+            f"{self._origin(request)}{request.path.removesuffix('/cancel')}/cancelOperation"
+            f"?api-version={request.query['api-version']}"
+        )
+        return web.Response(status=202, headers={"Location": location, "Retry-After": "0"})
+
+    async def _cancel_operation(self, request: web.Request) -> web.Response:
+        """The cancel operation's `Location`: 202 while cancellation is pending, then 200."""
+        refused = await self._admit(request)
+        if refused is not None:
+            return refused
+        job = self.jobs.get((self._workspace(request).key.lower(), request.match_info["name"]))
+        if job is None:
+            return _arm_error(404, "UserError", "Job not found.")
+        if job.status == "CancelRequested":
+            return web.Response(status=202, headers={"Retry-After": "1"})
+        return web.Response(status=200)
+
+    @staticmethod
+    def _origin(request: web.Request) -> str:
+        return f"{request.scheme}://{request.host}"
