@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from botbuilder.core import TurnContext
@@ -27,7 +28,20 @@ from bot.chat_commands import ChatServices, build_commands
 from bot.endpoint import MessagesEndpoint
 from bot.proactive import ProactiveMessenger
 from config.settings import Settings, SettingsError, load_settings
+from monitoring.azureml import AzureMLJobSource, AzureMLOptions
+from monitoring.devops import AzureDevOpsPipelines
+from monitoring.job_sync import JobSync
+from monitoring.jobs import Workspace
+from monitoring.service_check import (
+    CheckResult,
+    Verdict,
+    all_passed,
+    check_azureml,
+    check_devops,
+    render_check_table,
+)
 from monitoring.status_report import StatusService
+from monitoring.workspaces import WorkspaceSettingError, parse_workspaces
 from service.health import HealthRoutes
 from service.logs import configure_logging
 from store.audit import AuditTrail
@@ -45,6 +59,48 @@ def utc_now() -> datetime:
 
 
 @dataclass
+class AzureClients:
+    """The production adapters, pointed at real Azure or at the sandbox emulators."""
+
+    job_source: AzureMLJobSource | None = None
+    workspaces: list[Workspace] = field(default_factory=list)
+    pipelines: AzureDevOpsPipelines | None = None
+    description: str = "not configured"
+
+
+def _default_credential() -> Any:
+    # Managed identity in Azure, a service principal from AZURE_* variables elsewhere.
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def azure_clients_from_settings(settings: Settings) -> AzureClients:
+    """Adapters for real Azure; raises SettingsError when the workspaces are malformed."""
+    try:
+        workspaces = parse_workspaces(
+            settings.azureml_workspaces,
+            settings.azure_subscription_id,
+            settings.azure_resource_group,
+        )
+    except WorkspaceSettingError as exc:
+        raise SettingsError(f"invalid setting MLBOT_AZUREML_WORKSPACES: {exc}") from None
+    job_source = (
+        AzureMLJobSource(
+            _default_credential, workspaces, AzureMLOptions(circuit_tag=settings.circuit_tag)
+        )
+        if workspaces
+        else None
+    )
+    pipelines = None
+    if settings.devops_org_url and settings.devops_project:
+        credential = None if settings.devops_pat.get_secret_value() else _default_credential()
+        pipelines = AzureDevOpsPipelines.from_settings(settings, credential=credential)
+    described = "Azure" if job_source or pipelines else "not configured"
+    return AzureClients(job_source, workspaces, pipelines, described)
+
+
+@dataclass
 class Runtime:
     """Every long-lived object of one mlbot process (tests may build several)."""
 
@@ -56,6 +112,8 @@ class Runtime:
     adapter: CloudAdapter
     messenger: ProactiveMessenger
     web_app: web.Application
+    azure: AzureClients
+    job_sync: JobSync | None
 
 
 def _turn_error_handler(bot_name: str) -> Callable[[TurnContext, Exception], object]:
@@ -83,6 +141,7 @@ async def build_runtime(
     token_endpoints: TokenValidationEndpoints | None = None,
     credentials_factory: ServiceClientCredentialsFactory | None = None,
     clock: Callable[[], datetime] = utc_now,
+    azure: AzureClients | None = None,
 ) -> Runtime:
     """Open the store (migrating it), wire the bot and return the web application."""
     db = Database(settings.database_url)
@@ -119,11 +178,37 @@ async def build_runtime(
     web_app.router.add_get("/healthz", health.healthz)
     web_app.router.add_get("/readyz", health.readyz)
 
+    clients = azure or AzureClients()
+    job_sync = (
+        JobSync(clients.job_source, clients.workspaces, jobs, clock)
+        if clients.job_source is not None
+        else None
+    )
+    if job_sync is not None:
+        web_app.cleanup_ctx.append(_background_sync(job_sync, settings))
+
     async def close_store(_: web.Application) -> None:
         await db.dispose()
 
     web_app.on_cleanup.append(close_store)
-    return Runtime(settings, db, conversations, jobs, audit, adapter, messenger, web_app)
+    return Runtime(
+        settings, db, conversations, jobs, audit, adapter, messenger, web_app, clients, job_sync
+    )
+
+
+def _background_sync(
+    job_sync: JobSync, settings: Settings
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            job_sync.run(lambda: float(settings.monitoring_poll_interval_seconds), stop)
+        )
+        yield
+        stop.set()
+        await task
+
+    return context
 
 
 def _secrets_of(settings: Settings) -> list[str]:
@@ -161,6 +246,51 @@ async def serve(settings: Settings) -> None:
         await runner.cleanup()
 
 
+async def run_checks(settings: Settings, azure: AzureClients) -> list[CheckResult]:
+    """Every row `mlbot check` prints, in order."""
+    mode = "local mode (no MicrosoftAppId)" if settings.local_mode else "authenticated"
+    results = [CheckResult("settings", "loaded", Verdict.OK, f"{mode}; Azure: {azure.description}")]
+    db = Database(settings.database_url)
+    try:
+        await db.migrate()
+        readiness = await db.readiness()
+        results.append(
+            CheckResult(
+                "store",
+                db.dialect,
+                Verdict.OK if readiness.ready else Verdict.FAIL,
+                readiness.detail,
+                "check MLBOT_DATABASE_URL",
+            )
+        )
+    except Exception as exc:
+        results.append(
+            CheckResult(
+                "store", "database", Verdict.FAIL, type(exc).__name__, "check MLBOT_DATABASE_URL"
+            )
+        )
+    finally:
+        await db.dispose()
+    results += await check_azureml(azure.job_source, azure.workspaces)
+    results += await check_devops(
+        azure.pipelines,
+        project=settings.devops_project or "(sandbox)",
+        pipeline_names=[
+            (settings.training_pipeline, "MLBOT_TRAINING_PIPELINE"),
+            (settings.rollback_pipeline, "MLBOT_ROLLBACK_PIPELINE"),
+        ],
+        variable_group=settings.variable_group,
+    )
+    return results
+
+
+async def check(settings: Settings) -> int:
+    azure = azure_clients_from_settings(settings)
+    results = await run_checks(settings, azure)
+    print(render_check_table(results))
+    return 0 if all_passed(results) else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlbot", description="Microsoft Teams ChatOps for Azure ML training and deployments."
@@ -169,6 +299,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser("serve", help="run the bot's web server")
     serve_cmd.add_argument("--host", help="interface to listen on (MLBOT_HOST)")
     serve_cmd.add_argument("--port", type=int, help="port to listen on (MLBOT_PORT)")
+    commands.add_parser(
+        "check", help="reach every configured service and print what works and what to fix"
+    )
     return parser
 
 
@@ -194,6 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlbot: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.monitoring_log_level, _secrets_of(settings))
+    if command == "check":
+        try:
+            return asyncio.run(check(settings))
+        except SettingsError as exc:
+            print(f"mlbot: {exc}", file=sys.stderr)
+            return 2
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))
     return 0
