@@ -49,8 +49,12 @@ class Database:
             # Default state lives under .mlbot/; create the folder rather than fail.
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
+        # A pre-ping costs a round trip per checkout; only a network database can
+        # drop connections behind our back.
         self.engine: AsyncEngine = create_async_engine(
-            url, connect_args=connect_args or {}, pool_pre_ping=True
+            url,
+            connect_args=connect_args or {},
+            pool_pre_ping=not parsed.drivername.startswith("sqlite"),
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Integer, Select, String, bindparam, case, func, or_, select
 
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.status_report import STATE_RANK, JobPage
@@ -73,27 +73,17 @@ class WatchedJobStore:
         """Jobs in status order (attention first), filtered, limited, with state counts.
 
         Sorting, filtering and counting happen in SQL so a big store costs no more
-        than the rows shown.
+        than the rows shown; the statements are built once and reused.
         """
-        c = watched_jobs.c
-        condition = None
-        if filter_text:
-            needle = f"%{filter_text.lower()}%"
-            condition = or_(
-                func.lower(c.circuit).like(needle),
-                func.lower(c.experiment).like(needle),
-                func.lower(c.name).like(needle),
-                func.lower(c.display_name).like(needle),
-            )
-        rank = case({state.value: r for state, r in STATE_RANK.items()}, value=c.state, else_=2)
-        rows_query = select(watched_jobs).order_by(rank, c.circuit, c.name).limit(limit)
-        counts_query = select(c.state, func.count()).group_by(c.state)
-        if condition is not None:
-            rows_query = rows_query.where(condition)
-            counts_query = counts_query.where(condition)
-        async with self._db.sessions() as session:
-            rows = (await session.execute(rows_query)).all()
-            count_rows = (await session.execute(counts_query)).all()
+        filtered = bool(filter_text)
+        rows_query, counts_query = _STATUS_QUERIES[filtered]
+        params: dict[str, Any] = {"limit": limit}
+        if filtered:
+            params["needle"] = f"%{filter_text.lower()}%"
+        # A plain connection, not an ORM session: this runs on every `status`.
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(rows_query, params)).all()
+            count_rows = (await conn.execute(counts_query, params)).all()
         counts: dict[JobState, int] = {}
         for state_value, number in count_rows:
             state = _state(state_value)
@@ -104,6 +94,28 @@ class WatchedJobStore:
         async with self._db.sessions() as session:
             rows = (await session.execute(select(watched_jobs.c.id))).all()
         return len(rows)
+
+
+def _status_queries(filtered: bool) -> tuple[Select[Any], Select[Any]]:
+    c = watched_jobs.c
+    rank = case({state.value: r for state, r in STATE_RANK.items()}, value=c.state, else_=2)
+    rows_query = select(watched_jobs).order_by(rank, c.circuit, c.name)
+    rows_query = rows_query.limit(bindparam("limit", type_=Integer))
+    counts_query = select(c.state, func.count()).group_by(c.state)
+    if filtered:
+        needle = bindparam("needle", type_=String)
+        condition = or_(
+            func.lower(c.circuit).like(needle),
+            func.lower(c.experiment).like(needle),
+            func.lower(c.name).like(needle),
+            func.lower(c.display_name).like(needle),
+        )
+        rows_query = rows_query.where(condition)
+        counts_query = counts_query.where(condition)
+    return rows_query, counts_query
+
+
+_STATUS_QUERIES = {filtered: _status_queries(filtered) for filtered in (False, True)}
 
 
 def _state(value: str) -> JobState:
