@@ -82,6 +82,18 @@ class Settings(BaseSettings):
         300, alias="MLBOT_VARIABLE_GROUP_REFRESH_SECONDS", ge=10
     )
 
+    # --- Email (long-running reminders to the ML engineers) ---------------------------
+    smtp_host: str = Field("", alias="MLBOT_SMTP_HOST")
+    smtp_port: int = Field(587, alias="MLBOT_SMTP_PORT", ge=1, le=65535)
+    # "starttls" upgrades a plain connection (port 587), "tls" is implicit TLS (465).
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", alias="MLBOT_SMTP_SECURITY"
+    )
+    smtp_username: str = Field("", alias="MLBOT_SMTP_USERNAME")
+    smtp_password: SecretStr = Field(SecretStr(""), alias="MLBOT_SMTP_PASSWORD")
+    smtp_sender: str = Field("mlbot@localhost", alias="MLBOT_SMTP_SENDER")
+    smtp_timeout_seconds: float = Field(30.0, alias="MLBOT_SMTP_TIMEOUT_SECONDS", gt=0, le=600)
+
     # --- Monitoring strategy (variable group `mlops-pipeline-settings`) ------------------
     monitoring_poll_interval_seconds: int = Field(
         30, alias="MLBOT_MONITORING_POLL_INTERVAL_SECONDS", ge=1, le=3600
