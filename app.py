@@ -15,19 +15,26 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from botbuilder.core import TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
 from botframework.connector.auth import ServiceClientCredentialsFactory
+from pydantic import ValidationError
 
 from bot.activity_handler import MlbotActivityHandler
 from bot.auth import TokenValidationEndpoints, build_authentication
 from bot.chat_commands import ChatServices, build_commands
 from bot.endpoint import MessagesEndpoint
 from bot.proactive import ProactiveMessenger
-from config.settings import Settings, SettingsError, load_settings
+from config.settings import (
+    Settings,
+    SettingsError,
+    describe_validation_error,
+    load_settings,
+)
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions
 from monitoring.devops import AzureDevOpsPipelines
 from monitoring.job_sync import JobSync
@@ -48,6 +55,10 @@ from store.audit import AuditTrail
 from store.conversations import ConversationStore
 from store.database import Database
 from store.watched_jobs import WatchedJobStore
+
+if TYPE_CHECKING:
+    from sandbox.clock import SandboxClock
+    from sandbox.stack import SandboxStack
 
 log = logging.getLogger("mlbot")
 
@@ -221,8 +232,85 @@ def _secrets_of(settings: Settings) -> list[str]:
     ]
 
 
-async def serve(settings: Settings) -> None:
-    runtime = await build_runtime(settings)
+@dataclass(frozen=True, slots=True)
+class SandboxOptions:
+    scenario: Path | None = None
+    speed: float = 1.0
+    # Tests and benchmarks drive the sandbox with their own clock and ticks.
+    clock: SandboxClock | None = None
+    tick_interval_s: float | None = 0.5
+
+
+async def start_sandbox(
+    settings: Settings, options: SandboxOptions
+) -> tuple[SandboxStack, AzureClients]:
+    """Start the Azure emulators and point the production adapters at them.
+
+    Settings given explicitly (say MLBOT_DEVOPS_PROJECT) still win over the sandbox's
+    own values, so a misconfiguration can be tried out safely.
+    """
+    from sandbox.scenario import DEFAULT_SCENARIO_PATH, ScenarioError, load_scenario
+    from sandbox.stack import SandboxStack
+
+    path = options.scenario or DEFAULT_SCENARIO_PATH
+    try:
+        scenario = load_scenario(path)
+    except (ScenarioError, OSError) as exc:
+        raise SettingsError(f"sandbox scenario {path}: {exc}") from None
+    stack = SandboxStack(
+        scenario, speed=options.speed, clock=options.clock, tick_interval_s=options.tick_interval_s
+    )
+    endpoints = await stack.start()
+    explicit = settings.model_fields_set
+    project = settings.devops_project if "devops_project" in explicit else endpoints.devops_project
+    org_url = settings.devops_org_url if "devops_org_url" in explicit else endpoints.devops_org_url
+    job_source = AzureMLJobSource(
+        endpoints.credential_factory,
+        endpoints.workspaces,
+        endpoints.azureml_options(circuit_tag=settings.circuit_tag),
+    )
+    pipelines = AzureDevOpsPipelines(org_url, project, pat=endpoints.devops_pat)
+    description = f"sandbox emulators ({Path(path).name}, speed {options.speed:g}x)"
+    return stack, AzureClients(job_source, endpoints.workspaces, pipelines, description)
+
+
+def _announce_sandbox(clients: AzureClients, stack: SandboxStack, settings: Settings) -> None:
+    endpoints = stack.endpoints
+    log.warning("  %s", clients.description)
+    log.warning(
+        "  Azure ML     %s (workspaces: %s)",
+        endpoints.azureml_base_url,
+        ", ".join(w.name for w in endpoints.workspaces),
+    )
+    log.warning("  Azure DevOps %s/%s", endpoints.devops_org_url, endpoints.devops_project)
+    log.warning("  inspect with: curl http://%s:%d/_sandbox/state", settings.host, settings.port)
+
+
+async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> None:
+    stack: SandboxStack | None = None
+    clock: Callable[[], datetime] = utc_now
+    if settings.use_sandbox:
+        log.warning("SANDBOX MODE: no Azure settings, starting local Azure emulators")
+        stack, clients = await start_sandbox(settings, sandbox or SandboxOptions())
+        _announce_sandbox(clients, stack, settings)
+        # Emulated jobs live on the sandbox's (possibly faster) clock.
+        clock = stack.clock.now
+    else:
+        clients = azure_clients_from_settings(settings)
+        log.info("Azure: %s", clients.description)
+    try:
+        runtime = await build_runtime(settings, azure=clients, clock=clock)
+        if stack is not None:
+            from sandbox.control_api import add_sandbox_routes
+
+            add_sandbox_routes(runtime.web_app, stack)
+        await _serve_forever(runtime, settings)
+    finally:
+        if stack is not None:
+            await stack.stop()
+
+
+async def _serve_forever(runtime: Runtime, settings: Settings) -> None:
     if settings.local_mode:
         log.warning("=" * 72)
         log.warning("LOCAL MODE: MicrosoftAppId is not set, so inbound activities are NOT")
@@ -274,7 +362,7 @@ async def run_checks(settings: Settings, azure: AzureClients) -> list[CheckResul
     results += await check_azureml(azure.job_source, azure.workspaces)
     results += await check_devops(
         azure.pipelines,
-        project=settings.devops_project or "(sandbox)",
+        project=getattr(azure.pipelines, "project", None) or settings.devops_project,
         pipeline_names=[
             (settings.training_pipeline, "MLBOT_TRAINING_PIPELINE"),
             (settings.rollback_pipeline, "MLBOT_ROLLBACK_PIPELINE"),
@@ -284,11 +372,46 @@ async def run_checks(settings: Settings, azure: AzureClients) -> list[CheckResul
     return results
 
 
-async def check(settings: Settings) -> int:
-    azure = azure_clients_from_settings(settings)
-    results = await run_checks(settings, azure)
+async def check(settings: Settings, sandbox: SandboxOptions | None = None) -> int:
+    stack: SandboxStack | None = None
+    if settings.use_sandbox:
+        stack, azure = await start_sandbox(settings, sandbox or SandboxOptions())
+    else:
+        azure = azure_clients_from_settings(settings)
+    try:
+        results = await run_checks(settings, azure)
+    finally:
+        if stack is not None:
+            await stack.stop()
     print(render_check_table(results))
     return 0 if all_passed(results) else 1
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return number
+
+
+def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--sandbox",
+        action="store_true",
+        default=None,
+        help="use the local Azure emulators (default when no Azure service is configured)",
+    )
+    group.add_argument(
+        "--no-sandbox", dest="sandbox", action="store_false", help="never start the emulators"
+    )
+    parser.add_argument("--scenario", type=Path, help="sandbox scenario file (YAML)")
+    parser.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=1.0,
+        help="simulated seconds per real second in the sandbox (e.g. 60)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -299,42 +422,52 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser("serve", help="run the bot's web server")
     serve_cmd.add_argument("--host", help="interface to listen on (MLBOT_HOST)")
     serve_cmd.add_argument("--port", type=int, help="port to listen on (MLBOT_PORT)")
-    commands.add_parser(
+    _add_sandbox_arguments(serve_cmd)
+    check_cmd = commands.add_parser(
         "check", help="reach every configured service and print what works and what to fix"
     )
+    _add_sandbox_arguments(check_cmd)
     return parser
+
+
+def with_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    """Apply command-line values with the same validation as the environment."""
+    if not overrides:
+        return settings
+    try:
+        checked = Settings.model_validate(overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+    by_alias = {field.alias: name for name, field in Settings.model_fields.items()}
+    update = {by_alias[alias]: getattr(checked, by_alias[alias]) for alias in overrides}
+    return settings.model_copy(update=update)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
+    overrides: dict[str, Any] = {}
+    if getattr(args, "host", None):
+        overrides["MLBOT_HOST"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["MLBOT_PORT"] = args.port
+    if getattr(args, "sandbox", None) is not None:
+        overrides["MLBOT_SANDBOX"] = args.sandbox
+    sandbox = SandboxOptions(getattr(args, "scenario", None), getattr(args, "speed", 1.0))
     try:
-        settings = load_settings()
-        overrides = {}
-        if command == "serve":
-            if getattr(args, "host", None):
-                overrides["MLBOT_HOST"] = args.host
-            if getattr(args, "port", None) is not None:
-                overrides["MLBOT_PORT"] = args.port
-        if overrides:
-            merged = {**settings.model_dump(by_alias=True), **overrides}
-            merged = {
-                k: v.get_secret_value() if hasattr(v, "get_secret_value") else v
-                for k, v in merged.items()
-            }
-            settings = Settings.model_validate(merged)
+        settings = with_overrides(load_settings(), overrides)
     except SettingsError as exc:
         print(f"mlbot: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.monitoring_log_level, _secrets_of(settings))
-    if command == "check":
-        try:
-            return asyncio.run(check(settings))
-        except SettingsError as exc:
-            print(f"mlbot: {exc}", file=sys.stderr)
-            return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings))
+    try:
+        if command == "check":
+            return asyncio.run(check(settings, sandbox))
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(settings, sandbox))
+    except SettingsError as exc:
+        print(f"mlbot: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -169,7 +169,17 @@ def training_job_from_sdk(job: Any, workspace: Workspace, circuit_tag: str) -> T
         ended_at=parse_time(_first(properties, _ENDED_KEYS)),
         studio_url=studio_url or None,
         error_summary=_error_summary(properties) if state is JobState.FAILED else None,
+        attempt=_attempt(tags),
     )
+
+
+def _attempt(tags: Mapping[str, Any]) -> int:
+    """The training pipeline tags retries with `attempt`; untagged jobs are first attempts."""
+    try:
+        value = int(str(tags.get("attempt", 1)))
+    except ValueError:
+        return 1
+    return value if value >= 1 else 1
 
 
 # --- errors ----------------------------------------------------------------------------

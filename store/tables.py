@@ -65,7 +65,50 @@ watched_jobs = Table(
     Column("studio_url", String(2048), nullable=True),
     Column("error_summary", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Monitoring (revision 0002): which session watches the job and what was announced.
+    Column("session_id", Integer, nullable=True, index=True),
+    Column("first_seen_at", DateTime(timezone=True), nullable=True),
+    Column("announced_state", String(16), nullable=True),
+    Column("reminders_sent", Integer, nullable=False, default=0),
+    Column("cancel_requested_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("workspace", "name", name="uq_watched_jobs_workspace_name"),
+)
+
+monitoring_sessions = Table(
+    "monitoring_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # pipeline_run | discovery | manual; `key` makes "the same session" findable again.
+    Column("kind", String(32), nullable=False),
+    Column("key", String(512), nullable=False, unique=True),
+    Column("title", String(512), nullable=False),
+    Column("workspace", String(512), nullable=True),
+    Column("pipeline_run_id", Integer, nullable=True),
+    Column("status", String(16), nullable=False),  # active | done | timed_out
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("checks_done", Integer, nullable=False, default=0),
+    Column("last_check_at", DateTime(timezone=True), nullable=True),
+    Column("next_check_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("created_by", String(256), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Deterministic per meaningful happening, so a restarted engine never repeats one.
+    Column("key", String(512), nullable=False, unique=True),
+    Column("kind", String(64), nullable=False),
+    Column("session_id", Integer, nullable=True),
+    Column("workspace", String(512), nullable=True),
+    Column("job_name", String(256), nullable=True),
+    Column("circuit", String(256), nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("delivery_attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
 )
 
 audit_log = Table(

@@ -1,0 +1,79 @@
+"""Monitoring sessions, lifecycle events, and per-job monitoring state.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("watched_jobs") as batch:
+        batch.add_column(sa.Column("session_id", sa.Integer, nullable=True))
+        batch.add_column(sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("announced_state", sa.String(16), nullable=True))
+        batch.add_column(
+            sa.Column("reminders_sent", sa.Integer, nullable=False, server_default="0")
+        )
+        batch.add_column(
+            sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True)
+        )
+        batch.create_index("ix_watched_jobs_session_id", ["session_id"])
+    op.create_table(
+        "monitoring_sessions",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("key", sa.String(512), nullable=False),
+        sa.Column("title", sa.String(512), nullable=False),
+        sa.Column("workspace", sa.String(512), nullable=True),
+        sa.Column("pipeline_run_id", sa.Integer, nullable=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("checks_done", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_check_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_check_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_by", sa.String(256), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("key", name="uq_monitoring_sessions_key"),
+    )
+    op.create_index(
+        "ix_monitoring_sessions_next_check_at", "monitoring_sessions", ["next_check_at"]
+    )
+    op.create_table(
+        "events",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(512), nullable=False),
+        sa.Column("kind", sa.String(64), nullable=False),
+        sa.Column("session_id", sa.Integer, nullable=True),
+        sa.Column("workspace", sa.String(512), nullable=True),
+        sa.Column("job_name", sa.String(256), nullable=True),
+        sa.Column("circuit", sa.String(256), nullable=True),
+        sa.Column("payload", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("delivery_attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.UniqueConstraint("key", name="uq_events_key"),
+    )
+    op.create_index("ix_events_created_at", "events", ["created_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("events")
+    op.drop_table("monitoring_sessions")
+    with op.batch_alter_table("watched_jobs") as batch:
+        batch.drop_index("ix_watched_jobs_session_id")
+        for column in (
+            "cancel_requested_at",
+            "reminders_sent",
+            "announced_state",
+            "first_seen_at",
+            "session_id",
+        ):
+            batch.drop_column(column)

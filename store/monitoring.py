@@ -1,0 +1,423 @@
+"""The monitoring engine's durable state: sessions, per-job progress and events.
+
+Every observation is applied in one transaction: the job rows, the session's schedule
+and the events the change caused commit together, so a crash can neither lose an
+event nor record one twice (event keys are unique).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from monitoring.jobs import JobState, TrainingJob
+from store.database import Database
+from store.tables import events, monitoring_sessions, watched_jobs
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: int
+    kind: str
+    key: str
+    title: str
+    workspace: str | None
+    pipeline_run_id: int | None
+    status: str
+    started_at: datetime
+    checks_done: int
+    last_check_at: datetime | None
+    next_check_at: datetime | None
+    created_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    job: TrainingJob
+    session_id: int | None
+    first_seen_at: datetime | None
+    announced_state: JobState | None
+    reminders_sent: int
+    cancel_requested_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    session_id: int | None = None
+    workspace: str | None = None
+    job_name: str | None = None
+    circuit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: int
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    session_id: int | None
+    workspace: str | None
+    job_name: str | None
+    circuit: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    delivery_attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    """A job's latest observation plus what the engine has announced about it."""
+
+    job: TrainingJob
+    session_id: int | None
+    announced_state: JobState | None
+    reminders_sent: int
+    cancel_requested_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSchedule:
+    session_id: int
+    status: str
+    checks_done: int
+    last_check_at: datetime | None
+    next_check_at: datetime | None
+
+
+@dataclass
+class Observation:
+    """Everything one engine pass learned; applied atomically by `MonitoringStore.apply`."""
+
+    now: datetime
+    jobs: list[JobProgress] = field(default_factory=list)
+    schedules: list[SessionSchedule] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+
+
+class MonitoringStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- sessions ----------------------------------------------------------------------
+    async def open_session(
+        self,
+        *,
+        kind: str,
+        key: str,
+        title: str,
+        now: datetime,
+        workspace: str | None = None,
+        pipeline_run_id: int | None = None,
+        created_by: str | None = None,
+    ) -> SessionRecord:
+        """The session with this key, created (due now) if it does not exist yet."""
+        async with self._db.sessions.begin() as session:
+            existing = await self._session_by_key(session, key)
+            if existing is None:
+                await session.execute(
+                    monitoring_sessions.insert().values(
+                        kind=kind,
+                        key=key,
+                        title=title,
+                        workspace=workspace,
+                        pipeline_run_id=pipeline_run_id,
+                        status="active",
+                        started_at=now,
+                        checks_done=0,
+                        next_check_at=now,
+                        created_by=created_by,
+                        updated_at=now,
+                    )
+                )
+                existing = await self._session_by_key(session, key)
+        assert existing is not None
+        return existing
+
+    async def reactivate(self, session_id: int, now: datetime) -> None:
+        """New work joined a finished session: watch it again from the start of backoff."""
+        async with self._db.sessions.begin() as session:
+            await session.execute(
+                monitoring_sessions.update()
+                .where(monitoring_sessions.c.id == session_id)
+                .values(
+                    status="active",
+                    started_at=now,
+                    checks_done=0,
+                    next_check_at=now,
+                    updated_at=now,
+                )
+            )
+
+    async def check_now(self, session_id: int, now: datetime) -> None:
+        async with self._db.sessions.begin() as session:
+            await session.execute(
+                monitoring_sessions.update()
+                .where(
+                    and_(
+                        monitoring_sessions.c.id == session_id,
+                        monitoring_sessions.c.status == "active",
+                    )
+                )
+                .values(next_check_at=now, updated_at=now)
+            )
+
+    async def session(self, session_id: int) -> SessionRecord | None:
+        async with self._db.sessions() as session:
+            row = (
+                await session.execute(
+                    select(monitoring_sessions).where(monitoring_sessions.c.id == session_id)
+                )
+            ).first()
+        return _session(row._mapping) if row else None
+
+    async def sessions(self, *, active_only: bool = False) -> list[SessionRecord]:
+        query = select(monitoring_sessions).order_by(monitoring_sessions.c.id)
+        if active_only:
+            query = query.where(monitoring_sessions.c.status == "active")
+        async with self._db.sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [_session(row._mapping) for row in rows]
+
+    async def due_sessions(self, now: datetime) -> list[SessionRecord]:
+        query = (
+            select(monitoring_sessions)
+            .where(
+                and_(
+                    monitoring_sessions.c.status == "active",
+                    monitoring_sessions.c.next_check_at <= now,
+                )
+            )
+            .order_by(monitoring_sessions.c.next_check_at)
+        )
+        async with self._db.sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [_session(row._mapping) for row in rows]
+
+    async def next_due_at(self) -> datetime | None:
+        query = (
+            select(monitoring_sessions.c.next_check_at)
+            .where(monitoring_sessions.c.status == "active")
+            .order_by(monitoring_sessions.c.next_check_at)
+            .limit(1)
+        )
+        async with self._db.sessions() as session:
+            value = await session.scalar(query)
+        return _aware(value)
+
+    # --- jobs --------------------------------------------------------------------------
+    async def session_jobs(self, session_id: int) -> list[JobRecord]:
+        async with self._db.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(watched_jobs)
+                    .where(watched_jobs.c.session_id == session_id)
+                    .order_by(watched_jobs.c.circuit, watched_jobs.c.attempt)
+                )
+            ).all()
+        return [_job_record(row._mapping) for row in rows]
+
+    async def job_records(self, workspace: str) -> dict[str, JobRecord]:
+        async with self._db.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(watched_jobs).where(watched_jobs.c.workspace == workspace)
+                )
+            ).all()
+        records = [_job_record(row._mapping) for row in rows]
+        return {record.job.name: record for record in records}
+
+    # --- the atomic write --------------------------------------------------------------
+    async def apply(self, observation: Observation) -> list[str]:
+        """Write jobs, schedules and events together; returns the keys of new events."""
+        created: list[str] = []
+        async with self._db.sessions.begin() as session:
+            for progress in observation.jobs:
+                await self._upsert_job(session, progress, observation.now)
+            for schedule in observation.schedules:
+                await session.execute(
+                    monitoring_sessions.update()
+                    .where(monitoring_sessions.c.id == schedule.session_id)
+                    .values(
+                        status=schedule.status,
+                        checks_done=schedule.checks_done,
+                        last_check_at=schedule.last_check_at,
+                        next_check_at=schedule.next_check_at,
+                        updated_at=observation.now,
+                    )
+                )
+            for event in observation.events:
+                exists = await session.scalar(select(events.c.id).where(events.c.key == event.key))
+                if exists is not None:
+                    continue  # already recorded by an earlier pass: never twice
+                await session.execute(
+                    events.insert().values(
+                        key=event.key,
+                        kind=event.kind,
+                        session_id=event.session_id,
+                        workspace=event.workspace,
+                        job_name=event.job_name,
+                        circuit=event.circuit,
+                        payload=event.payload,
+                        created_at=observation.now,
+                        delivery_attempts=0,
+                    )
+                )
+                created.append(event.key)
+        return created
+
+    async def _upsert_job(
+        self, session: AsyncSession, progress: JobProgress, now: datetime
+    ) -> None:
+        job = progress.job
+        values: dict[str, Any] = {
+            "display_name": job.display_name,
+            "experiment": job.experiment,
+            "circuit": job.circuit,
+            "status": job.status,
+            "state": job.state.value,
+            "attempt": job.attempt,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "ended_at": job.ended_at,
+            "studio_url": job.studio_url,
+            "error_summary": job.error_summary,
+            "updated_at": now,
+            "session_id": progress.session_id,
+            "announced_state": progress.announced_state.value if progress.announced_state else None,
+            "reminders_sent": progress.reminders_sent,
+            "cancel_requested_at": progress.cancel_requested_at,
+        }
+        existing = await session.scalar(
+            select(watched_jobs.c.id).where(
+                and_(watched_jobs.c.workspace == job.workspace, watched_jobs.c.name == job.name)
+            )
+        )
+        if existing is None:
+            await session.execute(
+                watched_jobs.insert().values(
+                    workspace=job.workspace, name=job.name, first_seen_at=now, **values
+                )
+            )
+        else:
+            await session.execute(
+                watched_jobs.update().where(watched_jobs.c.id == existing).values(**values)
+            )
+
+    # --- events ------------------------------------------------------------------------
+    async def events(
+        self, *, undelivered_only: bool = False, limit: int = 100
+    ) -> list[EventRecord]:
+        query = select(events).order_by(events.c.id).limit(limit)
+        if undelivered_only:
+            query = query.where(events.c.delivered_at.is_(None))
+        async with self._db.sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [_event(row._mapping) for row in rows]
+
+    async def mark_delivered(self, event_id: int, now: datetime) -> None:
+        async with self._db.sessions.begin() as session:
+            await session.execute(
+                events.update()
+                .where(events.c.id == event_id)
+                .values(delivered_at=now, delivery_attempts=events.c.delivery_attempts + 1)
+            )
+
+    async def mark_failed(self, event_id: int, error: str) -> None:
+        async with self._db.sessions.begin() as session:
+            await session.execute(
+                events.update()
+                .where(events.c.id == event_id)
+                .values(last_error=error[:2000], delivery_attempts=events.c.delivery_attempts + 1)
+            )
+
+    @staticmethod
+    async def _session_by_key(session: AsyncSession, key: str) -> SessionRecord | None:
+        row = (
+            await session.execute(
+                select(monitoring_sessions).where(monitoring_sessions.c.key == key)
+            )
+        ).first()
+        return _session(row._mapping) if row else None
+
+
+def _session(row: Any) -> SessionRecord:
+    return SessionRecord(
+        id=row["id"],
+        kind=row["kind"],
+        key=row["key"],
+        title=row["title"],
+        workspace=row["workspace"],
+        pipeline_run_id=row["pipeline_run_id"],
+        status=row["status"],
+        started_at=_aware(row["started_at"]) or datetime.now(UTC),
+        checks_done=row["checks_done"],
+        last_check_at=_aware(row["last_check_at"]),
+        next_check_at=_aware(row["next_check_at"]),
+        created_by=row["created_by"],
+    )
+
+
+def _state_or_none(value: str | None) -> JobState | None:
+    if value is None:
+        return None
+    try:
+        return JobState(value)
+    except ValueError:
+        return None
+
+
+def _job_record(row: Any) -> JobRecord:
+    job = TrainingJob(
+        workspace=row["workspace"],
+        name=row["name"],
+        display_name=row["display_name"],
+        experiment=row["experiment"],
+        circuit=row["circuit"],
+        status=row["status"],
+        state=_state_or_none(row["state"]) or JobState.UNKNOWN,
+        created_at=_aware(row["created_at"]),
+        started_at=_aware(row["started_at"]),
+        ended_at=_aware(row["ended_at"]),
+        studio_url=row["studio_url"],
+        error_summary=row["error_summary"],
+        attempt=row["attempt"],
+    )
+    return JobRecord(
+        job=job,
+        session_id=row["session_id"],
+        first_seen_at=_aware(row["first_seen_at"]),
+        announced_state=_state_or_none(row["announced_state"]),
+        reminders_sent=row["reminders_sent"] or 0,
+        cancel_requested_at=_aware(row["cancel_requested_at"]),
+    )
+
+
+def _event(row: Any) -> EventRecord:
+    return EventRecord(
+        id=row["id"],
+        key=row["key"],
+        kind=row["kind"],
+        payload=row["payload"],
+        session_id=row["session_id"],
+        workspace=row["workspace"],
+        job_name=row["job_name"],
+        circuit=row["circuit"],
+        created_at=_aware(row["created_at"]) or datetime.now(UTC),
+        delivered_at=_aware(row["delivered_at"]),
+        delivery_attempts=row["delivery_attempts"],
+        last_error=row["last_error"],
+    )
