@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
+
+from monitoring.durations import format_duration
+
+__all__ = ["format_duration"]
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -33,20 +36,6 @@ def heading(value: str) -> dict[str, Any]:
 
 def facts(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in pairs]}
-
-
-def format_duration(value: timedelta | None) -> str:
-    """`2h 05m`, `4m 10s`, `12s`; `—` when unknown."""
-    if value is None:
-        return "—"
-    seconds = int(value.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def escape_markdown(value: str) -> str:
