@@ -8,8 +8,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from botbuilder.core import ActivityHandler, CardFactory, MessageFactory, TurnContext
+from botbuilder.core import CardFactory, MessageFactory, TurnContext
+from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.schema import ChannelAccount
+from botbuilder.schema.teams import TeamInfo
 
 from bot.chat import ChatTurn
 from bot.commands import CommandError, CommandRegistry, parse_command
@@ -23,7 +25,7 @@ from store.conversations import ConversationRecord, ConversationStore
 log = logging.getLogger(__name__)
 
 
-class MlbotActivityHandler(ActivityHandler):
+class MlbotActivityHandler(TeamsActivityHandler):
     def __init__(
         self,
         *,
@@ -84,6 +86,19 @@ class MlbotActivityHandler(ActivityHandler):
         await self._installed(turn_context)
 
     async def on_installation_update_remove(self, turn_context: TurnContext) -> None:
+        await self._removed(turn_context)
+
+    async def on_teams_members_added_dispatch(
+        self,
+        members_added: list[ChannelAccount],
+        team_info: TeamInfo,
+        turn_context: TurnContext,
+    ) -> None:
+        # Only the bot's own arrival matters; looking up every new team member (what the
+        # base class does) would cost a connector call per person for nothing.
+        await self.on_members_added_activity(members_added, turn_context)
+
+    async def on_teams_team_deleted(self, team_info: TeamInfo, turn_context: TurnContext) -> None:
         await self._removed(turn_context)
 
     async def _installed(self, turn_context: TurnContext) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from store.database import Database
 from store.tables import conversations, subscriptions
@@ -44,23 +45,22 @@ class ConversationStore:
         self._db = db
 
     async def remember(self, record: ConversationRecord) -> bool:
-        """Store or refresh a conversation; True when it was new (then subscribe defaults)."""
-        async with self._db.sessions.begin() as session:
-            existing = await session.scalar(
-                select(conversations.c.conversation_id).where(
-                    conversations.c.conversation_id == record.conversation_id
-                )
-            )
-            values = {
-                "channel_id": record.channel_id,
-                "service_url": record.service_url,
-                "tenant_id": record.tenant_id,
-                "conversation_type": record.conversation_type,
-                "team_id": record.team_id,
-                "title": record.title,
-                "reference": record.reference,
-            }
-            if existing is None:
+        """Store or refresh a conversation; True when it was new (then subscribe defaults).
+
+        Teams sends `conversationUpdate` and `installationUpdate` for one install at the
+        same moment; whichever inserts second sees the conflict and refreshes instead.
+        """
+        values = {
+            "channel_id": record.channel_id,
+            "service_url": record.service_url,
+            "tenant_id": record.tenant_id,
+            "conversation_type": record.conversation_type,
+            "team_id": record.team_id,
+            "title": record.title,
+            "reference": record.reference,
+        }
+        try:
+            async with self._db.sessions.begin() as session:
                 await session.execute(
                     conversations.insert().values(
                         conversation_id=record.conversation_id,
@@ -77,13 +77,16 @@ class ConversationStore:
                         created_at=record.installed_at,
                     )
                 )
-                return True
+            return True
+        except IntegrityError:
+            pass  # already known: refresh the reference (the service URL may have moved)
+        async with self._db.sessions.begin() as session:
             await session.execute(
                 conversations.update()
                 .where(conversations.c.conversation_id == record.conversation_id)
                 .values(**values)
             )
-            return False
+        return False
 
     async def forget(self, conversation_id: str) -> bool:
         """Drop a conversation and its subscriptions; True when something was removed."""

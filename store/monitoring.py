@@ -43,10 +43,15 @@ class SessionRecord:
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
+    """A stored job and the engine's memory of it (None/False until first observed)."""
+
     job: TrainingJob
     session_id: int | None
     first_seen_at: datetime | None
-    announced_state: JobState | None
+    observed_at: datetime | None
+    running_since: datetime | None
+    announced_start: bool
+    timed_out: bool
     reminders_sent: int
     cancel_requested_at: datetime | None
 
@@ -84,7 +89,9 @@ class JobProgress:
 
     job: TrainingJob
     session_id: int | None
-    announced_state: JobState | None
+    running_since: datetime | None
+    announced_start: bool
+    timed_out: bool
     reminders_sent: int
     cancel_requested_at: datetime | None = None
 
@@ -297,7 +304,10 @@ class MonitoringStore:
             "error_summary": job.error_summary,
             "updated_at": now,
             "session_id": progress.session_id,
-            "announced_state": progress.announced_state.value if progress.announced_state else None,
+            "observed_at": now,
+            "running_since": progress.running_since,
+            "announced_start": progress.announced_start,
+            "timed_out": progress.timed_out,
             "reminders_sent": progress.reminders_sent,
             "cancel_requested_at": progress.cancel_requested_at,
         }
@@ -334,6 +344,30 @@ class MonitoringStore:
                 events.update()
                 .where(events.c.id == event_id)
                 .values(delivered_at=now, delivery_attempts=events.c.delivery_attempts + 1)
+            )
+
+    async def events_of_kind(
+        self, kind: str, *, session_id: int | None = None
+    ) -> list[EventRecord]:
+        query = select(events).where(events.c.kind == kind).order_by(events.c.id)
+        if session_id is not None:
+            query = query.where(events.c.session_id == session_id)
+        async with self._db.sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [_event(row._mapping) for row in rows]
+
+    async def update_payload(self, event_id: int, payload: dict[str, Any]) -> None:
+        async with self._db.sessions.begin() as session:
+            await session.execute(
+                events.update().where(events.c.id == event_id).values(payload=payload)
+            )
+
+    async def mark_cancel_requested(self, workspace: str, name: str, now: datetime) -> None:
+        async with self._db.sessions.begin() as session:
+            await session.execute(
+                watched_jobs.update()
+                .where(and_(watched_jobs.c.workspace == workspace, watched_jobs.c.name == name))
+                .values(cancel_requested_at=now)
             )
 
     async def mark_failed(self, event_id: int, error: str) -> None:
@@ -400,7 +434,10 @@ def _job_record(row: Any) -> JobRecord:
         job=job,
         session_id=row["session_id"],
         first_seen_at=_aware(row["first_seen_at"]),
-        announced_state=_state_or_none(row["announced_state"]),
+        observed_at=_aware(row["observed_at"]),
+        running_since=_aware(row["running_since"]),
+        announced_start=bool(row["announced_start"]),
+        timed_out=bool(row["timed_out"]),
         reminders_sent=row["reminders_sent"] or 0,
         cancel_requested_at=_aware(row["cancel_requested_at"]),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -68,7 +69,10 @@ watched_jobs = Table(
     # Monitoring (revision 0002): which session watches the job and what was announced.
     Column("session_id", Integer, nullable=True, index=True),
     Column("first_seen_at", DateTime(timezone=True), nullable=True),
-    Column("announced_state", String(16), nullable=True),
+    Column("observed_at", DateTime(timezone=True), nullable=True),
+    Column("running_since", DateTime(timezone=True), nullable=True),
+    Column("announced_start", Boolean, nullable=False, default=False),
+    Column("timed_out", Boolean, nullable=False, default=False),
     Column("reminders_sent", Integer, nullable=False, default=0),
     Column("cancel_requested_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("workspace", "name", name="uq_watched_jobs_workspace_name"),

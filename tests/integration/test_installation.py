@@ -98,3 +98,48 @@ async def test_proactive_to_unknown_conversation_is_a_clear_error(
     bot = await start_bot()
     with pytest.raises(UnknownConversationError):
         await bot.runtime.messenger.send_text("19:nowhere", "hello")
+
+
+async def test_simultaneous_install_activities_store_once_and_welcome_once(
+    start_bot: StartBot, connector: ConnectorStandIn
+) -> None:
+    import asyncio
+
+    bot = await start_bot()
+    # Teams sends both activities for one install at the same moment.
+    results = await asyncio.gather(
+        bot.post(installation_update("add", connector.url)),
+        bot.post(installation_update("add", connector.url)),
+        bot.post(installation_update("add", connector.url)),
+    )
+    assert [status for status, _ in results] == [201, 201, 201]
+    await connector.wait_for(1)
+    assert len(connector.calls) == 1  # one welcome
+    assert len(await bot.runtime.conversations.all()) == 1
+    details = sorted(entry.detail or "" for entry in await bot.runtime.audit.recent())
+    assert details == ["new", "refreshed", "refreshed"]
+
+
+async def test_team_deleted_forgets_the_team(
+    start_bot: StartBot, connector: ConnectorStandIn
+) -> None:
+    bot = await start_bot()
+    await bot.post(bot_added_to_team(connector.url))
+    await connector.wait_for(1)
+    deleted = bot_added_to_team(connector.url)
+    del deleted["membersAdded"]
+    deleted["channelData"]["eventType"] = "teamDeleted"
+    status, _ = await bot.post(deleted)
+    assert status == 201
+    assert await bot.runtime.conversations.all() == []
+
+
+async def test_other_people_joining_a_team_cost_no_connector_calls(
+    start_bot: StartBot, connector: ConnectorStandIn
+) -> None:
+    bot = await start_bot()
+    joined = bot_added_to_team(connector.url)
+    joined["membersAdded"] = [{"id": "29:someone-new"}]
+    status, _ = await bot.post(joined)
+    assert status == 201
+    assert connector.calls == [] and await bot.runtime.conversations.all() == []

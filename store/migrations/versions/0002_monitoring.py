@@ -17,7 +17,14 @@ def upgrade() -> None:
     with op.batch_alter_table("watched_jobs") as batch:
         batch.add_column(sa.Column("session_id", sa.Integer, nullable=True))
         batch.add_column(sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("announced_state", sa.String(16), nullable=True))
+        batch.add_column(sa.Column("observed_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("running_since", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(
+            sa.Column("announced_start", sa.Boolean, nullable=False, server_default=sa.false())
+        )
+        batch.add_column(
+            sa.Column("timed_out", sa.Boolean, nullable=False, server_default=sa.false())
+        )
         batch.add_column(
             sa.Column("reminders_sent", sa.Integer, nullable=False, server_default="0")
         )
@@ -72,7 +79,10 @@ def downgrade() -> None:
         for column in (
             "cancel_requested_at",
             "reminders_sent",
-            "announced_state",
+            "timed_out",
+            "announced_start",
+            "running_since",
+            "observed_at",
             "first_seen_at",
             "session_id",
         ):
