@@ -18,6 +18,10 @@ from monitoring.jobs import JobState, TrainingJob
 from store.database import Database
 from store.tables import events, monitoring_sessions, watched_jobs
 
+# Sessions that still have checks scheduled: polling ("active"), or past the max wait
+# with jobs still running ("timed_out", checked at each long-running reminder).
+WATCHING = ("active", "timed_out")
+
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
@@ -204,7 +208,7 @@ class MonitoringStore:
             select(monitoring_sessions)
             .where(
                 and_(
-                    monitoring_sessions.c.status == "active",
+                    monitoring_sessions.c.status.in_(WATCHING),
                     monitoring_sessions.c.next_check_at <= now,
                 )
             )
@@ -217,7 +221,12 @@ class MonitoringStore:
     async def next_due_at(self) -> datetime | None:
         query = (
             select(monitoring_sessions.c.next_check_at)
-            .where(monitoring_sessions.c.status == "active")
+            .where(
+                and_(
+                    monitoring_sessions.c.status.in_(WATCHING),
+                    monitoring_sessions.c.next_check_at.is_not(None),
+                )
+            )
             .order_by(monitoring_sessions.c.next_check_at)
             .limit(1)
         )

@@ -1,0 +1,517 @@
+"""The monitoring engine: turns Azure ML job states into events people act on.
+
+One `tick` checks every session that is due (and, now and then, discovers new jobs):
+one listing per workspace covers all of them, plus one `get` for each watched job that
+has just left the listing. What it learns — job rows, session schedules and the events
+the changes caused — is written in one transaction. Side effects that reach Azure
+(cancelling an attempt that ran past its timeout, queuing the retry run) happen after
+that commit and are driven from the stored state, so a restart repeats none of them
+and loses none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from monitoring.azure_calls import AzureCallError
+from monitoring.backoff import BackoffPolicy, PollState
+from monitoring.jobs import JobState, TrainingJob, Workspace
+from monitoring.lifecycle import (
+    Attempt,
+    JobEvent,
+    MonitoringTimedOut,
+    Observation,
+    monitoring_timed_out,
+    observe,
+)
+from monitoring.reminders import next_reminder_at
+from monitoring.retries import CircuitAttempts, max_attempts, plan_retries
+from store.monitoring import (
+    JobProgress,
+    JobRecord,
+    MonitoringStore,
+    NewEvent,
+    SessionRecord,
+    SessionSchedule,
+)
+from store.monitoring import Observation as StoreObservation
+
+log = logging.getLogger(__name__)
+
+RETRY_QUEUED = "retry_queued"
+# A cancel that Azure ML has not acknowledged yet is asked for again after this long.
+CANCEL_REPEAT = timedelta(minutes=5)
+
+
+class EngineJobSource(Protocol):
+    async def list_active(self, workspace: Workspace) -> list[TrainingJob]: ...
+
+    async def get(self, workspace: Workspace, name: str) -> TrainingJob: ...
+
+    async def cancel(self, workspace: Workspace, name: str) -> None: ...
+
+
+class PipelineQueue(Protocol):
+    async def queue_run(self, pipeline_name: str, template_parameters: dict[str, str]) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    backoff: BackoffPolicy
+    max_retries: int
+    attempt_timeout: timedelta
+    reminder_interval: timedelta
+    discovery_interval: timedelta
+    training_pipeline: str
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> EngineConfig:
+        return cls(
+            backoff=BackoffPolicy.from_settings(settings),
+            max_retries=settings.auto_retry_max_retries,
+            attempt_timeout=timedelta(seconds=settings.auto_retry_timeout_seconds),
+            reminder_interval=timedelta(
+                hours=settings.long_running_job_notification_interval_hours
+            ),
+            # New jobs are looked for at the slowest polling pace.
+            discovery_interval=timedelta(seconds=settings.monitoring_max_delay_seconds),
+            training_pipeline=settings.training_pipeline,
+        )
+
+
+@dataclass
+class TickReport:
+    at: datetime
+    listings: int = 0
+    gets: int = 0
+    cancels: int = 0
+    runs_queued: int = 0
+    events: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def api_calls(self) -> int:
+        return self.listings + self.gets + self.cancels + self.runs_queued
+
+
+def session_key_for(job: TrainingJob) -> str:
+    """Jobs of one experiment in one workspace are watched together (and their retries)."""
+    return f"experiment:{job.workspace}:{job.experiment}"
+
+
+def _previous(record: JobRecord | None) -> Observation | None:
+    if record is None or record.observed_at is None:
+        return None
+    return Observation(
+        state=record.job.state,
+        status=record.job.status,
+        seen_at=record.observed_at,
+        running_since=record.running_since,
+        announced_start=record.announced_start,
+        timed_out=record.timed_out,
+        reminders_sent=record.reminders_sent,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, TrainingJob):
+        return {
+            "name": value.name,
+            "circuit": value.circuit,
+            "status": value.status,
+            "studio_url": value.studio_url,
+        }
+    if isinstance(value, tuple | list):
+        return [_jsonable(item) for item in value]
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return value
+
+
+def event_payload(event: JobEvent | MonitoringTimedOut) -> dict[str, Any]:
+    """An event's fields as JSON-friendly values (stored with the event)."""
+    return {f.name: _jsonable(getattr(event, f.name)) for f in dataclasses.fields(event)}
+
+
+def _new_event(event: JobEvent, session_id: int | None) -> NewEvent:
+    return NewEvent(
+        key=event.key,
+        kind=event.kind.value,
+        payload=event_payload(event),
+        session_id=session_id,
+        workspace=event.workspace,
+        job_name=event.job_name,
+        circuit=event.circuit,
+    )
+
+
+@dataclass
+class _SessionWork:
+    record: SessionRecord
+    due: bool
+    activity: bool = False
+    jobs: dict[str, TrainingJob] = field(default_factory=dict)  # latest view, by job name
+    timed_out_jobs: set[str] = field(default_factory=set)
+
+
+class MonitoringEngine:
+    def __init__(
+        self,
+        *,
+        store: MonitoringStore,
+        source: EngineJobSource,
+        workspaces: list[Workspace],
+        pipelines: PipelineQueue | None,
+        config: Callable[[], EngineConfig],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._source = source
+        self._workspaces = list(workspaces)
+        self._pipelines = pipelines
+        self._config = config
+        self._clock = clock
+        self._next_discovery: datetime | None = None  # None: discover at the first tick
+
+    @property
+    def workspaces(self) -> list[Workspace]:
+        return list(self._workspaces)
+
+    async def next_wakeup(self) -> datetime:
+        """When the engine next has something to do (a due session or discovery)."""
+        now = self._clock()
+        candidates = [self._next_discovery or now]
+        due = await self._store.next_due_at()
+        if due is not None:
+            candidates.append(due)
+        return min(candidates)
+
+    async def check_now(self, workspace_key: str | None = None, job_name: str | None = None) -> int:
+        """A push event: the affected sessions (or all) check at the next tick."""
+        now = self._clock()
+        touched = 0
+        for session in await self._store.sessions():
+            if session.status not in ("active", "timed_out"):
+                continue
+            if workspace_key and session.workspace != workspace_key:
+                continue
+            if job_name:
+                names = {record.job.name for record in await self._store.session_jobs(session.id)}
+                if job_name not in names:
+                    continue
+            await self._store.check_now(session.id, now)
+            touched += 1
+        if touched == 0:
+            # An unknown job may be new: look for it at the next tick.
+            self._next_discovery = now
+        return touched
+
+    async def tick(self) -> TickReport:
+        now = self._clock()
+        config = self._config()
+        report = TickReport(at=now)
+        work: dict[int, _SessionWork] = {
+            s.id: _SessionWork(s, due=True) for s in await self._store.due_sessions(now)
+        }
+        discover = self._next_discovery is None or now >= self._next_discovery
+        due_workspaces = {w.record.workspace for w in work.values()}
+        changes = StoreObservation(now)
+        cancels: list[tuple[Workspace, str]] = []
+
+        for workspace in self._workspaces:
+            if not discover and workspace.key not in due_workspaces:
+                continue
+            try:
+                listing = await self._source.list_active(workspace)
+            except AzureCallError as exc:
+                report.failures.append(str(exc))
+                log.warning("monitoring: %s", exc)
+                continue
+            report.listings += 1
+            records = await self._store.job_records(workspace.key)
+            listed: set[str] = set()
+            for job in listing:
+                if not job.circuit:
+                    continue  # not a circuit training job
+                listed.add(job.name)
+                record = records.get(job.name)
+                item = await self._work_for(job, record, work, now)
+                if item is None:
+                    continue
+                self._observe(job, record, item, config, now, changes, cancels)
+            # Watched jobs that left the listing: one get each, to learn how they ended.
+            for name, record in records.items():
+                item = work.get(record.session_id or -1)
+                if name in listed or item is None or record.job.state.is_terminal:
+                    continue
+                try:
+                    latest = await self._source.get(workspace, name)
+                except AzureCallError as exc:
+                    report.failures.append(str(exc))
+                    continue
+                report.gets += 1
+                self._observe(latest, record, item, config, now, changes, cancels)
+
+        for item in work.values():
+            await self._schedule(item, config, now, changes)
+        if discover:
+            self._next_discovery = now + config.discovery_interval
+
+        report.events = await self._store.apply(changes)
+        await self._cancel_timed_out(cancels, now, report)
+        await self._drive_retries(report)
+        return report
+
+    async def _work_for(
+        self,
+        job: TrainingJob,
+        record: JobRecord | None,
+        work: dict[int, _SessionWork],
+        now: datetime,
+    ) -> _SessionWork | None:
+        if record is not None and record.session_id is not None:
+            item = work.get(record.session_id)
+            if item is not None:
+                return item
+            # Not due, but the listing shows it anyway: use the news if it changed.
+            if job.state is record.job.state or job.state is JobState.UNKNOWN:
+                return None
+            session = await self._store.session(record.session_id)
+            if session is None:
+                return None
+            item = _SessionWork(session, due=False)
+            work[session.id] = item
+            return item
+        if (
+            job.state.is_terminal
+            and record is None
+            and job.ended_at
+            and job.ended_at < now - (self._config().backoff.deadline(now) - now)
+        ):
+            # Long-finished history found at start-up is not news.
+            return None
+        session = await self._store.open_session(
+            kind="experiment",
+            key=session_key_for(job),
+            title=job.experiment or job.display_name,
+            workspace=job.workspace,
+            now=now,
+        )
+        if session.status not in ("active", "timed_out") and not job.state.is_terminal:
+            await self._store.reactivate(session.id, now)
+            session = await self._store.session(session.id) or session
+        item = work.get(session.id)
+        if item is None:
+            item = _SessionWork(session, due=True)
+            work[session.id] = item
+        return item
+
+    def _observe(
+        self,
+        job: TrainingJob,
+        record: JobRecord | None,
+        item: _SessionWork,
+        config: EngineConfig,
+        now: datetime,
+        changes: StoreObservation,
+        cancels: list[tuple[Workspace, str]],
+    ) -> None:
+        attempt = Attempt(max(job.attempt, 1), max(max_attempts(config.max_retries), job.attempt))
+        previous = _previous(record)
+        transition = observe(
+            previous,
+            job,
+            now,
+            attempt,
+            # The per-attempt timeout belongs to automatic retries: a first training may
+            # run for hours (people get reminders), a retry must finish within it.
+            attempt_timeout=config.attempt_timeout if attempt.number > 1 else None,
+            reminder_interval=config.reminder_interval,
+        )
+        state = transition.observation
+        stored = TrainingJob(
+            workspace=job.workspace,
+            name=job.name,
+            display_name=job.display_name,
+            experiment=job.experiment,
+            circuit=job.circuit,
+            status=job.status,
+            state=state.state,  # the last known state: Unknown is "no news"
+            created_at=job.created_at,
+            started_at=job.started_at or state.running_since,
+            ended_at=job.ended_at,
+            studio_url=job.studio_url,
+            error_summary=job.error_summary,
+            attempt=job.attempt,
+        )
+        cancel_requested_at = record.cancel_requested_at if record else None
+        changes.jobs.append(
+            JobProgress(
+                job=stored,
+                session_id=item.record.id,
+                running_since=state.running_since,
+                announced_start=state.announced_start,
+                timed_out=state.timed_out,
+                reminders_sent=state.reminders_sent,
+                cancel_requested_at=cancel_requested_at,
+            )
+        )
+        item.jobs[job.name] = stored
+        if state.timed_out:
+            item.timed_out_jobs.add(job.name)
+        meaningful = [e for e in transition.events if e.kind.value != "long_running"]
+        if meaningful:
+            item.activity = True
+        changes.events.extend(_new_event(event, item.record.id) for event in transition.events)
+        if transition.cancel_job and (
+            cancel_requested_at is None or now - cancel_requested_at >= CANCEL_REPEAT
+        ):
+            workspace = next((w for w in self._workspaces if w.key == job.workspace), None)
+            if workspace is not None:
+                cancels.append((workspace, job.name))
+
+    async def _schedule(
+        self,
+        item: _SessionWork,
+        config: EngineConfig,
+        now: datetime,
+        changes: StoreObservation,
+    ) -> None:
+        session = item.record
+        stored = {r.job.name: r for r in await self._store.session_jobs(session.id)}
+        jobs = {name: record.job for name, record in stored.items()}
+        jobs.update(item.jobs)
+        timed_out = {name for name, r in stored.items() if r.timed_out} | item.timed_out_jobs
+        poll = PollState(
+            started_at=session.started_at,
+            checks_done=session.checks_done,
+            last_check_at=session.last_check_at,
+            next_check_at=session.next_check_at,
+        )
+        backoff = config.backoff
+        if item.activity and session.status == "active":
+            poll = backoff.after_activity(poll, now)
+        if item.due or item.activity:
+            poll = backoff.checked(poll, now) if poll.next_check_at is not None else poll
+
+        plan = plan_retries(
+            [
+                CircuitAttempts(j.circuit, max(j.attempt, 1), j.state, name in timed_out)
+                for name, j in jobs.items()
+                if j.circuit
+            ],
+            config.max_retries,
+        )
+        if plan.retry:
+            attempt = 1 + max(j.attempt for j in jobs.values() if j.circuit in plan.retry)
+            changes.events.append(
+                NewEvent(
+                    key=f"{session.key}/{RETRY_QUEUED}/{plan.manual_circuits}/{attempt}",
+                    kind=RETRY_QUEUED,
+                    payload={
+                        "circuits": list(plan.retry),
+                        "manualCircuits": plan.manual_circuits,
+                        "attempt": attempt,
+                        "max_attempts": max_attempts(config.max_retries),
+                        "pipeline": config.training_pipeline,
+                        "run_id": None,
+                        "session": session.title,
+                    },
+                    session_id=session.id,
+                    workspace=session.workspace,
+                )
+            )
+
+        unfinished = [j for name, j in jobs.items() if not _finished(j, name in timed_out)]
+        status = session.status
+        next_check = poll.next_check_at
+        if not unfinished and not plan.retry:
+            status, next_check = "done", None
+        elif poll.finished:
+            event = monitoring_timed_out(session.key, poll, now, unfinished)
+            if event is not None and session.status == "active":
+                changes.events.append(
+                    NewEvent(
+                        key=event.key,
+                        kind=event.kind.value,
+                        payload=event_payload(event) | {"title": session.title},
+                        session_id=session.id,
+                        workspace=session.workspace,
+                    )
+                )
+            status = "timed_out"
+            # Past the max wait, jobs are still checked at each reminder.
+            reminders = [
+                next_reminder_at(
+                    stored[n].running_since or j.started_at or now,
+                    stored[n].reminders_sent if n in stored else 0,
+                    config.reminder_interval,
+                )
+                for n, j in ((j.name, j) for j in unfinished)
+                if j.state is JobState.RUNNING
+            ]
+            next_check = min(reminders) if reminders else None
+            if next_check is None:
+                status = "done"
+        changes.schedules.append(
+            SessionSchedule(
+                session_id=session.id,
+                status=status,
+                checks_done=poll.checks_done,
+                last_check_at=poll.last_check_at,
+                next_check_at=next_check,
+            )
+        )
+
+    async def _cancel_timed_out(
+        self, cancels: list[tuple[Workspace, str]], now: datetime, report: TickReport
+    ) -> None:
+        for workspace, name in cancels:
+            try:
+                await self._source.cancel(workspace, name)
+            except AzureCallError as exc:
+                report.failures.append(str(exc))
+                continue
+            report.cancels += 1
+            await self._store.mark_cancel_requested(workspace.key, name, now)
+
+    async def _drive_retries(self, report: TickReport) -> None:
+        """Queue every recorded retry that has no pipeline run yet (also after a restart)."""
+        if self._pipelines is None:
+            return
+        for event in await self._store.events_of_kind(RETRY_QUEUED):
+            if event.payload.get("run_id") is not None:
+                continue
+            try:
+                run = await self._pipelines.queue_run(
+                    str(event.payload["pipeline"]),
+                    {"manualCircuits": str(event.payload["manualCircuits"])},
+                )
+            except AzureCallError as exc:
+                report.failures.append(str(exc))
+                log.warning("monitoring: queuing the retry run failed: %s", exc)
+                continue
+            report.runs_queued += 1
+            payload = dict(event.payload)
+            payload["run_id"] = getattr(run, "run_id", None)
+            payload["run_url"] = getattr(run, "web_url", None)
+            await self._store.update_payload(event.id, payload)
+            log.info(
+                "monitoring: queued %s with manualCircuits=%s (run %s)",
+                payload["pipeline"],
+                payload["manualCircuits"],
+                payload["run_id"],
+            )
+
+
+def _finished(job: TrainingJob, timed_out: bool) -> bool:
+    return job.state.is_terminal or (timed_out and job.status.lower() == "cancelrequested")
