@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import web
 from botbuilder.core import TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
@@ -28,6 +29,7 @@ from bot.activity_handler import MlbotActivityHandler
 from bot.auth import TokenValidationEndpoints, build_authentication
 from bot.chat_commands import ChatServices, build_commands
 from bot.endpoint import MessagesEndpoint
+from bot.notifiers import WEBHOOK_DESTINATION, TeamsNotifier, WebhookNotifier
 from bot.proactive import ProactiveMessenger
 from config.settings import (
     Settings,
@@ -37,8 +39,12 @@ from config.settings import (
 )
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions
 from monitoring.devops import AzureDevOpsPipelines
-from monitoring.job_sync import JobSync
+from monitoring.dispatch import EventDispatcher, Notifier
+from monitoring.email_delivery import EmailSender, SmtpSettings
+from monitoring.email_notifier import EmailNotifier
+from monitoring.engine import EngineConfig, MonitoringEngine
 from monitoring.jobs import Workspace
+from monitoring.scheduler import EngineScheduler
 from monitoring.service_check import (
     CheckResult,
     Verdict,
@@ -48,12 +54,17 @@ from monitoring.service_check import (
     render_check_table,
 )
 from monitoring.status_report import StatusService
+from monitoring.variable_group import VariableGroupRefresher
+from monitoring.watch import WatchExit, WatchOptions, WatchTarget, run_watch, watch_engine
 from monitoring.workspaces import WorkspaceSettingError, parse_workspaces
+from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
 from service.logs import configure_logging
 from store.audit import AuditTrail
 from store.conversations import ConversationStore
 from store.database import Database
+from store.deliveries import DeliveryStore
+from store.monitoring import EventRecord, MonitoringStore
 from store.watched_jobs import WatchedJobStore
 
 if TYPE_CHECKING:
@@ -124,7 +135,11 @@ class Runtime:
     messenger: ProactiveMessenger
     web_app: web.Application
     azure: AzureClients
-    job_sync: JobSync | None
+    engine: MonitoringEngine | None
+    dispatcher: EventDispatcher
+    monitoring: MonitoringStore
+    deliveries: DeliveryStore
+    settings_source: Callable[[], Settings]
 
 
 def _turn_error_handler(bot_name: str) -> Callable[[TurnContext, Exception], object]:
@@ -153,6 +168,8 @@ async def build_runtime(
     credentials_factory: ServiceClientCredentialsFactory | None = None,
     clock: Callable[[], datetime] = utc_now,
     azure: AzureClients | None = None,
+    speed: float = 1.0,
+    background: bool = True,
 ) -> Runtime:
     """Open the store (migrating it), wire the bot and return the web application."""
     db = Database(settings.database_url)
@@ -190,34 +207,136 @@ async def build_runtime(
     web_app.router.add_get("/readyz", health.readyz)
 
     clients = azure or AzureClients()
-    job_sync = (
-        JobSync(clients.job_source, clients.workspaces, jobs, clock)
+    monitoring = MonitoringStore(db)
+    deliveries = DeliveryStore(db)
+
+    # Settings the variable group may change while running (see monitoring.variable_group).
+    refresher: VariableGroupRefresher | None = None
+    pipelines = clients.pipelines
+    if pipelines is not None:
+        group = settings.variable_group
+
+        async def fetch_group() -> dict[str, str]:
+            assert pipelines is not None
+            return await pipelines.get_variable_group(group)
+
+        refresher = VariableGroupRefresher(settings, fetch_group)
+
+    def current_settings() -> Settings:
+        return refresher.current if refresher is not None else settings
+
+    engine = (
+        MonitoringEngine(
+            store=monitoring,
+            source=clients.job_source,
+            workspaces=clients.workspaces,
+            pipelines=clients.pipelines,
+            config=lambda: EngineConfig.from_settings(current_settings()),
+            clock=clock,
+        )
         if clients.job_source is not None
         else None
     )
-    if job_sync is not None:
-        web_app.cleanup_ctx.append(_background_sync(job_sync, settings))
+    http = _HttpSessionHolder()
+    notifiers: list[Notifier] = [
+        TeamsNotifier(conversations, messenger),
+        WebhookNotifier(http.get, lambda: current_settings().teams_webhook_url.get_secret_value()),
+        EmailNotifier(
+            EmailSender(SmtpSettings.from_settings(settings)),
+            monitoring,
+            clock,
+            lambda: timedelta(
+                hours=current_settings().long_running_job_notification_interval_hours
+            ),
+        ),
+    ]
+    dispatcher = EventDispatcher(
+        events=monitoring, deliveries=deliveries, notifiers=notifiers, clock=clock
+    )
+    web_app.cleanup_ctx.append(http.context)
+    scheduler = EngineScheduler(engine, dispatcher, clock=clock, speed=speed) if engine else None
+    if background:
+        if refresher is not None:
+            web_app.cleanup_ctx.append(_refresh_variable_group(refresher))
+        if scheduler is not None:
+            web_app.cleanup_ctx.append(_run_scheduler(scheduler))
+
+    async def on_push(workspace_key: str | None, job_name: str | None) -> int:
+        if engine is None:
+            return 0
+        touched = await engine.check_now(workspace_key, job_name)
+        if scheduler is not None:
+            scheduler.poke()
+        return touched
+
+    eventgrid = EventGridHook(lambda: settings.hook_secret.get_secret_value(), on_push)
+    web_app.router.add_post("/api/hooks/eventgrid", eventgrid.post)
+    web_app.router.add_route("OPTIONS", "/api/hooks/eventgrid", eventgrid.options)
 
     async def close_store(_: web.Application) -> None:
         await db.dispose()
 
     web_app.on_cleanup.append(close_store)
     return Runtime(
-        settings, db, conversations, jobs, audit, adapter, messenger, web_app, clients, job_sync
+        settings=settings,
+        db=db,
+        conversations=conversations,
+        jobs=jobs,
+        audit=audit,
+        adapter=adapter,
+        messenger=messenger,
+        web_app=web_app,
+        azure=clients,
+        engine=engine,
+        dispatcher=dispatcher,
+        monitoring=monitoring,
+        deliveries=deliveries,
+        settings_source=current_settings,
     )
 
 
-def _background_sync(
-    job_sync: JobSync, settings: Settings
+class _HttpSessionHolder:
+    """One outbound HTTP session for the process, opened on the running loop."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def context(self, _: web.Application) -> AsyncIterator[None]:
+        yield
+        if self._session is not None:
+            await self._session.close()
+
+
+def _run_scheduler(
+    scheduler: EngineScheduler,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(_: web.Application) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            job_sync.run(lambda: float(settings.monitoring_poll_interval_seconds), stop)
-        )
+        scheduler.start()
         yield
-        stop.set()
-        await task
+        await scheduler.stop()
+
+    return context
+
+
+def _refresh_variable_group(
+    refresher: VariableGroupRefresher,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        def apply_log_level(old: Settings, new: Settings) -> None:
+            if old.monitoring_log_level != new.monitoring_log_level:
+                logging.getLogger().setLevel(new.monitoring_log_level)
+
+        refresher.add_listener(apply_log_level)
+        task = asyncio.create_task(refresher.run())
+        yield
+        task.cancel()  # it sleeps between refreshes; nothing is lost by stopping it
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     return context
 
@@ -299,7 +418,8 @@ async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> No
         clients = azure_clients_from_settings(settings)
         log.info("Azure: %s", clients.description)
     try:
-        runtime = await build_runtime(settings, azure=clients, clock=clock)
+        speed = (sandbox or SandboxOptions()).speed if stack is not None else 1.0
+        runtime = await build_runtime(settings, azure=clients, clock=clock, speed=speed)
         if stack is not None:
             from sandbox.control_api import add_sandbox_routes
 
@@ -387,6 +507,76 @@ async def check(settings: Settings, sandbox: SandboxOptions | None = None) -> in
     return 0 if all_passed(results) else 1
 
 
+async def watch(settings: Settings, target: WatchTarget, sandbox: SandboxOptions | None) -> int:
+    """`mlbot watch`: the monitoring engine in the foreground for a pipeline stage."""
+    stack: SandboxStack | None = None
+    clock: Callable[[], datetime] = utc_now
+    try:
+        if settings.use_sandbox:
+            stack, clients = await start_sandbox(settings, sandbox or SandboxOptions())
+            clock = stack.clock.now
+        else:
+            clients = azure_clients_from_settings(settings)
+    except SettingsError as exc:
+        print(f"mlbot: {exc}", file=sys.stderr)
+        return int(WatchExit.CONFIGURATION_ERROR)
+    if clients.job_source is None:
+        print(
+            "mlbot: invalid setting MLBOT_AZUREML_WORKSPACES: no workspace to watch",
+            file=sys.stderr,
+        )
+        if stack is not None:
+            await stack.stop()
+        return int(WatchExit.CONFIGURATION_ERROR)
+    if clients.pipelines is None:
+        # Nothing can queue a retry: the first failure is final.
+        settings = settings.model_copy(update={"auto_retry_max_retries": 0})
+    db = Database(settings.database_url)
+    await db.migrate()
+    store = MonitoringStore(db)
+    engine, probe = watch_engine(
+        store=store,
+        source=clients.job_source,
+        workspaces=clients.workspaces,
+        pipelines=clients.pipelines,
+        config=lambda: EngineConfig.from_settings(settings),
+        clock=clock,
+    )
+    speed = stack.clock.speed if stack is not None and stack.clock.speed > 0 else 1.0
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds / speed)  # simulated seconds on a fast sandbox clock
+
+    async with aiohttp.ClientSession() as http:
+        notify: Callable[[EventRecord], Awaitable[None]] | None = None
+        url = settings.teams_webhook_url.get_secret_value()
+        if url:
+            webhook = WebhookNotifier(lambda: http, lambda: url)
+
+            async def notify_webhook(event: EventRecord) -> None:
+                if await webhook.destinations(event):
+                    await webhook.deliver(event, WEBHOOK_DESTINATION)
+
+            notify = notify_webhook
+        try:
+            outcome = await run_watch(
+                engine,
+                store,
+                target,
+                clock=clock,
+                sleep=sleep,
+                out=sys.stdout,
+                notify=notify,
+                options=WatchOptions.from_settings(settings),
+                probe=probe,
+            )
+        finally:
+            await db.dispose()
+            if stack is not None:
+                await stack.stop()
+    return int(outcome.exit_code)
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -427,6 +617,19 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="reach every configured service and print what works and what to fix"
     )
     _add_sandbox_arguments(check_cmd)
+    watch_cmd = commands.add_parser(
+        "watch",
+        help="wait for training jobs in the foreground; exit 0 completed, 1 failed, "
+        "2 max wait exceeded, 3 configuration error",
+    )
+    watch_cmd.add_argument(
+        "--job", action="append", default=[], help="a job name to watch (repeatable)"
+    )
+    watch_cmd.add_argument("--experiment", help="watch the jobs of this experiment")
+    watch_cmd.add_argument(
+        "--circuit-prefix", help="watch circuits starting with this, e.g. PLANT001/"
+    )
+    _add_sandbox_arguments(watch_cmd)
     return parser
 
 
@@ -454,20 +657,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "sandbox", None) is not None:
         overrides["MLBOT_SANDBOX"] = args.sandbox
     sandbox = SandboxOptions(getattr(args, "scenario", None), getattr(args, "speed", 1.0))
+    # `watch` speaks to pipelines: its configuration errors have their own exit code.
+    config_error = int(WatchExit.CONFIGURATION_ERROR) if command == "watch" else 2
     try:
         settings = with_overrides(load_settings(), overrides)
     except SettingsError as exc:
         print(f"mlbot: {exc}", file=sys.stderr)
-        return 2
+        return config_error
     configure_logging(settings.monitoring_log_level, _secrets_of(settings))
     try:
         if command == "check":
             return asyncio.run(check(settings, sandbox))
+        if command == "watch":
+            try:
+                target = WatchTarget(tuple(args.job), args.experiment, args.circuit_prefix)
+            except ValueError as exc:
+                print(f"mlbot watch: {exc}", file=sys.stderr)
+                return config_error
+            return asyncio.run(watch(settings, target, sandbox))
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(settings, sandbox))
     except SettingsError as exc:
         print(f"mlbot: {exc}", file=sys.stderr)
-        return 2
+        return config_error
     return 0
 
 

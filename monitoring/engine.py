@@ -404,15 +404,14 @@ class MonitoringEngine:
             poll = backoff.checked(poll, now) if poll.next_check_at is not None else poll
 
         plan = plan_retries(
-            [
-                CircuitAttempts(j.circuit, max(j.attempt, 1), j.state, name in timed_out)
-                for name, j in jobs.items()
-                if j.circuit
-            ],
-            config.max_retries,
+            await self._retry_candidates(session, jobs, timed_out), config.max_retries
         )
         if plan.retry:
-            attempt = 1 + max(j.attempt for j in jobs.values() if j.circuit in plan.retry)
+            next_attempts = {
+                circuit: 1 + max(j.attempt for j in jobs.values() if j.circuit == circuit)
+                for circuit in plan.retry
+            }
+            attempt = max(next_attempts.values())
             changes.events.append(
                 NewEvent(
                     key=f"{session.key}/{RETRY_QUEUED}/{plan.manual_circuits}/{attempt}",
@@ -421,6 +420,7 @@ class MonitoringEngine:
                         "circuits": list(plan.retry),
                         "manualCircuits": plan.manual_circuits,
                         "attempt": attempt,
+                        "next_attempts": next_attempts,
                         "max_attempts": max_attempts(config.max_retries),
                         "pipeline": config.training_pipeline,
                         "run_id": None,
@@ -471,6 +471,37 @@ class MonitoringEngine:
                 next_check_at=next_check,
             )
         )
+
+    async def _retry_candidates(
+        self, session: SessionRecord, jobs: dict[str, TrainingJob], timed_out: set[str]
+    ) -> list[CircuitAttempts]:
+        """The latest attempt of each circuit that may need a retry now.
+
+        Circuits fail and are retried independently: those failing in the same check go
+        out in one pipeline run, without waiting for the session's other circuits
+        (which may train for hours). A circuit whose next attempt was already requested
+        waits for that attempt to appear.
+        """
+        latest: dict[str, tuple[TrainingJob, bool]] = {}
+        for name, job in jobs.items():
+            if not job.circuit:
+                continue
+            known = latest.get(job.circuit)
+            if known is None or job.attempt >= known[0].attempt:
+                latest[job.circuit] = (job, name in timed_out)
+        requested: set[tuple[str, int]] = set()
+        for event in await self._store.events_of_kind(RETRY_QUEUED, session_id=session.id):
+            per_circuit = event.payload.get("next_attempts") or {}
+            for circuit in event.payload.get("circuits", []):
+                number = per_circuit.get(circuit, event.payload.get("attempt", 0))
+                requested.add((str(circuit), int(number)))
+        candidates = []
+        for circuit, (job, was_timed_out) in latest.items():
+            attempts = CircuitAttempts(circuit, max(job.attempt, 1), job.state, was_timed_out)
+            if attempts.in_flight or (circuit, attempts.attempts + 1) in requested:
+                continue
+            candidates.append(attempts)
+        return candidates
 
     async def _cancel_timed_out(
         self, cancels: list[tuple[Workspace, str]], now: datetime, report: TickReport

@@ -129,3 +129,19 @@ audit_log = Table(
     Column("outcome", String(32), nullable=False),  # ok | refused | failed
     Column("detail", Text, nullable=True),
 )
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", Integer, nullable=False, index=True),
+    # e.g. "teams:<conversation id>", "webhook", "email"
+    Column("destination", String(600), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("activity_id", String(256), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("event_id", "destination", name="uq_deliveries_event_destination"),
+)

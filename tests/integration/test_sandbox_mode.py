@@ -34,7 +34,7 @@ async def sandbox_bot(
     stack, clients = await start_sandbox(
         settings, SandboxOptions(clock=clock, tick_interval_s=None)
     )
-    runtime = await build_runtime(settings, azure=clients, clock=clock.now)
+    runtime = await build_runtime(settings, azure=clients, clock=clock.now, background=False)
     runner = web.AppRunner(runtime.web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -52,9 +52,9 @@ async def test_status_shows_the_scenario_jobs(
 ) -> None:
     bot, stack, clock = sandbox_bot
     stack.tick(clock.advance(60))
-    assert bot.runtime.job_sync is not None
-    outcome = await bot.runtime.job_sync.sync_once()
-    assert outcome.failures == () and outcome.listed >= 4
+    assert bot.runtime.engine is not None
+    report = await bot.runtime.engine.tick()
+    assert report.failures == [] and report.listings == 1
 
     status, _ = await bot.post(channel_message("<at>mlbot</at> status", connector.url))
     assert status == 201

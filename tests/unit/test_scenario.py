@@ -56,7 +56,10 @@ def test_default_scenario_is_found_next_to_the_module_and_loads() -> None:
     assert len(scenario.workspaces) == 1
     assert scenario.circuits[0] == "PLANT001/CIRCUIT01"
     assert scenario.circuits[-1] == "PLANT003/CIRCUIT02"
-    assert len(scenario.circuits) == 6
+    assert len(scenario.circuits) == 7
+    # One circuit fails on every attempt, to show retries running out.
+    exhausted = [p for p in scenario.jobs if p.circuit == "PLANT002/CIRCUIT03"]
+    assert [p.attempt(n).outcome for p in exhausted for n in (1, 2, 3)] == ["Failed"] * 3
 
 
 def test_default_scenario_shows_something_in_the_first_minute() -> None:

@@ -69,9 +69,24 @@ def upgrade() -> None:
         sa.UniqueConstraint("key", name="uq_events_key"),
     )
     op.create_index("ix_events_created_at", "events", ["created_at"])
+    op.create_table(
+        "deliveries",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.Integer, nullable=False),
+        sa.Column("destination", sa.String(600), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("activity_id", sa.String(256), nullable=True),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("event_id", "destination", name="uq_deliveries_event_destination"),
+    )
+    op.create_index("ix_deliveries_event_id", "deliveries", ["event_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("deliveries")
     op.drop_table("events")
     op.drop_table("monitoring_sessions")
     with op.batch_alter_table("watched_jobs") as batch:

@@ -1,0 +1,604 @@
+"""Cards for the monitoring engine's events: what subscribers see when a training job changes.
+
+Each stored event (`EventRecord`: a kind plus the JSON payload written by
+`monitoring.engine.event_payload`) becomes one Adaptive Card and one plain-text summary line
+for notification previews. Payloads are read defensively: rows written by older versions may
+lack fields or hold odd types, and a card must still go out rather than block the outbox.
+
+Bot messages use card version 1.5; Workflows webhooks may refuse anything above 1.4, so
+`version="1.4"` sticks to elements and properties that exist in 1.4 (no `style` on
+TextBlocks, no Table, no Action.Execute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from cards.common import Card, card, escape_markdown, facts, format_duration, heading, text
+from monitoring.retries import CIRCUIT_PATTERN
+from store.monitoring import EventRecord
+
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "MAX_LISTED",
+    "SUPPORTED_KINDS",
+    "SUPPORTED_VERSIONS",
+    "event_summary",
+    "render_event_card",
+]
+
+Element = dict[str, Any]
+
+SUPPORTED_VERSIONS = ("1.4", "1.5")
+# Enough of an Azure ML error to recognise it; the full text is one click away in Studio.
+MAX_ERROR_CHARS = 500
+# Jobs or circuits listed on one card; the rest are counted, so the card stays under 28 KB.
+MAX_LISTED = 20
+_MAX_NAME_CHARS = 200  # any single name or value; a runaway string must not fill the card
+_MAX_SUMMARY_CHARS = 200  # previews show one short line
+_MAX_GENERIC_FIELDS = 30
+
+
+def _clip(value: str, limit: int) -> str:
+    value = value.strip()
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def _safe(value: str, limit: int = _MAX_NAME_CHARS) -> str:
+    # Clip before escaping so a cut never splits an escape sequence.
+    return escape_markdown(_clip(value, limit))
+
+
+def _one_line(value: str) -> str:
+    return " ".join(value.split())
+
+
+def _https(url: object) -> str | None:
+    """A link people may be sent to: https with a host, nothing else (no javascript:, http:)."""
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() != "https" or not parts.netloc:
+        return None
+    return url
+
+
+def _md_link(label: str, url: str) -> str:
+    # Characters that would end the markdown link early are percent-encoded.
+    target = url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+    return f"[{label}]({target})"
+
+
+def _stamp(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """An event record read defensively: every accessor returns None for a missing or odd field."""
+
+    record: EventRecord
+    version: str
+
+    @property
+    def payload(self) -> Mapping[str, Any]:
+        payload = self.record.payload
+        return payload if isinstance(payload, Mapping) else {}
+
+    def string(self, key: str) -> str | None:
+        value = self.payload.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        return None
+
+    def number(self, key: str) -> int | None:
+        value = self.payload.get(key)
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int | float):
+            return int(value)
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        return None
+
+    def seconds(self, key: str) -> timedelta | None:
+        value = self.payload.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        try:
+            return timedelta(seconds=value)
+        except (OverflowError, ValueError):
+            return None
+
+    def when(self, key: str) -> datetime | None:
+        value = self.payload.get(key)
+        if not isinstance(value, str):
+            return None
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+
+    def flag(self, key: str) -> bool | None:
+        value = self.payload.get(key)
+        return value if isinstance(value, bool) else None
+
+    @property
+    def circuit(self) -> str:
+        """Who the event is about, as plain text: the circuit, else the job's own name."""
+        return (
+            _clip(self.record.circuit or "", _MAX_NAME_CHARS)
+            or _clip(self.string("circuit") or "", _MAX_NAME_CHARS)
+            or _clip(self.string("display_name") or "", _MAX_NAME_CHARS)
+            or _clip(self.record.job_name or self.string("job_name") or "", _MAX_NAME_CHARS)
+            or "Training job"
+        )
+
+    @property
+    def attempt(self) -> int | None:
+        number = self.number("attempt")
+        return number if number is not None and number >= 1 else None
+
+    @property
+    def max_attempts(self) -> int | None:
+        number = self.number("max_attempts")
+        return number if number is not None and number >= 1 else None
+
+    @property
+    def attempt_text(self) -> str | None:
+        """`2 of 3`, or `2` when the maximum is unknown; None when nothing is known."""
+        if self.attempt is None:
+            return None
+        if self.max_attempts is None:
+            return str(self.attempt)
+        return f"{self.attempt} of {self.max_attempts}"
+
+    @property
+    def retries_exhausted(self) -> bool | None:
+        """No automatic retry follows; derived from the attempt numbers for older rows."""
+        stored = self.flag("retries_exhausted")
+        if stored is not None:
+            return stored
+        if self.attempt is not None and self.max_attempts is not None:
+            return self.attempt >= self.max_attempts
+        return None
+
+    @property
+    def studio_url(self) -> str | None:
+        return _https(self.payload.get("studio_url"))
+
+    def heading(self, value: str) -> Element:
+        # `style: heading` (accessibility) exists only from 1.5 on.
+        if self.version == "1.4":
+            return text(value, size="Large", weight="Bolder")
+        return heading(value)
+
+
+class _Parts(NamedTuple):
+    body: list[Element]
+    actions: list[Element]
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """How one event kind is told: its card content and its one-line summary."""
+
+    render: Callable[[_View], _Parts]
+    summary: Callable[[_View], str]
+
+
+# --- shared pieces ------------------------------------------------------------------------
+
+
+def _open_url(title: str, url: str | None) -> list[Element]:
+    return [{"type": "Action.OpenUrl", "title": title, "url": url}] if url else []
+
+
+def _studio_action(view: _View) -> list[Element]:
+    return _open_url("Open in Azure ML Studio", view.studio_url)
+
+
+def _job_label(view: _View) -> str | None:
+    """`display name (job name)`, escaped; experiment and job are what people search Studio by."""
+    display = view.string("display_name")
+    name = view.record.job_name or view.string("job_name")
+    if display and name and display != name:
+        return f"{_safe(display)} ({_safe(name)})"
+    if display or name:
+        return _safe(display or name or "")
+    return None
+
+
+def _workspace_name(view: _View) -> str | None:
+    # Workspace keys are `subscription/resource-group/name`; people know the name.
+    key = view.record.workspace or view.string("workspace")
+    if not key:
+        return None
+    return _safe(key.rstrip("/").rsplit("/", 1)[-1])
+
+
+def _facts(*pairs: tuple[str, str | None]) -> Element:
+    # Old rows miss fields: an unknown fact is left out rather than shown empty.
+    return facts([(title, value) for title, value in pairs if value])
+
+
+def _job_facts(view: _View, state: str, *extra: tuple[str, str | None]) -> Element:
+    """State, attempt, the kind's own facts, then where to find the job."""
+    return _facts(
+        ("State", state),
+        ("Attempt", view.attempt_text),
+        *extra,
+        ("Job", _job_label(view)),
+        ("Workspace", _workspace_name(view)),
+    )
+
+
+def _footer(view: _View) -> Element:
+    seen = view.when("at") or view.record.created_at
+    return text(f"Seen {_stamp(seen)}", isSubtle=True, size="Small")
+
+
+def _retry_command(view: _View) -> str:
+    """The command that queues this circuit again, ready to copy.
+
+    Inside a code span markdown escapes show literally, so only a well-formed circuit (letters,
+    digits, `_`, `-`) goes in raw; anything else gets a placeholder.
+    """
+    circuit = view.record.circuit or view.string("circuit") or ""
+    target = circuit if CIRCUIT_PATTERN.fullmatch(circuit) else "<PLANT>/<CIRCUIT>"
+    return f"`@mlbot retry {target}`"
+
+
+def _attempt_suffix(view: _View) -> str:
+    return f" (attempt {view.attempt_text})" if view.attempt_text else ""
+
+
+def _next_step(view: _View) -> Element | None:
+    """What happens after a failed or timed-out attempt: a retry, or a person's decision."""
+    exhausted = view.retries_exhausted
+    if exhausted is None:
+        return None
+    if exhausted:
+        return text(
+            "**Retries exhausted**: no automatic retry follows. Fix the cause, then queue it "
+            f"again with {_retry_command(view)}.",
+            color="Attention",
+        )
+    following = ""
+    if view.attempt is not None and view.max_attempts is not None:
+        following = f" (attempt {view.attempt + 1} of {view.max_attempts})"
+    # Retries go out in one batch per experiment, once its other circuits have finished.
+    return text(
+        f"**Next**: automatic retry queued{following}; it starts with the next retry batch, "
+        "once the other circuits of this run have finished."
+    )
+
+
+def _error_block(view: _View) -> list[Element]:
+    error = view.string("error_summary")
+    if error is None:
+        return [text("No error message was reported; see the job's logs in Studio.")]
+    return [
+        text("Error", weight="Bolder", spacing="Medium"),
+        text(_safe(error, MAX_ERROR_CHARS), fontType="Monospace"),
+    ]
+
+
+def _more(hidden: int, noun: str) -> Element:
+    return text(f"…and {hidden} more {noun}.", isSubtle=True)
+
+
+# --- one renderer per kind ----------------------------------------------------------------
+
+
+def _training_started(view: _View) -> _Parts:
+    started = view.when("started_at")
+    body = [
+        view.heading(f"▶️ {_safe(view.circuit)} — training started"),
+        _job_facts(view, "Running", ("Started", _stamp(started) if started else None)),
+        _footer(view),
+    ]
+    return _Parts(body, _studio_action(view))
+
+
+def _training_completed(view: _View) -> _Parts:
+    body = [
+        view.heading(f"✅ {_safe(view.circuit)} — training completed"),
+        _job_facts(
+            view,
+            "Completed",
+            ("Duration", format_duration(view.seconds("duration"))),
+            ("Ended", _stamp(view.when("ended_at") or view.when("at"))),
+        ),
+        _footer(view),
+    ]
+    return _Parts(body, _studio_action(view))
+
+
+def _training_failed(view: _View) -> _Parts:
+    body = [
+        view.heading(f"❌ {_safe(view.circuit)} — training failed"),
+        _job_facts(view, "Failed", ("Ran for", format_duration(view.seconds("duration")))),
+        *_error_block(view),
+    ]
+    step = _next_step(view)
+    if step is not None:
+        body.append(step)
+    body.append(_footer(view))
+    return _Parts(body, _studio_action(view))
+
+
+def _training_canceled(view: _View) -> _Parts:
+    body = [
+        view.heading(f"⏹ {_safe(view.circuit)} — training canceled"),
+        _job_facts(view, "Canceled", ("Ran for", format_duration(view.seconds("duration")))),
+        # A cancel is a person's decision, so the engine does not retry it.
+        text(
+            "Canceled jobs are not retried automatically; "
+            f"{_retry_command(view)} queues the circuit again."
+        ),
+        _footer(view),
+    ]
+    return _Parts(body, _studio_action(view))
+
+
+def _attempt_timed_out(view: _View) -> _Parts:
+    timeout = view.seconds("timeout")
+    body = [
+        view.heading(f"⏱ {_safe(view.circuit)} — attempt timed out"),
+        _job_facts(
+            view,
+            "Timed out (canceling)",
+            ("Running for", format_duration(view.seconds("running_for"))),
+            ("Time limit", format_duration(timeout) if timeout is not None else None),
+        ),
+        text("The attempt ran past its time limit and counts as failed; mlbot is canceling it."),
+    ]
+    step = _next_step(view)
+    if step is not None:
+        body.append(step)
+    body.append(_footer(view))
+    return _Parts(body, _studio_action(view))
+
+
+def _long_running(view: _View) -> _Parts:
+    reminder = view.number("reminder")
+    body = [
+        view.heading(f"⏳ {_safe(view.circuit)} — still running"),
+        _job_facts(
+            view,
+            "Running",
+            ("Running for", format_duration(view.seconds("running_for"))),
+            ("Reminder", f"#{reminder}" if reminder else None),
+        ),
+        text("Reminders repeat until the job finishes."),
+        _footer(view),
+    ]
+    return _Parts(body, _studio_action(view))
+
+
+def _unfinished_jobs(view: _View) -> list[Mapping[str, Any]]:
+    jobs = view.payload.get("unfinished")
+    if not isinstance(jobs, list):
+        return []
+    return [job for job in jobs if isinstance(job, Mapping)]
+
+
+def _unfinished_fact(job: Mapping[str, Any]) -> tuple[str, str]:
+    def field(key: str) -> str | None:
+        value = job.get(key)
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    name = field("name")
+    title = _safe(field("circuit") or name or "—")
+    detail = _safe(field("status") or "Unknown")
+    url = _https(job.get("studio_url"))
+    if url:
+        detail += " · " + _md_link(_safe(name or "Studio"), url)
+    elif name and field("circuit"):
+        detail += f" · {_safe(name)}"
+    return title, detail
+
+
+def _monitoring_timed_out(view: _View) -> _Parts:
+    title = view.string("title")
+    jobs = _unfinished_jobs(view)
+    shown = jobs[:MAX_LISTED]
+    started = view.when("started_at")
+    label = f"“{_safe(title)}”" if title else "this run"
+    body: list[Element] = [
+        view.heading(f"⌛ Stopped waiting for {label}"),
+        _facts(
+            ("Waited", format_duration(view.seconds("waited"))),
+            ("Since", _stamp(started) if started else None),
+            ("Unfinished", str(len(jobs))),
+        ),
+        text(
+            "mlbot reached its maximum wait with these jobs unfinished. Running jobs still "
+            "get long-running reminders; `@mlbot status` shows where they are."
+        ),
+    ]
+    if shown:
+        body.append(facts([_unfinished_fact(job) for job in shown]))
+    if len(jobs) > len(shown):
+        body.append(_more(len(jobs) - len(shown), "jobs"))
+    body.append(_footer(view))
+    return _Parts(body, [])
+
+
+def _retry_circuits(view: _View) -> list[str]:
+    circuits = view.payload.get("circuits")
+    if isinstance(circuits, list):
+        names = [c.strip() for c in circuits if isinstance(c, str) and c.strip()]
+        if names:
+            return names
+    manual = view.string("manualCircuits")
+    return [c for c in (manual or "").split(",") if c.strip()]
+
+
+def _retry_queued(view: _View) -> _Parts:
+    circuits = _retry_circuits(view)
+    shown = circuits[:MAX_LISTED]
+    subject = _safe(circuits[0]) if len(circuits) == 1 else f"{len(circuits)} circuits"
+    run_url = _https(view.payload.get("run_url"))
+    run_id = view.string("run_id") or (
+        str(view.number("run_id")) if view.number("run_id") is not None else None
+    )
+    if run_id and run_url:
+        run = _md_link(f"#{_safe(run_id)}", run_url)
+    elif run_id:
+        run = f"#{_safe(run_id)}"
+    else:
+        run = "waiting to be queued"
+    pipeline = view.string("pipeline")
+    session = view.string("session")
+    body: list[Element] = [
+        view.heading(f"🔁 Retry queued — {subject}" if circuits else "🔁 Retry queued"),
+        _facts(
+            ("Circuits", ", ".join(_safe(c) for c in shown) if shown else "—"),
+            ("Attempt", view.attempt_text),
+            ("Pipeline", _safe(pipeline) if pipeline else None),
+            ("Run", run),
+            ("Experiment", _safe(session) if session else None),
+        ),
+    ]
+    if len(circuits) > len(shown):
+        body.append(_more(len(circuits) - len(shown), "circuits"))
+    body.append(_footer(view))
+    return _Parts(body, _open_url("Open pipeline run", run_url))
+
+
+def _generic(view: _View) -> _Parts:
+    """Any kind this module does not know yet: its plain fields, so nothing is lost or crashes."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in view.payload.items():
+        if isinstance(value, bool):
+            shown = "yes" if value else "no"
+        elif isinstance(value, str | int | float) and str(value).strip():
+            shown = _safe(_one_line(str(value)))
+        else:
+            continue  # lists, objects and empty values do not fit one fact
+        pairs.append((_safe(str(key), 60), shown))
+    scalars = pairs[:_MAX_GENERIC_FIELDS]
+    kind = _safe(view.record.kind or "event")
+    body: list[Element] = [view.heading(f"🔔 {_safe(view.circuit)} — {kind}")]
+    if scalars:
+        body.append(facts(scalars))
+    if len(pairs) > len(scalars):
+        body.append(_more(len(pairs) - len(scalars), "fields"))
+    body.append(_footer(view))
+    return _Parts(body, _studio_action(view))
+
+
+# --- summaries (plain text: notification previews do not render markdown) ------------------
+
+
+def _summary_started(view: _View) -> str:
+    return f"▶️ {view.circuit} started{_attempt_suffix(view)}"
+
+
+def _summary_completed(view: _View) -> str:
+    duration = view.seconds("duration")
+    took = f" in {format_duration(duration)}" if duration is not None else ""
+    return f"✅ {view.circuit} completed{took}{_attempt_suffix(view)}"
+
+
+def _summary_failed(view: _View) -> str:
+    exhausted = ", retries exhausted" if view.retries_exhausted else ""
+    attempt = f" (attempt {view.attempt_text}{exhausted})" if view.attempt_text else ""
+    if not attempt and exhausted:
+        attempt = " (retries exhausted)"
+    return f"❌ {view.circuit} failed{attempt}"
+
+
+def _summary_canceled(view: _View) -> str:
+    return f"⏹ {view.circuit} canceled{_attempt_suffix(view)}"
+
+
+def _summary_timed_out(view: _View) -> str:
+    running = view.seconds("running_for")
+    after = f" after {format_duration(running)}" if running is not None else ""
+    return f"⏱ {view.circuit} timed out{after}{_attempt_suffix(view)}"
+
+
+def _summary_long_running(view: _View) -> str:
+    running = view.seconds("running_for")
+    after = f" after {format_duration(running)}" if running is not None else ""
+    return f"⏳ {view.circuit} still running{after}{_attempt_suffix(view)}"
+
+
+def _summary_monitoring_timed_out(view: _View) -> str:
+    title = view.string("title")
+    waited = view.seconds("waited")
+    after = f" after {format_duration(waited)}" if waited is not None else ""
+    count = len(_unfinished_jobs(view))
+    return f"⌛ Stopped waiting for {title or 'training'}{after}: {count} job(s) unfinished"
+
+
+def _summary_retry_queued(view: _View) -> str:
+    circuits = _retry_circuits(view)
+    listed = ", ".join(circuits[:3]) + (
+        f" and {len(circuits) - 3} more" if len(circuits) > 3 else ""
+    )
+    return f"🔁 Retry queued for {listed or 'failed circuits'}{_attempt_suffix(view)}"
+
+
+def _summary_generic(view: _View) -> str:
+    return f"🔔 {view.circuit}: {view.record.kind or 'event'}"
+
+
+# A constant registry: adding a kind is one entry here, not another branch somewhere.
+_KINDS: Mapping[str, _Kind] = MappingProxyType(
+    {
+        "training_started": _Kind(_training_started, _summary_started),
+        "training_completed": _Kind(_training_completed, _summary_completed),
+        "training_failed": _Kind(_training_failed, _summary_failed),
+        "training_canceled": _Kind(_training_canceled, _summary_canceled),
+        "attempt_timed_out": _Kind(_attempt_timed_out, _summary_timed_out),
+        "long_running": _Kind(_long_running, _summary_long_running),
+        "monitoring_timed_out": _Kind(_monitoring_timed_out, _summary_monitoring_timed_out),
+        "retry_queued": _Kind(_retry_queued, _summary_retry_queued),
+    }
+)
+_GENERIC = _Kind(_generic, _summary_generic)
+
+SUPPORTED_KINDS: frozenset[str] = frozenset(_KINDS)
+
+
+def event_summary(event: EventRecord) -> str:
+    """One plain line for notification previews and the card's fallback text.
+
+    For example `❌ PLANT001/CIRCUIT01 failed (attempt 2 of 3)`.
+    """
+    view = _View(event, "1.5")
+    line = _KINDS.get(event.kind, _GENERIC).summary(view)
+    return _clip(_one_line(line), _MAX_SUMMARY_CHARS)
+
+
+def render_event_card(event: EventRecord, *, version: str = "1.5") -> Card:
+    """The Adaptive Card for one stored monitoring event.
+
+    `version` is "1.5" for bot messages and "1.4" for Workflows webhooks, which may refuse
+    newer cards. Unknown kinds get a generic card listing the payload's plain fields.
+    """
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"card version must be one of {', '.join(SUPPORTED_VERSIONS)}")
+    view = _View(event, version)
+    parts = _KINDS.get(event.kind, _GENERIC).render(view)
+    extra: dict[str, Any] = {"fallbackText": event_summary(event)}
+    if parts.actions:
+        extra["actions"] = parts.actions
+    return card(parts.body, version=version, **extra)

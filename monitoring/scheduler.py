@@ -1,0 +1,90 @@
+"""Firing the engine's ticks and the event deliveries on time.
+
+APScheduler is only the timer: the store says when the engine is next due, and the
+timer is re-armed from it after every run, so a restart loses nothing. In the sandbox,
+simulated time may run faster than real time (`speed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from monitoring.dispatch import EventDispatcher
+from monitoring.engine import MonitoringEngine
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "mlbot-engine"
+
+
+class EngineScheduler:
+    def __init__(
+        self,
+        engine: MonitoringEngine,
+        dispatcher: EventDispatcher | None,
+        *,
+        clock: Callable[[], datetime],
+        speed: float = 1.0,
+        max_sleep_s: float = 15.0,
+        min_sleep_s: float = 0.05,
+    ) -> None:
+        self._engine = engine
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._speed = speed
+        # Waking up at least this often lets delivery retries and settings changes apply.
+        self._max_sleep_s = max_sleep_s
+        self._min_sleep_s = min_sleep_s
+        self._scheduler: AsyncIOScheduler | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.start()
+        self._arm(0.0)
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        async with self._lock:  # let a running pass finish its transaction
+            pass
+
+    def poke(self) -> None:
+        """Something happened (a push event): run now rather than at the next due time."""
+        self._arm(0.0)
+
+    def _arm(self, delay_s: float) -> None:
+        if self._scheduler is None:
+            return
+        self._scheduler.add_job(
+            self._fire,
+            "date",
+            run_date=datetime.now(UTC) + timedelta(seconds=delay_s),
+            id=JOB_ID,
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    async def _fire(self) -> None:
+        async with self._lock:
+            try:
+                if await self._engine.next_wakeup() <= self._clock():
+                    report = await self._engine.tick()
+                    if report.failures:
+                        log.warning("monitoring pass: %s", "; ".join(report.failures[:3]))
+                if self._dispatcher is not None:
+                    await self._dispatcher.dispatch_pending()
+            except Exception:
+                log.exception("monitoring pass failed; trying again shortly")
+            try:
+                wake = await self._engine.next_wakeup()
+                delay = (wake - self._clock()).total_seconds() / self._speed
+            except Exception:
+                delay = self._max_sleep_s
+            self._arm(min(max(delay, self._min_sleep_s), self._max_sleep_s))

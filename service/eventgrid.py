@@ -1,0 +1,136 @@
+"""POST /api/hooks/eventgrid: Azure ML run events make the affected session check now.
+
+Event Grid raises `RunStatusChanged` (only for some statuses) and `RunCompleted`; they
+are hints, never the source of truth: the engine re-reads the job from Azure ML.
+Both the Event Grid schema (with its SubscriptionValidationEvent handshake) and the
+CloudEvents schema (with its OPTIONS handshake) are accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from service.hook_auth import HookAccess, check_hook_secret
+
+log = logging.getLogger(__name__)
+
+VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+RUN_EVENTS = frozenset(
+    {
+        "Microsoft.MachineLearningServices.RunStatusChanged",
+        "Microsoft.MachineLearningServices.RunCompleted",
+    }
+)
+_TOPIC = re.compile(
+    r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+    r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PushedRun:
+    workspace_key: str | None  # "subscription/resource-group/workspace"
+    job_name: str | None
+    status: str | None
+
+
+@dataclass
+class EventGridBatch:
+    validation_code: str | None = None
+    runs: list[PushedRun] = field(default_factory=list)
+    ignored: int = 0
+
+
+def workspace_key_from_topic(topic: str) -> str | None:
+    match = _TOPIC.search(topic or "")
+    if match is None:
+        return None
+    return f"{match['sub']}/{match['rg']}/{match['ws']}"
+
+
+def parse_eventgrid(body: Any) -> EventGridBatch:
+    """Read an Event Grid (or CloudEvents) delivery; ValueError says what is malformed."""
+    items = body if isinstance(body, list) else [body]
+    batch = EventGridBatch()
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"event {index} is not an object")
+        kind = item.get("eventType") or item.get("type")
+        if not isinstance(kind, str):
+            raise ValueError(f"event {index} has no eventType")
+        data = item.get("data")
+        data = data if isinstance(data, dict) else {}
+        if kind == VALIDATION_EVENT:
+            code = data.get("validationCode")
+            if not isinstance(code, str) or not code:
+                raise ValueError("the validation event has no validationCode")
+            batch.validation_code = code
+        elif kind in RUN_EVENTS:
+            topic = item.get("topic") or item.get("source") or ""
+            run_id = data.get("runId")
+            status = data.get("runStatus")
+            batch.runs.append(
+                PushedRun(
+                    workspace_key_from_topic(str(topic)),
+                    run_id if isinstance(run_id, str) else None,
+                    status if isinstance(status, str) else None,
+                )
+            )
+        else:
+            batch.ignored += 1
+    return batch
+
+
+PushHandler = Callable[[str | None, str | None], Awaitable[int]]
+
+
+class EventGridHook:
+    def __init__(self, secret: Callable[[], str], on_push: PushHandler | None) -> None:
+        self._secret = secret
+        self._on_push = on_push
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        access = check_hook_secret(
+            self._secret(), request.query.get("key"), request.headers.get("Authorization")
+        )
+        if access is HookAccess.ALLOWED:
+            return None
+        if access is HookAccess.NOT_CONFIGURED:
+            return web.json_response(
+                {"error": "hooks are disabled until MLBOT_HOOK_SECRET is set"}, status=403
+            )
+        return web.json_response({"error": "a valid ?key= is required"}, status=401)
+
+    async def options(self, request: web.Request) -> web.Response:
+        """CloudEvents abuse-protection handshake."""
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        origin = request.headers.get("WebHook-Request-Origin", "*")
+        return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin})
+
+    async def post(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        try:
+            body = json.loads(await request.read())
+            batch = parse_eventgrid(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return web.json_response({"error": f"not an Event Grid delivery: {exc}"}, status=400)
+        if batch.validation_code is not None:
+            return web.json_response({"validationResponse": batch.validation_code})
+        checked = 0
+        if self._on_push is not None:
+            for run in batch.runs:
+                checked += await self._on_push(run.workspace_key, run.job_name)
+        log.info("event grid: %d run event(s), %d session(s) to check", len(batch.runs), checked)
+        return web.json_response({"accepted": len(batch.runs), "ignored": batch.ignored})
