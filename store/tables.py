@@ -145,3 +145,18 @@ deliveries = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("event_id", "destination", name="uq_deliveries_event_destination"),
 )
+
+card_actions = Table(
+    "card_actions",
+    metadata,
+    # One row per signed card action (its nonce): a double click or a Teams retry of the
+    # same action finds the row and gets the first answer again instead of acting twice.
+    Column("nonce", String(64), primary_key=True),
+    Column("verb", String(64), nullable=False),
+    Column("actor_id", String(256), nullable=True),
+    Column("status", String(16), nullable=False),  # claimed | done
+    Column("outcome", String(32), nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

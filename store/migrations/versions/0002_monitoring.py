@@ -1,4 +1,4 @@
-"""Monitoring sessions, lifecycle events, and per-job monitoring state.
+"""Monitoring sessions, events and their deliveries, per-job state, card actions.
 
 Revision ID: 0002
 Revises: 0001
@@ -83,9 +83,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id", "destination", name="uq_deliveries_event_destination"),
     )
     op.create_index("ix_deliveries_event_id", "deliveries", ["event_id"])
+    op.create_table(
+        "card_actions",
+        sa.Column("nonce", sa.String(64), primary_key=True),
+        sa.Column("verb", sa.String(64), nullable=False),
+        sa.Column("actor_id", sa.String(256), nullable=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("outcome", sa.String(32), nullable=True),
+        sa.Column("result", sa.JSON, nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("card_actions")
     op.drop_table("deliveries")
     op.drop_table("events")
     op.drop_table("monitoring_sessions")
