@@ -11,8 +11,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,17 +26,22 @@ from botbuilder.integration.aiohttp import CloudAdapter
 from botframework.connector.auth import ServiceClientCredentialsFactory
 from pydantic import ValidationError
 
+from bot.access import AccessPolicy
 from bot.activity_handler import MlbotActivityHandler
 from bot.auth import TokenValidationEndpoints, build_authentication
-from bot.chat_commands import ChatServices, build_commands
+from bot.card_actions import CardActionProcessor
+from bot.card_signing import CardSigner, ephemeral_key
+from bot.chat_commands import ChatServices, build_handlers
 from bot.endpoint import MessagesEndpoint
 from bot.notifiers import WEBHOOK_DESTINATION, TeamsNotifier, WebhookNotifier
+from bot.operations import Operations
 from bot.proactive import ProactiveMessenger
 from config.settings import (
     Settings,
     SettingsError,
     describe_validation_error,
     load_settings,
+    settings_report,
 )
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions
 from monitoring.devops import AzureDevOpsPipelines
@@ -61,6 +67,7 @@ from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
 from service.logs import configure_logging
 from store.audit import AuditTrail
+from store.card_actions import CardActionStore
 from store.conversations import ConversationStore
 from store.database import Database
 from store.deliveries import DeliveryStore
@@ -170,6 +177,7 @@ async def build_runtime(
     azure: AzureClients | None = None,
     speed: float = 1.0,
     background: bool = True,
+    environ: Mapping[str, str] | None = None,
 ) -> Runtime:
     """Open the store (migrating it), wire the bot and return the web application."""
     db = Database(settings.database_url)
@@ -182,9 +190,65 @@ async def build_runtime(
     adapter = CloudAdapter(authentication)
     adapter.on_turn_error = _turn_error_handler(settings.bot_display_name)
 
-    commands = build_commands(ChatServices(StatusService(jobs), settings.bot_display_name))
+    clients = azure or AzureClients()
+    monitoring = MonitoringStore(db)
+    deliveries = DeliveryStore(db)
+
+    # Settings the variable group may change while running (see monitoring.variable_group).
+    refresher: VariableGroupRefresher | None = None
+    pipelines = clients.pipelines
+    if pipelines is not None:
+        group = settings.variable_group
+
+        async def fetch_group() -> dict[str, str]:
+            assert pipelines is not None
+            return await pipelines.get_variable_group(group)
+
+        refresher = VariableGroupRefresher(settings, fetch_group)
+
+    def current_settings() -> Settings:
+        return refresher.current if refresher is not None else settings
+
+    signing_key = settings.card_signing_key.get_secret_value().encode()
+    if not signing_key:
+        log.warning(
+            "MLBOT_CARD_SIGNING_KEY is not set: card buttons are signed with a key that "
+            "changes at every restart (older cards stop working)"
+        )
+        signing_key = ephemeral_key()
+    signer = CardSigner(signing_key, clock)
+    env_snapshot = dict(environ or {})
+
+    def access_policy() -> AccessPolicy:
+        return AccessPolicy.from_settings(current_settings(), env_snapshot)
+
+    operations = Operations(
+        pipelines=clients.pipelines,
+        training_pipeline=lambda: current_settings().training_pipeline,
+        rollback_pipeline=lambda: current_settings().rollback_pipeline,
+        known_circuits=jobs.known_circuits,
+    )
+    handlers = build_handlers(
+        ChatServices(
+            status=StatusService(jobs),
+            bot_name=settings.bot_display_name,
+            operations=operations,
+            signer=signer,
+            policy=access_policy,
+            audit=audit,
+            settings_rows=lambda: settings_report(current_settings(), env_snapshot),
+        )
+    )
+    processor = CardActionProcessor(
+        registry=handlers.actions,
+        signer=signer,
+        policy=access_policy,
+        actions=CardActionStore(db),
+        audit=audit,
+    )
     bot = MlbotActivityHandler(
-        commands=commands,
+        commands=handlers.commands,
+        actions=processor,
         conversations=conversations,
         audit=audit,
         clock=clock,
@@ -205,25 +269,6 @@ async def build_runtime(
     web_app.router.add_post("/api/messages", endpoint.handle)
     web_app.router.add_get("/healthz", health.healthz)
     web_app.router.add_get("/readyz", health.readyz)
-
-    clients = azure or AzureClients()
-    monitoring = MonitoringStore(db)
-    deliveries = DeliveryStore(db)
-
-    # Settings the variable group may change while running (see monitoring.variable_group).
-    refresher: VariableGroupRefresher | None = None
-    pipelines = clients.pipelines
-    if pipelines is not None:
-        group = settings.variable_group
-
-        async def fetch_group() -> dict[str, str]:
-            assert pipelines is not None
-            return await pipelines.get_variable_group(group)
-
-        refresher = VariableGroupRefresher(settings, fetch_group)
-
-    def current_settings() -> Settings:
-        return refresher.current if refresher is not None else settings
 
     engine = (
         MonitoringEngine(
@@ -419,7 +464,9 @@ async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> No
         log.info("Azure: %s", clients.description)
     try:
         speed = (sandbox or SandboxOptions()).speed if stack is not None else 1.0
-        runtime = await build_runtime(settings, azure=clients, clock=clock, speed=speed)
+        runtime = await build_runtime(
+            settings, azure=clients, clock=clock, speed=speed, environ=os.environ
+        )
         if stack is not None:
             from sandbox.control_api import add_sandbox_routes
 

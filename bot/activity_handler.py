@@ -10,10 +10,15 @@ from typing import Any
 
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
-from botbuilder.schema import ChannelAccount
+from botbuilder.schema import (
+    AdaptiveCardInvokeResponse,
+    AdaptiveCardInvokeValue,
+    ChannelAccount,
+)
 from botbuilder.schema.teams import TeamInfo
 
-from bot.chat import ChatTurn
+from bot.card_actions import CardActionProcessor, update_for_everyone
+from bot.chat import ChatTurn, actor_of
 from bot.commands import CommandError, CommandRegistry, parse_command
 from bot.mentions import command_text
 from bot.turns import facts_of
@@ -30,6 +35,7 @@ class MlbotActivityHandler(TeamsActivityHandler):
         self,
         *,
         commands: CommandRegistry[ChatTurn],
+        actions: CardActionProcessor,
         conversations: ConversationStore,
         audit: AuditTrail,
         clock: Callable[[], datetime],
@@ -37,6 +43,7 @@ class MlbotActivityHandler(TeamsActivityHandler):
     ) -> None:
         super().__init__()
         self._commands = commands
+        self._actions = actions
         self._conversations = conversations
         self._audit = audit
         self._clock = clock
@@ -52,7 +59,7 @@ class MlbotActivityHandler(TeamsActivityHandler):
         facts = facts_of(activity)
         text = command_text(activity.text, entities, facts.bot_id)
         parsed = parse_command(text)
-        turn = ChatTurn(turn_context, facts, self._clock())
+        turn = ChatTurn(turn_context, facts, self._clock(), actor_of(facts))
         spec = self._commands.find(parsed.name) if parsed.name else None
         if spec is None:
             suggestion = self._commands.suggest(parsed.name) if parsed.name else None
@@ -66,6 +73,29 @@ class MlbotActivityHandler(TeamsActivityHandler):
             ref = uuid.uuid4().hex[:8]
             log.exception("command %s failed (ref %s)", spec.name, ref)
             await turn.reply_text(f"Something went wrong (ref {ref}). The team has the details.")
+
+    # --- card buttons (Universal Actions) ----------------------------------------------
+    async def on_adaptive_card_invoke(
+        self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
+    ) -> AdaptiveCardInvokeResponse:
+        action = invoke_value.action
+        verb = _field(action, "verb")
+        data = _field(action, "data")
+        facts = facts_of(turn_context.activity)
+        outcome = await self._actions.process(
+            turn_context,
+            facts,
+            actor_of(facts),
+            self._clock(),
+            verb if isinstance(verb, str) else "",
+            data if isinstance(data, dict) else {},
+        )
+        if outcome.outcome in ("ok", "failed"):
+            await update_for_everyone(turn_context, outcome.card)
+        # Returned as a model: the endpoint serializes it exactly once.
+        return AdaptiveCardInvokeResponse(
+            status_code=200, type="application/vnd.microsoft.card.adaptive", value=outcome.card
+        )
 
     # --- installation ----------------------------------------------------------------
     async def on_members_added_activity(
@@ -157,3 +187,10 @@ class MlbotActivityHandler(TeamsActivityHandler):
                 detail=f"forgot {removed} conversation(s)",
             )
         )
+
+
+def _field(value: Any, name: str) -> Any:
+    """Invoke values arrive as dicts or msrest models depending on the sender."""
+    if isinstance(value, dict):
+        return value.get(name)
+    return getattr(value, name, None)

@@ -8,7 +8,17 @@ from typing import Any
 
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
 
+from bot.access import Actor
 from bot.turns import TurnFacts
+
+
+def actor_of(facts: TurnFacts) -> Actor:
+    return Actor(
+        aad_object_id=facts.user_aad_id,
+        upn=None,
+        name=facts.user_name,
+        tenant_id=facts.tenant_id,
+    )
 
 
 @dataclass
@@ -16,6 +26,7 @@ class ChatTurn:
     context: TurnContext
     facts: TurnFacts
     now: datetime
+    actor: Actor
 
     async def reply_text(self, text: str) -> None:
         await self.context.send_activity(MessageFactory.text(text))

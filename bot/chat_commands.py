@@ -1,24 +1,73 @@
-"""The chat commands mlbot answers, registered beside their handlers."""
+"""The chat commands and card buttons mlbot answers, registered beside their handlers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.access import AccessPolicy, decide
+from bot.card_actions import ActionRegistry, ActionTurn
+from bot.card_signing import CardSigner
 from bot.chat import ChatTurn
-from bot.commands import CommandRegistry
+from bot.commands import CommandError, CommandRegistry, CommandSpec
+from bot.operations import Operations, parse_rollback
+from cards.actions import (
+    ApprovalLine,
+    render_action_done,
+    render_approvals,
+    render_retry_confirmation,
+    render_rollback_confirmation,
+)
+from cards.common import Card, card, facts, heading
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
 from monitoring.status_report import StatusService
+from store.audit import AuditEntry, AuditTrail
 
 
 @dataclass(frozen=True, slots=True)
 class ChatServices:
     status: StatusService
     bot_name: str
+    operations: Operations
+    signer: CardSigner
+    policy: Callable[[], AccessPolicy]
+    audit: AuditTrail
+    settings_rows: Callable[[], list[tuple[str, str, str]]]
 
 
-def build_commands(services: ChatServices) -> CommandRegistry[ChatTurn]:
+@dataclass(frozen=True, slots=True)
+class Handlers:
+    commands: CommandRegistry[ChatTurn]
+    actions: ActionRegistry
+
+
+async def _require(
+    services: ChatServices, turn: ChatTurn, action: str, env: str | None = None
+) -> None:
+    decision = decide(services.policy(), turn.actor, action, env)
+    if not decision.allowed:
+        await services.audit.record(
+            AuditEntry(
+                at=turn.now,
+                action=f"command:{action}",
+                outcome="refused",
+                actor_id=turn.actor.aad_object_id,
+                actor_name=turn.actor.name,
+                tenant_id=turn.actor.tenant_id,
+                conversation_id=turn.facts.conversation_id,
+                target=env,
+                detail=decision.reason,
+            )
+        )
+        raise CommandError(decision.reason)
+
+
+def build_handlers(services: ChatServices) -> Handlers:
     registry: CommandRegistry[ChatTurn] = CommandRegistry()
+    actions = ActionRegistry()
+    ops = services.operations
+    signer = services.signer
 
     @registry.command(
         "status",
@@ -33,12 +82,165 @@ def build_commands(services: ChatServices) -> CommandRegistry[ChatTurn]:
         await turn.reply_card(render_status_card(report), summary=summary)
 
     @registry.command(
+        "retry",
+        usage="retry <circuits>",
+        summary="Queue the training pipeline again for these circuits "
+        "(e.g. PLANT001/CIRCUIT01,PLANT002/CIRCUIT02), after a confirmation.",
+    )
+    async def retry(turn: ChatTurn, args: str) -> None:
+        await _require(services, turn, "retry")
+        circuits = await ops.validate_circuits(args)
+        confirm = signer.sign("retry.confirm", {"circuits": list(circuits)})
+        cancel = signer.sign("action.cancel", {"for": "retry"})
+        await turn.reply_card(
+            render_retry_confirmation(
+                circuits, ops.training_pipeline(), confirm, cancel, turn.actor.label
+            ),
+            summary="Confirm the retry",
+        )
+
+    @actions.action("retry.confirm", permission="retry")
+    async def retry_confirmed(turn: ActionTurn) -> Card:
+        circuits = tuple(str(c) for c in turn.action.data.get("circuits", []))
+        run = await ops.queue_retry(circuits)
+        return render_action_done(
+            "Retry queued",
+            [
+                ("Circuits", ", ".join(circuits)),
+                ("Pipeline", f"{ops.training_pipeline()} run #{run.run_id}"),
+            ],
+            turn.actor.label,
+            turn.now,
+        )
+
+    @registry.command(
+        "rollback",
+        usage="rollback <environment> [reason]",
+        summary="Queue rollback-pipeline for an environment, after a confirmation "
+        "(prod needs an approver).",
+    )
+    async def rollback(turn: ChatTurn, args: str) -> None:
+        environment, reason = parse_rollback(args)
+        await _require(services, turn, "rollback", environment)
+        confirm = signer.sign("rollback.confirm", {"environment": environment, "reason": reason})
+        cancel = signer.sign("action.cancel", {"for": "rollback", "environment": environment})
+        await turn.reply_card(
+            render_rollback_confirmation(
+                environment, reason, ops.rollback_pipeline(), confirm, cancel, turn.actor.label
+            ),
+            summary=f"Confirm the rollback of {environment}",
+        )
+
+    @actions.action("rollback.confirm", permission="rollback", environment_key="environment")
+    async def rollback_confirmed(turn: ActionTurn) -> Card:
+        environment = str(turn.action.data.get("environment", ""))
+        reason = str(turn.action.data.get("reason", ""))
+        run = await ops.queue_rollback(environment, reason, turn.actor.label)
+        return render_action_done(
+            f"Rollback of {environment} queued",
+            [
+                ("Pipeline", f"{ops.rollback_pipeline()} run #{run.run_id}"),
+                ("Reason", reason or "—"),
+            ],
+            turn.actor.label,
+            turn.now,
+        )
+
+    @actions.action("action.cancel", permission="status")
+    async def cancelled(turn: ActionTurn) -> Card:
+        what = str(turn.action.data.get("for", "action"))
+        return render_action_done(f"{what.title()} cancelled", [], turn.actor.label, turn.now)
+
+    @registry.command(
+        "approvals",
+        usage="approvals",
+        summary="Pending Azure DevOps approvals, with Approve and Reject buttons.",
+    )
+    async def approvals(turn: ChatTurn, args: str) -> None:
+        await _require(services, turn, "approvals")
+        pending = await ops.pending_approvals()
+        lines = []
+        for approval in pending:
+            environment = _environment_of(approval.instructions, approval.run_name)
+            shared = {
+                "approval_id": approval.id,
+                "environment": environment,
+                "pipeline": approval.pipeline_name or "",
+            }
+            lines.append(
+                ApprovalLine(
+                    approval_id=approval.id,
+                    pipeline=approval.pipeline_name or "?",
+                    run=approval.run_name or str(approval.run_id or ""),
+                    stage="",
+                    environment=environment,
+                    instructions=approval.instructions or "",
+                    approve=signer.sign("approval.approve", shared),
+                    reject=signer.sign("approval.reject", shared),
+                    url=approval.web_url,
+                )
+            )
+        await turn.reply_card(render_approvals(lines), summary=f"{len(lines)} pending approval(s)")
+
+    async def _decided(turn: ActionTurn, approve: bool) -> Card:
+        data = turn.action.data
+        comment = str(turn.action.inputs.get("comment", "") or "")[:500]
+        approval = await ops.decide(str(data["approval_id"]), approve, turn.actor.label, comment)
+        verb = "Approved" if approve else "Rejected"
+        return render_action_done(
+            f"{verb}: {data.get('pipeline') or 'approval'}",
+            [("Environment", str(data.get("environment") or "—")), ("Status", approval.status)],
+            turn.actor.label,
+            turn.now,
+            ok=approve,
+        )
+
+    @actions.action("approval.approve", permission="approve", environment_key="environment")
+    async def approve(turn: ActionTurn) -> Card:
+        return await _decided(turn, True)
+
+    @actions.action("approval.reject", permission="reject", environment_key="environment")
+    async def reject(turn: ActionTurn) -> Card:
+        return await _decided(turn, False)
+
+    @registry.command(
+        "config",
+        usage="config",
+        summary="The effective settings and where each came from (secrets masked).",
+    )
+    async def config(turn: ChatTurn, args: str) -> None:
+        await _require(services, turn, "config")
+        rows = services.settings_rows()
+        interesting = [r for r in rows if args.strip().lower() in r[0].lower()] if args else rows
+        body = [
+            heading("⚙️ Effective settings"),
+            facts([(name, f"{value}  ({source})") for name, value, source in interesting]),
+        ]
+        await turn.reply_card(card(body), summary="mlbot settings")
+
+    @registry.command(
         "help", usage="help", summary="What I can do for you.", aliases=("?", "commands")
     )
     async def help_(turn: ChatTurn, args: str) -> None:
-        commands = [CommandHelp(spec.usage, spec.summary) for spec in registry.specs()]
+        allowed = [s for s in registry.specs() if _may_run(services, turn, s)]
+        commands = [CommandHelp(spec.usage, spec.summary) for spec in allowed]
         await turn.reply_card(
             render_help_card(commands, services.bot_name), summary=f"{services.bot_name} help"
         )
 
-    return registry
+    return Handlers(registry, actions)
+
+
+def _may_run(services: ChatServices, turn: ChatTurn, spec: CommandSpec[ChatTurn]) -> bool:
+    # `rollback` is listed for operators; prod additionally needs an approver when used.
+    return decide(services.policy(), turn.actor, spec.name, "staging").allowed
+
+
+def _environment_of(*hints: str | None) -> str:
+    """Best guess of an approval's environment from its instructions or run name."""
+    for hint in hints:
+        lowered = (hint or "").lower()
+        for name in ("prod", "production", "staging", "test", "dev"):
+            if name in lowered:
+                return "prod" if name == "production" else name
+    return ""

@@ -12,6 +12,7 @@ TextBlocks, no Table, no Action.Execute).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,8 @@ MAX_LISTED = 20
 _MAX_NAME_CHARS = 200  # any single name or value; a runaway string must not fill the card
 _MAX_SUMMARY_CHARS = 200  # previews show one short line
 _MAX_GENERIC_FIELDS = 30
+# Environment names `@mlbot rollback <env>` accepts (bot.operations.ENVIRONMENT_NAME).
+_ROLLBACK_ENVIRONMENT = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 def _clip(value: str, limit: int) -> str:
@@ -503,6 +506,199 @@ def _generic(view: _View) -> _Parts:
     return _Parts(body, _studio_action(view))
 
 
+# --- deployments and approvals (Azure DevOps service hooks, see service.devops_hooks) ---------
+
+# Results that mean the new model went live, possibly with warnings.
+_DEPLOY_SUCCEEDED = frozenset({"succeeded", "partiallysucceeded", "succeededwithissues"})
+_DEPLOY_PARTIAL = frozenset({"partiallysucceeded", "succeededwithissues"})
+# An approval's final status -> (icon, verb) for the heading and the summary.
+_APPROVAL_OUTCOMES: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "approved": ("✅", "Approved"),
+        "rejected": ("🚫", "Rejected"),
+        "canceled": ("⏹", "Approval canceled"),
+        "timedout": ("⌛", "Approval timed out"),
+        "skipped": ("⏭", "Approval skipped"),
+    }
+)
+
+
+def _names(view: _View, key: str) -> list[str]:
+    value = view.payload.get(key)
+    if not isinstance(value, list):
+        return []
+    return [item.strip() for item in value if isinstance(item, str) and item.strip()]
+
+
+def _result_word(view: _View) -> str:
+    return (view.string("result") or "").lower()
+
+
+def _result_text(view: _View) -> str | None:
+    """`partiallySucceeded` -> `Partially succeeded`: Azure DevOps' words, readable."""
+    result = view.string("result")
+    if result is None:
+        return None
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", result).lower()
+    return _safe(words[:1].upper() + words[1:])
+
+
+def _deployment_subject(view: _View) -> str:
+    """`Deployment to prod`, `Rollback of prod`, or without an environment just the noun.
+
+    Plain text; callers escape it for cards.
+    """
+    environment = view.string("environment")
+    if view.flag("rollback"):
+        return f"Rollback of {environment}" if environment else "Rollback"
+    return f"Deployment to {environment}" if environment else "Deployment"
+
+
+def _run_label(view: _View) -> str | None:
+    """`#20261129.3`, else `#4242`: how Azure DevOps names a run. Plain text."""
+    name = view.string("run_name")
+    number = view.number("run_id")
+    if name:
+        return f"#{name}"
+    return f"#{number}" if number is not None else None
+
+
+def _run_fact(view: _View) -> str | None:
+    label = _run_label(view)
+    url = _https(view.payload.get("web_url"))
+    if label and url:
+        return _md_link(_safe(label), url)
+    return _safe(label) if label else None
+
+
+def _where(view: _View) -> str:
+    """`deployment-pipeline #20261129.3` for summaries; empty when nothing is known."""
+    parts = [part for part in (view.string("pipeline"), _run_label(view)) if part]
+    return f" ({' '.join(parts)})" if parts else ""
+
+
+def _deployment_facts(view: _View, *extra: tuple[str, str | None]) -> Element:
+    def safe(key: str) -> str | None:
+        value = view.string(key)
+        return _safe(value) if value else None
+
+    return _facts(
+        *extra,
+        ("Pipeline", safe("pipeline")),
+        ("Run", _run_fact(view)),
+        ("Stage", safe("stage")),
+        ("Environment", safe("environment")),
+        ("Requested by", safe("requested_for")),
+    )
+
+
+def _run_action(view: _View, title: str = "Open pipeline run") -> list[Element]:
+    return _open_url(title, _https(view.payload.get("web_url")))
+
+
+def _deployment_heading(view: _View, fallback_verb: str) -> tuple[str, str]:
+    """(icon, `Deployment to prod completed`) from the stored result; plain text."""
+    result = _result_word(view)
+    subject = _deployment_subject(view)
+    if result in _DEPLOY_PARTIAL:
+        return "⚠️", f"{subject} partially succeeded"
+    if result in _DEPLOY_SUCCEEDED:
+        return "✅", f"{subject} completed"
+    if result in ("canceled", "cancelled", "rejected", "abandoned"):
+        return "❌", f"{subject} {'canceled' if result != 'rejected' else 'rejected'}"
+    if result == "failed":
+        return "❌", f"{subject} failed"
+    return ("✅" if fallback_verb == "completed" else "❌"), f"{subject} {fallback_verb}"
+
+
+def _deployment_completed(view: _View) -> _Parts:
+    icon, title = _deployment_heading(view, "completed")
+    body: list[Element] = [
+        view.heading(f"{icon} {_safe(title)}"),
+        _deployment_facts(view, ("Result", _result_text(view))),
+    ]
+    if _result_word(view) in _DEPLOY_PARTIAL:
+        body.append(text("Some steps reported issues; see the run in Azure DevOps."))
+    body.append(_footer(view))
+    return _Parts(body, _run_action(view))
+
+
+def _deployment_failed(view: _View) -> _Parts:
+    icon, title = _deployment_heading(view, "failed")
+    environment = view.string("environment") or ""
+    body: list[Element] = [
+        view.heading(f"{icon} {_safe(title)}"),
+        _deployment_facts(view, ("Result", _result_text(view))),
+        text("The run's logs in Azure DevOps say what went wrong."),
+    ]
+    # A rollback command is only offered for a name the command accepts (and never to
+    # roll back a failed rollback).
+    if _ROLLBACK_ENVIRONMENT.fullmatch(environment) and not view.flag("rollback"):
+        body.append(
+            text(
+                f"If {_safe(environment)} misbehaves, `@mlbot rollback {environment.lower()}` "
+                "puts the previous model back."
+            )
+        )
+    body.append(_footer(view))
+    return _Parts(body, _run_action(view))
+
+
+def _approvers_fact(view: _View) -> str | None:
+    names = _names(view, "approvers")
+    if not names:
+        return None
+    shown = ", ".join(_safe(name) for name in names[:MAX_LISTED])
+    hidden = len(names) - min(len(names), MAX_LISTED)
+    return shown + (f" and {hidden} more" if hidden else "")
+
+
+def _instructions(view: _View) -> list[Element]:
+    instructions = view.string("instructions")
+    if instructions is None:
+        return []
+    return [
+        text("Instructions", weight="Bolder", spacing="Medium"),
+        text(_safe(instructions, MAX_ERROR_CHARS)),
+    ]
+
+
+def _approval_required(view: _View) -> _Parts:
+    needed = view.number("min_approvers")
+    body: list[Element] = [
+        view.heading(f"🔐 Approval required — {_safe(_deployment_subject(view).lower())}"),
+        _deployment_facts(
+            view,
+            ("Approvers", _approvers_fact(view)),
+            ("Needs", f"{needed} approvals" if needed and needed > 1 else None),
+        ),
+        *_instructions(view),
+        text("The stage waits until an approver decides in Azure DevOps."),
+        _footer(view),
+    ]
+    return _Parts(body, _run_action(view, "Review in Azure DevOps"))
+
+
+def _approval_outcome(view: _View) -> tuple[str, str]:
+    status = (view.string("approval_status") or "").lower()
+    return _APPROVAL_OUTCOMES.get(status, ("🔔", f"Approval {status or 'decided'}"))
+
+
+def _approval_decided(view: _View) -> _Parts:
+    icon, verb = _approval_outcome(view)
+    by = view.string("decided_by")
+    comment = view.string("comment")
+    body: list[Element] = [
+        view.heading(f"{icon} {_safe(verb)} — {_safe(_deployment_subject(view).lower())}"),
+        _deployment_facts(view, ("By", _safe(by) if by else None)),
+    ]
+    if comment:
+        body.append(text("Comment", weight="Bolder", spacing="Medium"))
+        body.append(text(_safe(comment, MAX_ERROR_CHARS)))
+    body.append(_footer(view))
+    return _Parts(body, _run_action(view))
+
+
 # --- summaries (plain text: notification previews do not render markdown) ------------------
 
 
@@ -556,6 +752,26 @@ def _summary_retry_queued(view: _View) -> str:
     return f"🔁 Retry queued for {listed or 'failed circuits'}{_attempt_suffix(view)}"
 
 
+def _summary_deployment_completed(view: _View) -> str:
+    icon, title = _deployment_heading(view, "completed")
+    return f"{icon} {title}{_where(view)}"
+
+
+def _summary_deployment_failed(view: _View) -> str:
+    icon, title = _deployment_heading(view, "failed")
+    return f"{icon} {title}{_where(view)}"
+
+
+def _summary_approval_required(view: _View) -> str:
+    return f"🔐 Approval required: {_deployment_subject(view).lower()}{_where(view)}"
+
+
+def _summary_approval_decided(view: _View) -> str:
+    icon, verb = _approval_outcome(view)
+    by = view.string("decided_by")
+    return f"{icon} {verb}{f' by {by}' if by else ''}: {_deployment_subject(view).lower()}"
+
+
 def _summary_generic(view: _View) -> str:
     return f"🔔 {view.circuit}: {view.record.kind or 'event'}"
 
@@ -571,6 +787,10 @@ _KINDS: Mapping[str, _Kind] = MappingProxyType(
         "long_running": _Kind(_long_running, _summary_long_running),
         "monitoring_timed_out": _Kind(_monitoring_timed_out, _summary_monitoring_timed_out),
         "retry_queued": _Kind(_retry_queued, _summary_retry_queued),
+        "deployment_completed": _Kind(_deployment_completed, _summary_deployment_completed),
+        "deployment_failed": _Kind(_deployment_failed, _summary_deployment_failed),
+        "approval_required": _Kind(_approval_required, _summary_approval_required),
+        "approval_decided": _Kind(_approval_decided, _summary_approval_decided),
     }
 )
 _GENERIC = _Kind(_generic, _summary_generic)

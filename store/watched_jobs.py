@@ -90,6 +90,18 @@ class WatchedJobStore:
             counts[state] = counts.get(state, 0) + int(number)
         return JobPage([_job(row._mapping) for row in rows], counts)
 
+    async def known_circuits(self) -> set[str]:
+        """Every circuit a training job has been seen for (to catch typos in `retry`)."""
+        async with self._db.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(watched_jobs.c.circuit)
+                    .where(watched_jobs.c.circuit.is_not(None))
+                    .distinct()
+                )
+            ).all()
+        return {str(row[0]) for row in rows}
+
     async def count(self) -> int:
         async with self._db.sessions() as session:
             rows = (await session.execute(select(watched_jobs.c.id))).all()

@@ -31,6 +31,7 @@ from monitoring.lifecycle import (
     TrainingFailed,
     TrainingStarted,
 )
+from service.devops_hooks import NOTIFIED_KINDS, DevOpsEventKind, DevOpsHookEvent
 from store.monitoring import EventRecord
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -164,6 +165,52 @@ def sample_events() -> dict[str, EventRecord]:
             title="circuit-training",
         ),
         RETRY_QUEUED: record(RETRY_QUEUED, retry_payload(), circuit=None),
+        **devops_samples(),
+    }
+
+
+def devops_event(kind: DevOpsEventKind, **fields: Any) -> EventRecord:
+    # The payload the DevOps hook stores, so the cards read what production writes.
+    values: dict[str, Any] = {
+        "event_type": "ms.vss-pipelines.stage-state-changed-event",
+        "pipeline": "deployment-pipeline",
+        "pipeline_id": 7,
+        "run_id": 4242,
+        "run_name": "20261129.3",
+        "stage": "Deploy_Prod",
+        "environment": "prod",
+        "web_url": "https://dev.azure.com/org/proj/_build/results?buildId=4242",
+    }
+    values.update(fields)
+    event = DevOpsHookEvent(kind=kind, **values)
+    return record(kind.value, event.payload() | {"at": NOW.isoformat()}, circuit=None)
+
+
+def devops_samples() -> dict[str, EventRecord]:
+    return {
+        "deployment_completed": devops_event(
+            DevOpsEventKind.DEPLOYMENT_COMPLETED, state="completed", result="succeeded"
+        ),
+        "deployment_failed": devops_event(
+            DevOpsEventKind.DEPLOYMENT_FAILED, state="completed", result="failed"
+        ),
+        "approval_required": devops_event(
+            DevOpsEventKind.APPROVAL_REQUIRED,
+            event_type="ms.vss-pipelinechecks-events.approval-pending",
+            approval_id="0f027b05-0942-4a35-9218-26fa07d8760a",
+            approval_status="pending",
+            approvers=("Ana Lima", "Ben Ode"),
+            min_approvers=1,
+            instructions="Check the offline metrics first.",
+        ),
+        "approval_decided": devops_event(
+            DevOpsEventKind.APPROVAL_DECIDED,
+            event_type="ms.vss-pipelinechecks-events.approval-completed",
+            approval_id="0f027b05-0942-4a35-9218-26fa07d8760a",
+            approval_status="approved",
+            decided_by="Ana Lima",
+            comment="Metrics look good.",
+        ),
     }
 
 
@@ -217,6 +264,16 @@ GARBAGE: tuple[tuple[str, Any], ...] = (
     ("studio_url", {}),
     ("display_name", 0),
     ("title", ["t"]),
+    ("pipeline", {}),
+    ("environment", 5),
+    ("web_url", "javascript:alert(1)"),
+    ("rollback", "yes"),
+    ("approvers", "Ana"),
+    ("min_approvers", [2]),
+    ("instructions", 3),
+    ("approval_status", None),
+    ("decided_by", ["x"]),
+    ("result", 0),
 )
 
 
@@ -266,7 +323,7 @@ def hostile_names_event() -> EventRecord:
 
 def unknown_kind_event() -> EventRecord:
     return record(
-        "deployment_completed",
+        "model_registered",
         {
             "environment": "prod",
             "healthy": True,
@@ -363,7 +420,8 @@ def test_every_kind_renders_in_both_versions(kind: str, version: str) -> None:
 
 
 def test_supported_kinds_cover_the_engine_events() -> None:
-    assert {kind.value for kind in EventKind} | {RETRY_QUEUED} == SUPPORTED_KINDS
+    engine = {kind.value for kind in EventKind} | {RETRY_QUEUED}
+    assert engine | {kind.value for kind in NOTIFIED_KINDS} == SUPPORTED_KINDS
     assert set(sample_events()) == SUPPORTED_KINDS
 
 
@@ -582,14 +640,14 @@ def test_unknown_kind_gets_a_generic_card(version: str) -> None:
     event = unknown_kind_event()
     card = render_event_card(event, version=version)
     content = all_text(card)
-    assert "deployment\\\\_completed" in content
+    assert "model\\\\_registered" in content
     assert "prod" in content
     assert "yes" in content
     assert "0.5" in content
     assert "skipped" not in content
     assert "note\\\\_\\\\*" in content
     assert open_urls(card) == [STUDIO]
-    assert event_summary(event) == "🔔 PLANT001/CIRCUIT01: deployment_completed"
+    assert event_summary(event) == "🔔 PLANT001/CIRCUIT01: model_registered"
 
 
 def test_generic_card_stays_small_for_a_huge_payload() -> None:

@@ -1,0 +1,306 @@
+"""Who may do what: roles from settings, and one decision before any command or card action.
+
+Everyone in an allowed tenant may look (`status`, `help`, the list of approvals). Operators
+may change what the bot does (retry circuits, watch runs, show the configuration, roll back
+a non-production environment). Approvers decide deployment approvals and roll back
+production; they are operators too. An environment may name its own approvers with
+`MLBOT_APPROVERS_<ENV>` (e.g. `MLBOT_APPROVERS_PROD`): for that environment that list alone
+decides, so prod can be limited to a few release approvers.
+
+Everything here is pure: the policy is a frozen value built once at start-up, and the
+decision is a function of the policy, the actor and the action.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Protocol
+
+APPROVERS_PREFIX = "MLBOT_APPROVERS_"
+_ENTRY_SEPARATORS = re.compile(r"[,;\s]+")
+_SHOWN_MAX = 40  # environment names are typed by users; keep refusal sentences short
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The person behind a message or a card click, as Teams identifies them."""
+
+    aad_object_id: str | None
+    upn: str | None
+    name: str | None
+    tenant_id: str | None
+
+    @property
+    def label(self) -> str:
+        """`Name (upn or id)` for audit lines and approval comments."""
+        ident = self.upn or self.aad_object_id
+        if self.name and ident:
+            return f"{self.name} ({ident})"
+        return self.name or ident or "an unknown user"
+
+    @property
+    def identities(self) -> frozenset[str]:
+        """The normalized ids this actor can be listed under (object id and UPN)."""
+        return frozenset(
+            _identity(value) for value in (self.aad_object_id, self.upn) if value and value.strip()
+        )
+
+
+class AccessSettings(Protocol):
+    """The part of `config.settings.Settings` the policy reads."""
+
+    @property
+    def operators(self) -> tuple[str, ...]: ...
+    @property
+    def approvers(self) -> tuple[str, ...]: ...
+    @property
+    def allowed_tenants(self) -> tuple[str, ...]: ...
+    @property
+    def auto_rollback_environments(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who holds which role. Entries are Entra object ids or UPNs, stored normalized.
+
+    `approvers_by_environment` is keyed by normalized environment name (see
+    `environment_key`); an environment with an entry (even an empty one) uses that list
+    instead of `approvers`. An empty `allowed_tenants` admits every tenant.
+    """
+
+    operators: frozenset[str]
+    approvers: frozenset[str]
+    approvers_by_environment: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    allowed_tenants: frozenset[str] = frozenset()
+    production_environments: frozenset[str] = frozenset({"prod"})
+
+    def __post_init__(self) -> None:
+        # Normalize whatever the caller passed, so direct construction in tests and
+        # `from_settings` compare the same way (case-insensitive ids and UPNs).
+        object.__setattr__(self, "operators", _identities(self.operators))
+        object.__setattr__(self, "approvers", _identities(self.approvers))
+        object.__setattr__(
+            self,
+            "approvers_by_environment",
+            MappingProxyType(
+                {
+                    environment_key(env): _identities(entries)
+                    for env, entries in self.approvers_by_environment.items()
+                    if environment_key(env)
+                }
+            ),
+        )
+        object.__setattr__(self, "allowed_tenants", _identities(self.allowed_tenants))
+        object.__setattr__(
+            self,
+            "production_environments",
+            frozenset(environment_key(env) for env in self.production_environments if env.strip()),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: AccessSettings, environ: Mapping[str, str]) -> AccessPolicy:
+        """The policy from settings plus `MLBOT_APPROVERS_<ENV>` entries found in `environ`.
+
+        `environ` is passed in (not read from `os.environ`) so the composition root decides
+        where configuration comes from and tests never touch the process environment.
+        A variable that is present but empty means nobody approves for that environment.
+        """
+        by_env: dict[str, frozenset[str]] = {}
+        for name, value in environ.items():
+            if not name.upper().startswith(APPROVERS_PREFIX):
+                continue
+            env = environment_key(name[len(APPROVERS_PREFIX) :])
+            if env:
+                by_env[env] = _identities(_split_entries(value))
+        return cls(
+            operators=frozenset(settings.operators),
+            approvers=frozenset(settings.approvers),
+            approvers_by_environment=by_env,
+            allowed_tenants=frozenset(settings.allowed_tenants),
+            production_environments=frozenset(settings.auto_rollback_environments or ("prod",)),
+        )
+
+    def tenant_allowed(self, tenant_id: str | None) -> bool:
+        if not self.allowed_tenants:
+            return True
+        return bool(tenant_id) and _identity(tenant_id or "") in self.allowed_tenants
+
+    def approvers_for(self, environment: str | None) -> frozenset[str]:
+        """Who approves for an environment: its own list when it has one, else everyone's."""
+        if environment is not None:
+            own = self.approvers_by_environment.get(environment_key(environment))
+            if own is not None:
+                return own
+        return self.approvers
+
+    def is_production(self, environment: str) -> bool:
+        return environment_key(environment) in self.production_environments
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    role_needed: Role
+    reason: str  # a polite sentence that can be shown to the user as it is
+
+
+def environment_key(environment: str) -> str:
+    """Environment names compare case-insensitively, with `-` and `_` alike.
+
+    `pre-prod` and `PRE_PROD` are the same environment, since a variable name such as
+    `MLBOT_APPROVERS_PRE_PROD` cannot contain `-`.
+    """
+    return environment.strip().casefold().replace("-", "_")
+
+
+def approvers_variable(environment: str) -> str:
+    """The setting that names the approvers of one environment, e.g. `MLBOT_APPROVERS_PROD`."""
+    return APPROVERS_PREFIX + environment_key(environment).upper()
+
+
+def roles_of(policy: AccessPolicy, actor: Actor, environment: str | None = None) -> frozenset[Role]:
+    """The actor's roles, for one environment when given.
+
+    Outside an allowed tenant nobody has any role. Inside, everyone is a viewer; operators
+    and approvers of any environment are operators; approvers for `environment` (or the
+    general approvers when no environment is given) are approvers.
+    """
+    if not policy.tenant_allowed(actor.tenant_id):
+        return frozenset()
+    ids = actor.identities
+    roles = {Role.VIEWER}
+    any_approver = policy.approvers.union(*policy.approvers_by_environment.values())
+    if ids & (policy.operators | any_approver):
+        roles.add(Role.OPERATOR)
+    if ids & policy.approvers_for(environment):
+        roles.add(Role.APPROVER)
+    return frozenset(roles)
+
+
+# What each action is called in a refusal, so the sentence reads naturally.
+_VIEWER_ACTIONS = {
+    "status": "Showing the status",
+    "help": "Showing help",
+    "approvals": "Listing approvals",
+}
+_OPERATOR_ACTIONS = {
+    "retry": "Retrying training",
+    "watch": "Watching a run",
+    "unwatch": "Stopping a watch",
+    "config": "Showing the configuration",
+}
+_APPROVAL_ACTIONS = {"approve": "Approving", "reject": "Rejecting"}
+
+KNOWN_ACTIONS = frozenset({*_VIEWER_ACTIONS, *_OPERATOR_ACTIONS, *_APPROVAL_ACTIONS, "rollback"})
+
+
+def decide(
+    policy: AccessPolicy, actor: Actor, action: str, environment: str | None = None
+) -> Decision:
+    """May `actor` run `action` (for `environment`, where it matters)? Fails closed.
+
+    A rollback with no environment is treated as a production rollback, and an approval
+    with no environment needs one of the general approvers.
+    """
+    name = action.strip().casefold()
+    if name not in KNOWN_ACTIONS:
+        return Decision(
+            False,
+            Role.APPROVER,
+            f"Sorry, I don't know the action '{_shown(action)}', so I can't run it.",
+        )
+    if not policy.tenant_allowed(actor.tenant_id):
+        return Decision(
+            False,
+            _role_for(policy, name, environment),
+            "Sorry, mlbot only works for the organizations it was set up for. "
+            "Ask the team that runs mlbot if you need access.",
+        )
+    roles = roles_of(policy, actor, environment)
+    if name in _VIEWER_ACTIONS:
+        return _granted(Role.VIEWER, roles, _VIEWER_ACTIONS[name])
+    if name in _OPERATOR_ACTIONS:
+        return _granted(Role.OPERATOR, roles, _OPERATOR_ACTIONS[name])
+    if name == "rollback":
+        what = f"Rolling back {_shown(environment)}" if environment else "Rolling back"
+        return _granted(_role_for(policy, name, environment), roles, what, policy, environment)
+    where = f" for {_shown(environment)}" if environment else ""
+    what = f"{_APPROVAL_ACTIONS[name]} a deployment{where}"
+    return _granted(Role.APPROVER, roles, what, policy, environment)
+
+
+def _role_for(policy: AccessPolicy, action: str, environment: str | None) -> Role:
+    if action in _VIEWER_ACTIONS:
+        return Role.VIEWER
+    if action in _OPERATOR_ACTIONS:
+        return Role.OPERATOR
+    if action == "rollback" and environment and not policy.is_production(environment):
+        return Role.OPERATOR
+    return Role.APPROVER
+
+
+def _granted(
+    needed: Role,
+    roles: frozenset[Role],
+    what: str,
+    policy: AccessPolicy | None = None,
+    environment: str | None = None,
+) -> Decision:
+    if needed in roles:
+        return Decision(True, needed, f"{what} is allowed for you as {_article(needed)}.")
+    if needed is Role.VIEWER:
+        reason = f"{what} needs access to mlbot. Ask the team that runs mlbot to add you."
+    elif needed is Role.OPERATOR:
+        reason = f"{what} needs an operator. Ask one of the mlbot operators to do it or to add you."
+    elif policy is not None and environment and not policy.approvers_for(environment):
+        reason = (
+            f"{what} needs an approver for {_shown(environment)}, and none are set up yet. "
+            f"Ask the team that runs mlbot to set {approvers_variable(environment)}."
+        )
+    elif policy is not None and not policy.approvers_for(environment):
+        reason = (
+            f"{what} needs an approver, and none are set up yet. "
+            "Ask the team that runs mlbot to set MLBOT_APPROVERS."
+        )
+    elif environment:
+        reason = (
+            f"{what} needs an approver for {_shown(environment)}. Ask one of the release approvers."
+        )
+    else:
+        reason = f"{what} needs an approver. Ask one of the release approvers."
+    return Decision(False, needed, reason)
+
+
+def _article(role: Role) -> str:
+    return f"an {role.value}" if role.value[0] in "aeiou" else f"a {role.value}"
+
+
+def _shown(text: str | None) -> str:
+    """User-typed text inside a sentence: one line, not too long."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= _SHOWN_MAX else flat[: _SHOWN_MAX - 1] + "…"
+
+
+def _identity(value: str) -> str:
+    # Object ids are GUIDs and UPNs are e-mail-like: both are case-insensitive in Entra.
+    return value.strip().casefold()
+
+
+def _identities(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(_identity(value) for value in values if value and value.strip())
+
+
+def _split_entries(value: str) -> list[str]:
+    return [part for part in _ENTRY_SEPARATORS.split(value) if part]

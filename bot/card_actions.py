@@ -1,0 +1,190 @@
+"""Universal Actions (`Action.Execute`): verify, authorize, act once, answer with a card.
+
+Every button press arrives as an `adaptiveCard/action` invoke. Its data must carry a
+valid signature (nobody can turn `dev` into `prod`), must not be expired, and its
+nonce may act only once: a double click or a Teams retry gets the first answer again.
+The answer card replaces the card for the person who clicked, and the original message
+is updated for everyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botbuilder.core import CardFactory, MessageFactory, TurnContext
+
+from bot.access import AccessPolicy, Actor, decide
+from bot.card_signing import CardDataError, CardSigner, SignedAction
+from bot.commands import CommandError
+from bot.turns import TurnFacts
+from cards.actions import render_action_refused
+from cards.common import Card
+from store.audit import AuditEntry, AuditTrail
+from store.card_actions import CardActionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActionTurn:
+    context: TurnContext
+    facts: TurnFacts
+    actor: Actor
+    now: datetime
+    action: SignedAction
+
+
+ActionHandler = Callable[[ActionTurn], Awaitable[Card]]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    verb: str
+    permission: str  # the access-control action name ("retry", "rollback", "approve", ...)
+    handler: ActionHandler
+    environment_key: str | None = None  # signed data field naming the environment
+
+
+@dataclass
+class ActionRegistry:
+    _specs: dict[str, ActionSpec] = field(default_factory=dict)
+
+    def action(
+        self, verb: str, *, permission: str, environment_key: str | None = None
+    ) -> Callable[[ActionHandler], ActionHandler]:
+        def register(handler: ActionHandler) -> ActionHandler:
+            self._specs[verb] = ActionSpec(verb, permission, handler, environment_key)
+            return handler
+
+        return register
+
+    def find(self, verb: str) -> ActionSpec | None:
+        return self._specs.get(verb)
+
+    @property
+    def verbs(self) -> frozenset[str]:
+        return frozenset(self._specs)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    card: Card
+    outcome: str  # ok | refused | failed | repeated
+
+
+class CardActionProcessor:
+    def __init__(
+        self,
+        *,
+        registry: ActionRegistry,
+        signer: CardSigner,
+        policy: Callable[[], AccessPolicy],
+        actions: CardActionStore,
+        audit: AuditTrail,
+    ) -> None:
+        self._registry = registry
+        self._signer = signer
+        self._policy = policy
+        self._actions = actions
+        self._audit = audit
+
+    async def process(
+        self,
+        context: TurnContext,
+        facts: TurnFacts,
+        actor: Actor,
+        now: datetime,
+        verb: str,
+        data: dict[str, Any],
+    ) -> ActionOutcome:
+        spec = self._registry.find(verb)
+        if spec is None:
+            return ActionOutcome(
+                render_action_refused("This button is not one mlbot knows."), "refused"
+            )
+        try:
+            signed = self._signer.verify(verb, data)
+        except CardDataError as exc:
+            await self._record(facts, actor, now, verb, "refused", exc.reason)
+            return ActionOutcome(render_action_refused(exc.reason), "refused")
+        environment = (
+            str(signed.data.get(spec.environment_key) or "") if spec.environment_key else None
+        )
+        decision = decide(self._policy(), actor, spec.permission, environment or None)
+        if not decision.allowed:
+            await self._record(facts, actor, now, verb, "refused", decision.reason, signed)
+            return ActionOutcome(render_action_refused(decision.reason), "refused")
+        claim = await self._actions.claim(signed.nonce, verb, actor.aad_object_id, now)
+        if not claim.first:
+            stored = (claim.result or {}).get("card")
+            if isinstance(stored, dict):
+                return ActionOutcome(stored, "repeated")
+            return ActionOutcome(
+                render_action_refused("This action is already being handled."), "repeated"
+            )
+        try:
+            card = await spec.handler(ActionTurn(context, facts, actor, now, signed))
+            outcome = "ok"
+        except CommandError as exc:
+            # Nothing was changed (Azure refused or was unreachable): the same button may
+            # be pressed again once the cause is fixed.
+            await self._actions.release(signed.nonce)
+            card = render_action_refused(str(exc))
+            await self._record(facts, actor, now, verb, "failed", str(exc), signed)
+            return ActionOutcome(card, "failed")
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("card action %s failed (ref %s)", verb, ref)
+            card = render_action_refused(
+                f"Something went wrong (ref {ref}). Nothing more was done."
+            )
+            outcome = "failed"
+        await self._actions.complete(signed.nonce, outcome, {"card": card}, now)
+        await self._record(facts, actor, now, verb, outcome, None, signed)
+        return ActionOutcome(card, outcome)
+
+    async def _record(
+        self,
+        facts: TurnFacts,
+        actor: Actor,
+        now: datetime,
+        verb: str,
+        outcome: str,
+        detail: str | None,
+        signed: SignedAction | None = None,
+    ) -> None:
+        target = None
+        if signed is not None:
+            target = ", ".join(f"{k}={v}" for k, v in sorted(signed.data.items()))[:500]
+        await self._audit.record(
+            AuditEntry(
+                at=now,
+                action=f"card:{verb}",
+                outcome=outcome,
+                actor_id=actor.aad_object_id,
+                actor_name=actor.name,
+                tenant_id=actor.tenant_id,
+                conversation_id=facts.conversation_id,
+                target=target,
+                detail=detail,
+            )
+        )
+
+
+async def update_for_everyone(context: TurnContext, card: Card) -> None:
+    """Replace the clicked card in the conversation, so everyone sees the outcome."""
+    message_id = context.activity.reply_to_id
+    if not message_id:
+        return
+    message = MessageFactory.attachment(CardFactory.adaptive_card(card))
+    message.id = message_id
+    try:
+        await context.update_activity(message)
+    except Exception:
+        # The clicker already has the answer card; others see it on their next refresh.
+        log.warning("could not update the card message %s", message_id, exc_info=True)

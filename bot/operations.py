@@ -1,0 +1,114 @@
+"""What commands and card buttons do in Azure DevOps: retry, roll back, approve.
+
+The same functions serve chat commands, card actions (and later the scheduler), so
+validation, audit wording and error messages are shared.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.commands import CommandError
+from monitoring.azure_calls import AzureAuthError, AzureCallError, AzureNotFoundError
+from monitoring.devops import Approval, AzureDevOpsPipelines, PipelineRun
+from monitoring.retries import CircuitListError, format_manual_circuits, parse_circuits
+
+
+def explain_azure_error(exc: AzureCallError) -> str:
+    """An Azure failure as a sentence for the channel (details stay in the log)."""
+    if isinstance(exc, AzureAuthError):
+        return (
+            f"Azure DevOps refused mlbot's credentials ({exc.setting}). An admin needs to fix it."
+        )
+    if isinstance(exc, AzureNotFoundError):
+        return f"Azure DevOps could not find it: {exc.message}"
+    return f"Azure DevOps did not answer properly ({exc.message}). Try again in a minute."
+
+
+@dataclass(frozen=True, slots=True)
+class Operations:
+    pipelines: AzureDevOpsPipelines | None
+    training_pipeline: Callable[[], str]
+    rollback_pipeline: Callable[[], str]
+    known_circuits: Callable[[], Awaitable[set[str]]]
+
+    def _require_pipelines(self) -> AzureDevOpsPipelines:
+        if self.pipelines is None:
+            raise CommandError(
+                "Azure DevOps is not configured for this bot (MLBOT_DEVOPS_ORG_URL, "
+                "MLBOT_DEVOPS_PROJECT), so it cannot queue or approve anything."
+            )
+        return self.pipelines
+
+    async def validate_circuits(self, text: str) -> tuple[str, ...]:
+        """Parse `PLANT001/CIRCUIT01, PLANT002/CIRCUIT02`; unknown circuits are named."""
+        if not text.strip():
+            raise CommandError(
+                "Which circuits? For example: `retry PLANT001/CIRCUIT01,PLANT002/CIRCUIT02`."
+            )
+        try:
+            circuits = parse_circuits(text)
+        except CircuitListError as exc:
+            raise CommandError(f"{exc} Nothing was queued.") from None
+        known = await self.known_circuits()
+        unknown = [c for c in circuits if known and c not in known]
+        if unknown:
+            names = ", ".join(f"`{c}`" for c in unknown)
+            raise CommandError(
+                f"I don't know {names}: no training job of that circuit has been seen. "
+                "Check the spelling (`status` lists the circuits). Nothing was queued."
+            )
+        return circuits
+
+    async def queue_retry(self, circuits: tuple[str, ...]) -> PipelineRun:
+        pipelines = self._require_pipelines()
+        try:
+            return await pipelines.queue_run(
+                self.training_pipeline(), {"manualCircuits": format_manual_circuits(circuits)}
+            )
+        except AzureCallError as exc:
+            raise CommandError(explain_azure_error(exc)) from None
+
+    async def queue_rollback(self, environment: str, reason: str, actor: str) -> PipelineRun:
+        pipelines = self._require_pipelines()
+        try:
+            return await pipelines.queue_run(
+                self.rollback_pipeline(),
+                {"environment": environment, "reason": reason or f"Requested in Teams by {actor}"},
+            )
+        except AzureCallError as exc:
+            raise CommandError(explain_azure_error(exc)) from None
+
+    async def pending_approvals(self) -> list[Approval]:
+        pipelines = self._require_pipelines()
+        try:
+            return await pipelines.list_pending_approvals()
+        except AzureCallError as exc:
+            raise CommandError(explain_azure_error(exc)) from None
+
+    async def decide(self, approval_id: str, approve: bool, actor: str, comment: str) -> Approval:
+        pipelines = self._require_pipelines()
+        verb = "Approved" if approve else "Rejected"
+        # The decision is recorded under mlbot's identity; the comment names the person.
+        note = f"{verb} in Teams by {actor}" + (f": {comment}" if comment else "")
+        try:
+            return await pipelines.decide_approval(approval_id, approve, note)
+        except AzureCallError as exc:
+            raise CommandError(explain_azure_error(exc)) from None
+
+
+ENVIRONMENT_NAME = r"[A-Za-z0-9_-]{1,40}"
+
+
+def parse_rollback(args: str) -> tuple[str, str]:
+    """`rollback prod model drifted` -> ("prod", "model drifted")."""
+    environment, _, reason = args.strip().partition(" ")
+    if not environment:
+        raise CommandError("Which environment? For example: `rollback prod latency doubled`.")
+    if not re.fullmatch(ENVIRONMENT_NAME, environment):
+        raise CommandError(
+            f"`{environment}` is not an environment name (letters, digits, '-' and '_')."
+        )
+    return environment.lower(), reason.strip()[:300]

@@ -1,0 +1,141 @@
+"""Cards with buttons: confirmations, the approvals list, and the answers that replace them.
+
+Buttons are `Action.Execute` (Universal Actions, card version 1.5). Their `data` arrives
+here already signed by the bot; a card only places it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cards.common import Card, card, escape_markdown, facts, heading, text
+
+
+def execute(
+    title: str, verb: str, data: dict[str, Any], *, style: str = "default"
+) -> dict[str, Any]:
+    action: dict[str, Any] = {"type": "Action.Execute", "title": title, "verb": verb, "data": data}
+    if style != "default":
+        action["style"] = style
+    return action
+
+
+def _stamp(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render_retry_confirmation(
+    circuits: Sequence[str],
+    pipeline: str,
+    confirm: dict[str, Any],
+    cancel: dict[str, Any],
+    requested_by: str,
+) -> Card:
+    listed = "\n".join(f"- {escape_markdown(c)}" for c in circuits)
+    return card(
+        [
+            heading("🔁 Retry training?"),
+            text(f"This queues **{escape_markdown(pipeline)}** once with these circuits:"),
+            text(listed),
+            facts([("manualCircuits", ",".join(circuits)), ("Asked by", requested_by)]),
+        ],
+        actions=[
+            execute("Queue the retry", "retry.confirm", confirm, style="positive"),
+            execute("Cancel", "action.cancel", cancel),
+        ],
+    )
+
+
+def render_rollback_confirmation(
+    environment: str,
+    reason: str,
+    pipeline: str,
+    confirm: dict[str, Any],
+    cancel: dict[str, Any],
+    requested_by: str,
+) -> Card:
+    body = [
+        heading(f"⏪ Roll back {escape_markdown(environment)}?"),
+        text(
+            f"This queues **{escape_markdown(pipeline)}** for "
+            f"**{escape_markdown(environment)}**. The previous deployment is restored."
+        ),
+        facts(
+            [
+                ("Environment", escape_markdown(environment)),
+                ("Reason", escape_markdown(reason) or "—"),
+                ("Asked by", requested_by),
+            ]
+        ),
+    ]
+    return card(
+        body,
+        actions=[
+            execute(f"Roll back {environment}", "rollback.confirm", confirm, style="destructive"),
+            execute("Cancel", "action.cancel", cancel),
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalLine:
+    approval_id: str
+    pipeline: str
+    run: str
+    stage: str
+    environment: str
+    instructions: str
+    approve: dict[str, Any]
+    reject: dict[str, Any]
+    url: str | None = None
+
+
+def render_approvals(lines: Sequence[ApprovalLine], limit: int = 10) -> Card:
+    if not lines:
+        return card([heading("✅ No pending approvals"), text("Nothing is waiting for you.")])
+    body: list[dict[str, Any]] = [heading(f"🛂 {len(lines)} pending approval(s)")]
+    for line in lines[:limit]:
+        rows = [
+            ("Pipeline", escape_markdown(line.pipeline)),
+            ("Run", escape_markdown(line.run) or "—"),
+            ("Stage", escape_markdown(line.stage) or "—"),
+            ("Environment", escape_markdown(line.environment) or "—"),
+        ]
+        container: dict[str, Any] = {
+            "type": "Container",
+            "separator": True,
+            "items": [facts(rows)],
+        }
+        if line.instructions:
+            container["items"].append(text(escape_markdown(line.instructions), isSubtle=True))
+        buttons = [
+            execute("Approve", "approval.approve", line.approve, style="positive"),
+            execute("Reject", "approval.reject", line.reject, style="destructive"),
+        ]
+        if line.url and line.url.startswith("https://"):
+            buttons.append({"type": "Action.OpenUrl", "title": "Open run", "url": line.url})
+        container["items"].append({"type": "ActionSet", "actions": buttons})
+        body.append(container)
+    if len(lines) > limit:
+        body.append(text(f"…and {len(lines) - limit} more in Azure DevOps.", isSubtle=True))
+    return card(body)
+
+
+def render_action_done(
+    title: str, lines: Sequence[tuple[str, str]], actor: str, at: datetime, *, ok: bool = True
+) -> Card:
+    """What replaces a card once someone acted on it: who did what, when; no buttons left."""
+    icon = "✅" if ok else "⚠️"
+    return card(
+        [
+            heading(f"{icon} {title}"),
+            facts([*lines, ("By", actor), ("At", _stamp(at))]),
+        ]
+    )
+
+
+def render_action_refused(reason: str) -> Card:
+    return card([heading("🚫 Not done"), text(reason)])

@@ -1,0 +1,642 @@
+"""POST /api/hooks/devops: Azure DevOps service hooks become mlbot events.
+
+Azure DevOps tells us about deployments and approvals the moment they happen, so
+subscribers see "approval required" while the stage is still waiting rather than at the
+next poll. Five service hook events are understood:
+
+- `ms.vss-pipelines.run-state-changed-event` and `build.complete`: a whole run;
+- `ms.vss-pipelines.stage-state-changed-event`: one stage of a run;
+- `ms.vss-pipelinechecks-events.approval-pending` / `approval-completed`: a stage check.
+
+Payloads are read defensively. The documented approval samples carry `pipeline`,
+`stage`, `run` and `resource` as null; then the run link and environment are recovered
+from the human-readable `message`, and the card says less rather than nothing.
+
+Which runs count as deployments (see `is_deployment_stage` / `is_deployment_pipeline`):
+
+- a *stage* is a deployment when its name (or display name) starts with `Deploy`,
+  `Release`, `Rollout` or `Rollback` (`Deploy_Prod`, `DeployStaging`, `deploy-to-prod`);
+  its environment is read from the rest of the name (`Deploy_Prod` -> `prod`);
+- a *run* (run events and `build.complete`) is a deployment when its pipeline's name
+  contains `deploy` or `rollback` (`deployment-pipeline`, `rollback-pipeline`).
+
+Stage events of other stages (Build, Test, ...) and runs of other pipelines (training) are
+parsed but not announced: the training engine already reports training from Azure ML.
+Subscribe either to stage events (one card per environment) or to run events (one card
+per run) for a deployment pipeline; `build.complete` and the run event of the same run
+share an event key, so subscribing to both still gives one card.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import IntegrityError
+
+from service.hook_auth import HookAccess, check_hook_secret
+from store.monitoring import MonitoringStore, NewEvent, Observation
+
+__all__ = [
+    "APPROVAL_COMPLETED",
+    "APPROVAL_PENDING",
+    "BUILD_COMPLETE",
+    "KNOWN_EVENT_TYPES",
+    "NOTIFIED_KINDS",
+    "RUN_STATE_CHANGED",
+    "STAGE_STATE_CHANGED",
+    "DevOpsEventKind",
+    "DevOpsHook",
+    "DevOpsHookEvent",
+    "environment_from_stage",
+    "event_key",
+    "is_deployment_pipeline",
+    "is_deployment_stage",
+    "parse_devops_hook",
+    "store_recorder",
+]
+
+log = logging.getLogger(__name__)
+
+RUN_STATE_CHANGED = "ms.vss-pipelines.run-state-changed-event"
+STAGE_STATE_CHANGED = "ms.vss-pipelines.stage-state-changed-event"
+APPROVAL_PENDING = "ms.vss-pipelinechecks-events.approval-pending"
+APPROVAL_COMPLETED = "ms.vss-pipelinechecks-events.approval-completed"
+BUILD_COMPLETE = "build.complete"
+KNOWN_EVENT_TYPES = frozenset(
+    {RUN_STATE_CHANGED, STAGE_STATE_CHANGED, APPROVAL_PENDING, APPROVAL_COMPLETED, BUILD_COMPLETE}
+)
+
+
+class DevOpsEventKind(StrEnum):
+    # Announced to subscribers (the names match the subscription kinds in the store).
+    DEPLOYMENT_COMPLETED = "deployment_completed"
+    DEPLOYMENT_FAILED = "deployment_failed"
+    APPROVAL_REQUIRED = "approval_required"
+    APPROVAL_DECIDED = "approval_decided"
+    # Understood but not announced: progress, and pipelines that are not deployments.
+    DEPLOYMENT_STARTED = "deployment_started"
+    DEPLOYMENT_STATE_CHANGED = "deployment_state_changed"
+    PIPELINE_RUN_COMPLETED = "pipeline_run_completed"
+    PIPELINE_RUN_STATE_CHANGED = "pipeline_run_state_changed"
+    STAGE_STATE_CHANGED = "stage_state_changed"
+
+
+NOTIFIED_KINDS = frozenset(
+    {
+        DevOpsEventKind.DEPLOYMENT_COMPLETED,
+        DevOpsEventKind.DEPLOYMENT_FAILED,
+        DevOpsEventKind.APPROVAL_REQUIRED,
+        DevOpsEventKind.APPROVAL_DECIDED,
+    }
+)
+
+# Results (runs, builds and timeline stages use slightly different words), lower case.
+_SUCCEEDED = frozenset({"succeeded", "partiallysucceeded", "succeededwithissues"})
+_NOT_RUN = frozenset({"skipped"})
+# Build `status` values that are states; older `build.complete` samples put the result there.
+_BUILD_STATES = frozenset(
+    {"completed", "inprogress", "cancelling", "postponed", "notstarted", "none", "all"}
+)
+_STARTED_STATES = frozenset({"inprogress", "running"})
+
+_DEPLOY_STAGE = re.compile(r"^(?:deploy|release|rollout|rollback)", re.IGNORECASE)
+_DEPLOY_PIPELINE = re.compile(r"deploy|rollback", re.IGNORECASE)
+_ROLLBACK = re.compile(r"rollback", re.IGNORECASE)
+# `Deploy_Prod`, `deploy-to-prod`, `Release prod` (separators) or `DeployProd`, `DeployToProd`.
+_STAGE_ENV_SEPARATED = re.compile(
+    r"^(?:deploy|release|rollout|rollback)(?:[\s_\-]+to)?[\s_\-]+(?P<env>[A-Za-z0-9][\w\-]*)$",
+    re.IGNORECASE,
+)
+_STAGE_ENV_CAMEL = re.compile(
+    r"^(?:Deploy|Release|Rollout|Rollback|DEPLOY|RELEASE|ROLLOUT|ROLLBACK)(?:To|TO)?"
+    r"(?P<env>[A-Z][A-Za-z0-9]*)$"
+)
+# Stage names that are environments on their own (`Prod`, `Staging`).
+_ENVIRONMENT_WORDS = frozenset(
+    {"prod", "production", "preprod", "staging", "stage", "uat", "qa", "test", "dev"}
+)
+_MESSAGE_ENVIRONMENT = re.compile(r"\bto environment\s+(?P<env>[^\s<>\[\]()]+?)\.?\s*$")
+_URL = re.compile(r"https://[^\s()<>\"'\[\]]+")
+_RUN_URL = re.compile(
+    r"https://[^\s()<>\"'\[\]]*/_build/results\?buildId=(?P<id>\d+)[^\s()<>\"'\[\]]*"
+)
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+_MAX_TEXT = 2000  # instructions, comments: enough to read, bounded in the event row
+_MAX_KEY_PART = 100  # event keys are at most 512 characters
+_SINGLE_STAGE = "__default"  # the one stage of a pipeline without stages: not a real name
+
+
+@dataclass(frozen=True, slots=True)
+class DevOpsHookEvent:
+    """What one service hook said, in mlbot's words. Unknown values are None."""
+
+    event_type: str
+    kind: DevOpsEventKind
+    event_id: str | None = None  # the notification's `id`: the same on a redelivery
+    pipeline: str | None = None
+    pipeline_id: int | None = None
+    run_id: int | None = None
+    run_name: str | None = None
+    stage: str | None = None
+    environment: str | None = None
+    state: str | None = None  # the run's or stage's state (`completed`, `inProgress`)
+    result: str | None = None  # `succeeded`, `failed`, `canceled`, ...
+    finished_at: str | None = None  # ISO 8601 as sent
+    web_url: str | None = None  # the run's page in Azure DevOps (https only)
+    requested_for: str | None = None
+    rollback: bool = False  # a rollback deployment (the previous model back in place)
+    approval_id: str | None = None
+    approval_status: str | None = None
+    approvers: tuple[str, ...] = ()
+    min_approvers: int | None = None
+    instructions: str | None = None
+    decided_by: str | None = None
+    comment: str | None = None
+    message: str | None = None  # Azure DevOps' own one-line summary
+
+    @property
+    def notifies(self) -> bool:
+        return self.kind in NOTIFIED_KINDS
+
+    def payload(self) -> dict[str, Any]:
+        """The stored event payload (JSON): every field, with the kind as plain text."""
+        values = asdict(self)
+        values["kind"] = self.kind.value
+        values["approvers"] = list(self.approvers)
+        return values
+
+
+# --- reading JSON defensively --------------------------------------------------------
+
+
+def _obj(value: object) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def _str(value: object, limit: int = 400) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()[:limit]
+    return None
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _path(value: object, *keys: str) -> object:
+    for key in keys:
+        found = _obj(value)
+        if found is None:
+            return None
+        value = found.get(key)
+    return value
+
+
+def _https(value: object) -> str | None:
+    text = _str(value, 2000)
+    return text if text is not None and text.lower().startswith("https://") else None
+
+
+def _identity(value: object) -> str | None:
+    """A person as people know them: display name, else the account name; never a GUID."""
+    return _str(_path(value, "displayName")) or _str(_path(value, "uniqueName"))
+
+
+# --- classification --------------------------------------------------------------------
+
+
+def is_deployment_stage(name: str | None) -> bool:
+    return bool(name) and _DEPLOY_STAGE.match(name or "") is not None
+
+
+def is_deployment_pipeline(name: str | None) -> bool:
+    return bool(name) and _DEPLOY_PIPELINE.search(name or "") is not None
+
+
+def environment_from_stage(name: str | None) -> str | None:
+    """`Deploy_Prod` -> `prod`, `DeployToStaging` -> `staging`, `Prod` -> `prod`; else None."""
+    if not name:
+        return None
+    name = name.strip()
+    match = _STAGE_ENV_SEPARATED.match(name) or _STAGE_ENV_CAMEL.match(name)
+    if match is not None:
+        return match["env"].lower()
+    if name.lower() in _ENVIRONMENT_WORDS:
+        return name.lower()
+    return None
+
+
+def _deployment_kind(state: str | None, result: str | None) -> DevOpsEventKind:
+    state_l = (state or "").lower()
+    result_l = (result or "").lower()
+    if state_l == "completed":
+        if result_l in _SUCCEEDED:
+            return DevOpsEventKind.DEPLOYMENT_COMPLETED
+        if result_l in _NOT_RUN:
+            return DevOpsEventKind.DEPLOYMENT_STATE_CHANGED
+        # failed, canceled, rejected, abandoned, and anything unexpected: nothing new is
+        # known to be live, which people must hear about.
+        return DevOpsEventKind.DEPLOYMENT_FAILED
+    if state_l in _STARTED_STATES:
+        return DevOpsEventKind.DEPLOYMENT_STARTED
+    return DevOpsEventKind.DEPLOYMENT_STATE_CHANGED
+
+
+# --- the message: where the documented approval samples hide the run ------------------
+
+
+def _message_texts(body: Mapping[str, Any]) -> list[str]:
+    texts: list[str] = []
+    for container in ("message", "detailedMessage"):
+        for field in ("markdown", "html", "text"):
+            value = _str(_path(body, container, field), 4000)
+            if value is not None:
+                texts.append(html.unescape(value) if field == "html" else value)
+    return texts
+
+
+def _message_run(body: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """The run id and results page linked from the message, when the resource has none."""
+    for text in _message_texts(body):
+        match = _RUN_URL.search(text)
+        if match is not None:
+            return int(match["id"]), match.group(0)
+    return None, None
+
+
+def _message_url(body: Mapping[str, Any]) -> str | None:
+    for text in _message_texts(body):
+        match = _URL.search(text)
+        if match is not None:
+            return match.group(0)
+    return None
+
+
+def _message_environment(body: Mapping[str, Any]) -> str | None:
+    text = _str(_path(body, "message", "text"))
+    match = _MESSAGE_ENVIRONMENT.search(text or "")
+    return match["env"] if match else None
+
+
+# --- one reader per event type ---------------------------------------------------------
+
+
+def _common(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "event_type": str(body["eventType"]),
+        "event_id": _str(body.get("id"), 100),
+        "message": _str(_path(body, "message", "text"), 500),
+    }
+
+
+def _resource(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    resource = _obj(body.get("resource"))
+    if resource is None:
+        raise ValueError(f"{body['eventType']} has no resource object")
+    return resource
+
+
+def _pipeline_of(*candidates: object) -> tuple[str | None, int | None]:
+    for candidate in candidates:
+        pipeline = _obj(candidate)
+        if pipeline is not None and (_str(pipeline.get("name")) or _int(pipeline.get("id"))):
+            return _str(pipeline.get("name")), _int(pipeline.get("id"))
+    return None, None
+
+
+def _run_state(body: Mapping[str, Any]) -> DevOpsHookEvent:
+    resource = _resource(body)
+    run = _obj(resource.get("run"))
+    if run is None:
+        raise ValueError("the run-state event has no resource.run object")
+    run_id = _int(run.get("id"))
+    state = _str(run.get("state"), 40)
+    if run_id is None or state is None:
+        raise ValueError("the run-state event's run has no id or state")
+    result = _str(run.get("result"), 40)
+    pipeline, pipeline_id = _pipeline_of(resource.get("pipeline"), run.get("pipeline"))
+    deploying = is_deployment_pipeline(pipeline)
+    if deploying:
+        kind = _deployment_kind(state, result)
+    elif state.lower() == "completed":
+        kind = DevOpsEventKind.PIPELINE_RUN_COMPLETED
+    else:
+        kind = DevOpsEventKind.PIPELINE_RUN_STATE_CHANGED
+    return DevOpsHookEvent(
+        **_common(body),
+        kind=kind,
+        pipeline=pipeline,
+        pipeline_id=pipeline_id,
+        run_id=run_id,
+        run_name=_str(run.get("name"), 200),
+        state=state,
+        result=result,
+        finished_at=_str(run.get("finishedDate"), 40),
+        web_url=_https(_path(run, "_links", "web", "href")) or _message_url(body),
+        rollback=deploying and _ROLLBACK.search(pipeline or "") is not None,
+    )
+
+
+def _stage_state(body: Mapping[str, Any]) -> DevOpsHookEvent:
+    resource = _resource(body)
+    stage = _obj(resource.get("stage"))
+    if stage is None:
+        raise ValueError("the stage event has no resource.stage object")
+    state = _str(stage.get("state"), 40)
+    if state is None:
+        raise ValueError("the stage event's stage has no state")
+    run = _obj(resource.get("run")) or {}
+    name = _str(stage.get("name"), 200)
+    display = _str(stage.get("displayName"), 200)
+    stage_name = display or (name if name != _SINGLE_STAGE else None)
+    result = _str(stage.get("result"), 40)
+    pipeline, pipeline_id = _pipeline_of(resource.get("pipeline"), run.get("pipeline"))
+    deploying = is_deployment_stage(name) or is_deployment_stage(display)
+    kind = _deployment_kind(state, result) if deploying else DevOpsEventKind.STAGE_STATE_CHANGED
+    return DevOpsHookEvent(
+        **_common(body),
+        kind=kind,
+        pipeline=pipeline,
+        pipeline_id=pipeline_id,
+        run_id=_int(run.get("id")),
+        run_name=_str(run.get("name"), 200),
+        stage=stage_name,
+        environment=environment_from_stage(name) or environment_from_stage(display),
+        state=state,
+        result=result,
+        web_url=(
+            _https(_path(stage, "_links", "web", "href"))
+            or _https(_path(run, "_links", "web", "href"))
+            or _message_url(body)
+        ),
+        rollback=deploying and _ROLLBACK.search(f"{name} {display}") is not None,
+    )
+
+
+def _build_complete(body: Mapping[str, Any]) -> DevOpsHookEvent:
+    resource = _resource(body)
+    build_id = _int(resource.get("id"))
+    if build_id is None:
+        raise ValueError("the build.complete event's resource has no id")
+    status = _str(resource.get("status"), 40)
+    result = _str(resource.get("result"), 40)
+    # Older payloads put the result in `status` ("succeeded"); newer ones say "completed".
+    if result is None and status is not None and status.lower() not in _BUILD_STATES:
+        result = status
+    if result is None:
+        raise ValueError("the build.complete event has neither result nor status")
+    pipeline, pipeline_id = _pipeline_of(resource.get("definition"))
+    requests = resource.get("requests")
+    first_request = requests[0] if isinstance(requests, list) and requests else None
+    deploying = is_deployment_pipeline(pipeline)
+    kind = (
+        _deployment_kind("completed", result)
+        if deploying
+        else DevOpsEventKind.PIPELINE_RUN_COMPLETED
+    )
+    return DevOpsHookEvent(
+        **_common(body),
+        kind=kind,
+        pipeline=pipeline,
+        pipeline_id=pipeline_id,
+        run_id=build_id,  # a build id is the pipeline run id
+        run_name=_str(resource.get("buildNumber"), 200),
+        state="completed",
+        result=result,
+        finished_at=_str(resource.get("finishTime"), 40),
+        web_url=_https(_path(resource, "_links", "web", "href")) or _message_url(body),
+        requested_for=_identity(resource.get("requestedFor"))
+        or _identity(_path(first_request, "requestedFor")),
+        rollback=deploying and _ROLLBACK.search(pipeline or "") is not None,
+    )
+
+
+def _approval(body: Mapping[str, Any], kind: DevOpsEventKind) -> DevOpsHookEvent:
+    resource = _resource(body)
+    approval = _obj(resource.get("approval"))
+    if approval is None:
+        raise ValueError("the approval event has no resource.approval object")
+    approval_id = _str(approval.get("id"), 100)
+    if approval_id is None:
+        raise ValueError("the approval event's approval has no id")
+    status = _str(approval.get("status"), 40)
+    if status is None:
+        if kind is not DevOpsEventKind.APPROVAL_REQUIRED:
+            raise ValueError("the completed approval has no status")
+        status = "pending"
+    steps = [step for step in approval.get("steps") or [] if isinstance(step, Mapping)]
+    approvers = tuple(
+        dict.fromkeys(name for step in steps if (name := _identity(step.get("assignedApprover"))))
+    )
+    decided = [s for s in steps if (_str(s.get("status")) or "").lower() not in ("", "pending")]
+    decision = decided[-1] if decided else None
+    decided_by = None
+    comment = None
+    if kind is DevOpsEventKind.APPROVAL_DECIDED and decision is not None:
+        decided_by = _identity(decision.get("actualApprover")) or _identity(
+            decision.get("assignedApprover")
+        )
+        comment = _str(decision.get("comment"), _MAX_TEXT)
+    # pipeline, stage, run and resource are null in the documented samples.
+    run = _obj(resource.get("run")) or {}
+    stage = _obj(resource.get("stage")) or {}
+    checked = _obj(resource.get("resource")) or {}
+    pipeline, pipeline_id = _pipeline_of(resource.get("pipeline"), run.get("pipeline"))
+    stage_name = (
+        _str(resource.get("stageName"), 200)
+        or _str(stage.get("displayName"), 200)
+        or _str(stage.get("name"), 200)
+    )
+    if stage_name == _SINGLE_STAGE:
+        stage_name = None
+    environment = None
+    if (_str(checked.get("type")) or "").lower() == "environment":
+        environment = _str(checked.get("name"), 100)
+    environment = environment or environment_from_stage(stage_name) or _message_environment(body)
+    message_run_id, message_run_url = _message_run(body)
+    return DevOpsHookEvent(
+        **_common(body),
+        kind=kind,
+        pipeline=pipeline,
+        pipeline_id=pipeline_id,
+        run_id=_int(run.get("id")) or message_run_id,
+        run_name=_str(run.get("name"), 200),
+        stage=stage_name,
+        environment=environment,
+        web_url=_https(_path(run, "_links", "web", "href")) or message_run_url,
+        approval_id=approval_id,
+        approval_status=status,
+        approvers=approvers,
+        min_approvers=_int(approval.get("minRequiredApprovers")),
+        instructions=_str(approval.get("instructions"), _MAX_TEXT),
+        decided_by=decided_by,
+        comment=comment,
+    )
+
+
+def parse_devops_hook(body: Any) -> DevOpsHookEvent | None:
+    """Read one service hook delivery; None for an event type mlbot does not handle.
+
+    Raises ValueError naming what is malformed: not an object, no `eventType`, or a
+    known event type without the fields that identify its run or approval.
+    """
+    if not isinstance(body, Mapping):
+        raise ValueError("the body is not a JSON object")
+    event_type = body.get("eventType")
+    if not isinstance(event_type, str) or not event_type.strip():
+        raise ValueError("the body has no eventType")
+    if event_type == RUN_STATE_CHANGED:
+        return _run_state(body)
+    if event_type == STAGE_STATE_CHANGED:
+        return _stage_state(body)
+    if event_type == BUILD_COMPLETE:
+        return _build_complete(body)
+    if event_type == APPROVAL_PENDING:
+        return _approval(body, DevOpsEventKind.APPROVAL_REQUIRED)
+    if event_type == APPROVAL_COMPLETED:
+        return _approval(body, DevOpsEventKind.APPROVAL_DECIDED)
+    return None
+
+
+# --- event keys: one happening, one event ----------------------------------------------
+
+
+def _part(value: object) -> str:
+    text = "-" if value is None or value == "" else str(value)
+    return text.replace("/", "_")[:_MAX_KEY_PART].lower()
+
+
+def _second(value: str | None) -> str | None:
+    """A timestamp to the second in UTC, so two event types reporting one finish agree."""
+    match = _TIMESTAMP.match(value or "")
+    if value is None or match is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return match.group(0)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+
+
+def event_key(event: DevOpsHookEvent) -> str:
+    """The deterministic key under which the event is stored (unique in the events table).
+
+    - an approval changes status once: `devops/approval/<id>/<status>`;
+    - a run finishes once per attempt: `devops/run/<run>/<state>/<result>/<finished at>`,
+      the same for `build.complete` and the run-state event of one run;
+    - a stage: `devops/run/<run>/stage/<stage>/<state>/<result>/<notification id>`.
+
+    A redelivered notification (Azure DevOps retries failed deliveries) gets the same key.
+    """
+    if event.approval_id is not None:
+        return f"devops/approval/{_part(event.approval_id)}/{_part(event.approval_status)}"
+    when = _second(event.finished_at) or _part(event.event_id)
+    run = f"devops/run/{_part(event.run_id)}"
+    outcome = f"{_part(event.state)}/{_part(event.result)}"
+    if event.event_type == STAGE_STATE_CHANGED:
+        stage = event.stage or "default"
+        return f"{run}/stage/{_part(stage)}/{outcome}/{_part(event.event_id)}"
+    return f"{run}/{outcome}/{when}"
+
+
+# --- recording -------------------------------------------------------------------------
+
+
+Record = Callable[[NewEvent], Awaitable[bool]]
+
+
+def store_recorder(
+    store: MonitoringStore,
+    clock: Callable[[], datetime],
+    after: Callable[[], None] | None = None,
+) -> Record:
+    """Record through the monitoring store; True when new. `after` runs for new events
+    (the scheduler's `poke`, so the dispatcher delivers now, not at the next due time)."""
+
+    async def record(event: NewEvent) -> bool:
+        try:
+            created = await store.apply(Observation(clock(), events=[event]))
+        except IntegrityError:
+            # Two deliveries of one event raced past the existence check: one was stored.
+            return False
+        if created and after is not None:
+            after()
+        return bool(created)
+
+    return record
+
+
+class DevOpsHook:
+    def __init__(
+        self, secret: Callable[[], str], record: Record, clock: Callable[[], datetime]
+    ) -> None:
+        self._secret = secret
+        self._record = record
+        self._clock = clock
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        access = check_hook_secret(
+            self._secret(), request.query.get("key"), request.headers.get("Authorization")
+        )
+        if access is HookAccess.ALLOWED:
+            return None
+        if access is HookAccess.NOT_CONFIGURED:
+            return web.json_response(
+                {"error": "hooks are disabled until MLBOT_HOOK_SECRET is set"}, status=403
+            )
+        # Azure DevOps' web hook form offers basic authentication: the challenge names it.
+        return web.json_response(
+            {"error": "a valid ?key= or basic-auth password is required"},
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="mlbot hooks"'},
+        )
+
+    async def post(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        try:
+            body = json.loads(await request.read())
+            event = parse_devops_hook(body)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return web.json_response(
+                {"error": f"not an Azure DevOps service hook: {exc}"}, status=400
+            )
+        if event is None:
+            log.info("devops hook: ignored event type %.100s", body.get("eventType"))
+            return web.json_response({"ignored": body["eventType"]})
+        if not event.notifies:
+            log.info(
+                "devops hook: %s for run %s is not announced (%s)",
+                event.event_type,
+                event.run_id,
+                event.kind.value,
+            )
+            return web.json_response({"ignored": event.event_type, "kind": event.kind.value})
+        payload = event.payload() | {"at": self._clock().isoformat()}
+        new = await self._record(NewEvent(event_key(event), event.kind.value, payload))
+        log.info(
+            "devops hook: %s for run %s -> %s (%s)",
+            event.event_type,
+            event.run_id,
+            event.kind.value,
+            "recorded" if new else "already recorded",
+        )
+        return web.json_response({"recorded": event.kind.value, "new": new})

