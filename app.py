@@ -63,6 +63,7 @@ from monitoring.status_report import StatusService
 from monitoring.variable_group import VariableGroupRefresher
 from monitoring.watch import WatchExit, WatchOptions, WatchTarget, run_watch, watch_engine
 from monitoring.workspaces import WorkspaceSettingError, parse_workspaces
+from service.devops_hooks import DevOpsHook
 from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
 from service.logs import configure_logging
@@ -71,7 +72,8 @@ from store.card_actions import CardActionStore
 from store.conversations import ConversationStore
 from store.database import Database
 from store.deliveries import DeliveryStore
-from store.monitoring import EventRecord, MonitoringStore
+from store.monitoring import EventRecord, MonitoringStore, NewEvent
+from store.monitoring import Observation as StoreObservation
 from store.watched_jobs import WatchedJobStore
 
 if TYPE_CHECKING:
@@ -284,7 +286,7 @@ async def build_runtime(
     )
     http = _HttpSessionHolder()
     notifiers: list[Notifier] = [
-        TeamsNotifier(conversations, messenger),
+        TeamsNotifier(conversations, messenger, signer),
         WebhookNotifier(http.get, lambda: current_settings().teams_webhook_url.get_secret_value()),
         EmailNotifier(
             EmailSender(SmtpSettings.from_settings(settings)),
@@ -317,6 +319,17 @@ async def build_runtime(
     eventgrid = EventGridHook(lambda: settings.hook_secret.get_secret_value(), on_push)
     web_app.router.add_post("/api/hooks/eventgrid", eventgrid.post)
     web_app.router.add_route("OPTIONS", "/api/hooks/eventgrid", eventgrid.options)
+
+    async def record_hook_event(event: NewEvent) -> bool:
+        created = await monitoring.apply(StoreObservation(clock(), events=[event]))
+        if created and scheduler is not None:
+            scheduler.poke()  # deliver now rather than at the next timer
+        return bool(created)
+
+    devops_hook = DevOpsHook(
+        lambda: settings.hook_secret.get_secret_value(), record_hook_event, clock
+    )
+    web_app.router.add_post("/api/hooks/devops", devops_hook.post)
 
     async def close_store(_: web.Application) -> None:
         await db.dispose()
@@ -677,6 +690,14 @@ def _parser() -> argparse.ArgumentParser:
         "--circuit-prefix", help="watch circuits starting with this, e.g. PLANT001/"
     )
     _add_sandbox_arguments(watch_cmd)
+    manifest_cmd = commands.add_parser(
+        "manifest", help="build the Teams app package (manifest.json + icons) from settings"
+    )
+    manifest_cmd.add_argument("--out", type=Path, default=Path("mlbot-teams-app.zip"))
+    cards_cmd = commands.add_parser(
+        "cards", help="write every card mlbot can send, with sample data, as JSON"
+    )
+    cards_cmd.add_argument("--out", type=Path, default=Path("cards-out"))
     return parser
 
 
@@ -715,6 +736,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "check":
             return asyncio.run(check(settings, sandbox))
+        if command == "manifest":
+            from manifest.package import manifest_command
+
+            return manifest_command(settings, args.out)
+        if command == "cards":
+            from cards.catalog import cards_command
+
+            return cards_command(args.out)
         if command == "watch":
             try:
                 target = WatchTarget(tuple(args.job), args.experiment, args.circuit_prefix)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
+from bot.card_signing import CardSigner
 from bot.proactive import ProactiveMessenger, UnknownConversationError
+from cards.actions import execute
+from cards.common import Card
 from cards.events import event_summary, render_event_card
 from cards.webhook import webhook_payload
 from monitoring.dispatch import DeliveryFailed
@@ -25,6 +29,10 @@ SUBSCRIPTION_KIND = {
     "retry_queued": "training_failed",
     "monitoring_timed_out": "training_timed_out",
     "long_running": "long_running",
+    "deployment_completed": "deployment_completed",
+    "deployment_failed": "deployment_failed",
+    "approval_required": "approval_required",
+    "approval_decided": "approval_required",
 }
 
 WEBHOOK_DESTINATION = "webhook"
@@ -52,10 +60,48 @@ def classify_http(status: int, headers: Any, where: str) -> DeliveryFailed:
     )
 
 
+# Approval cards stay actionable for as long as an approval usually waits.
+APPROVAL_CARD_TTL = timedelta(days=7)
+
+
+def with_approval_buttons(card: Card, event: EventRecord, signer: CardSigner) -> Card:
+    """Add signed Approve / Reject buttons to an "approval required" card."""
+    payload = event.payload
+    approval_id = payload.get("approval_id")
+    if event.kind != "approval_required" or not isinstance(approval_id, str) or not approval_id:
+        return card
+    shared = {
+        "approval_id": approval_id,
+        "environment": str(payload.get("environment") or ""),
+        "pipeline": str(payload.get("pipeline") or ""),
+    }
+    buttons = [
+        execute(
+            "Approve",
+            "approval.approve",
+            signer.sign("approval.approve", shared, ttl=APPROVAL_CARD_TTL),
+            style="positive",
+        ),
+        execute(
+            "Reject",
+            "approval.reject",
+            signer.sign("approval.reject", shared, ttl=APPROVAL_CARD_TTL),
+            style="destructive",
+        ),
+    ]
+    return {**card, "actions": [*buttons, *card.get("actions", [])]}
+
+
 class TeamsNotifier:
-    def __init__(self, conversations: ConversationStore, messenger: ProactiveMessenger) -> None:
+    def __init__(
+        self,
+        conversations: ConversationStore,
+        messenger: ProactiveMessenger,
+        signer: CardSigner | None = None,
+    ) -> None:
         self._conversations = conversations
         self._messenger = messenger
+        self._signer = signer
 
     async def destinations(self, event: EventRecord) -> list[str]:
         wanted = SUBSCRIPTION_KIND.get(event.kind)
@@ -70,6 +116,8 @@ class TeamsNotifier:
     async def deliver(self, event: EventRecord, destination: str) -> str | None:
         conversation_id = destination.removeprefix("teams:")
         card = render_event_card(event)
+        if self._signer is not None:
+            card = with_approval_buttons(card, event, self._signer)
         try:
             return await self._messenger.send_card(conversation_id, card, event_summary(event))
         except UnknownConversationError:

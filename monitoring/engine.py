@@ -180,7 +180,9 @@ class MonitoringEngine:
         self._pipelines = pipelines
         self._config = config
         self._clock = clock
-        self._next_discovery: datetime | None = None  # None: discover at the first tick
+        # When each workspace was last listed; a workspace not listed for a discovery
+        # interval is listed again to find new jobs. Empty: discover at the first tick.
+        self._last_listed: dict[str, datetime] = {}
 
     @property
     def workspaces(self) -> list[Workspace]:
@@ -189,7 +191,11 @@ class MonitoringEngine:
     async def next_wakeup(self) -> datetime:
         """When the engine next has something to do (a due session or discovery)."""
         now = self._clock()
-        candidates = [self._next_discovery or now]
+        interval = self._config().discovery_interval
+        candidates = [
+            self._last_listed[w.key] + interval if w.key in self._last_listed else now
+            for w in self._workspaces
+        ] or [now]
         due = await self._store.next_due_at()
         if due is not None:
             candidates.append(due)
@@ -212,7 +218,9 @@ class MonitoringEngine:
             touched += 1
         if touched == 0:
             # An unknown job may be new: look for it at the next tick.
-            self._next_discovery = now
+            for workspace in self._workspaces:
+                if workspace_key in (None, workspace.key):
+                    self._last_listed.pop(workspace.key, None)
         return touched
 
     async def tick(self) -> TickReport:
@@ -222,12 +230,13 @@ class MonitoringEngine:
         work: dict[int, _SessionWork] = {
             s.id: _SessionWork(s, due=True) for s in await self._store.due_sessions(now)
         }
-        discover = self._next_discovery is None or now >= self._next_discovery
         due_workspaces = {w.record.workspace for w in work.values()}
         changes = StoreObservation(now)
         cancels: list[tuple[Workspace, str]] = []
 
         for workspace in self._workspaces:
+            last = self._last_listed.get(workspace.key)
+            discover = last is None or now - last >= config.discovery_interval
             if not discover and workspace.key not in due_workspaces:
                 continue
             try:
@@ -237,6 +246,7 @@ class MonitoringEngine:
                 log.warning("monitoring: %s", exc)
                 continue
             report.listings += 1
+            self._last_listed[workspace.key] = now
             records = await self._store.job_records(workspace.key)
             listed: set[str] = set()
             for job in listing:
@@ -248,10 +258,13 @@ class MonitoringEngine:
                 if item is None:
                     continue
                 self._observe(job, record, item, config, now, changes, cancels)
-            # Watched jobs that left the listing: one get each, to learn how they ended.
+            # Watched jobs that left the listing: one get each, to learn how they ended,
+            # whether or not their session was due (the listing just told us).
             for name, record in records.items():
-                item = work.get(record.session_id or -1)
-                if name in listed or item is None or record.job.state.is_terminal:
+                if name in listed or record.job.state.is_terminal or record.observed_at is None:
+                    continue
+                item = await self._work_item(record.session_id, work)
+                if item is None:
                     continue
                 try:
                     latest = await self._source.get(workspace, name)
@@ -263,13 +276,25 @@ class MonitoringEngine:
 
         for item in work.values():
             await self._schedule(item, config, now, changes)
-        if discover:
-            self._next_discovery = now + config.discovery_interval
 
         report.events = await self._store.apply(changes)
         await self._cancel_timed_out(cancels, now, report)
         await self._drive_retries(report)
         return report
+
+    async def _work_item(
+        self, session_id: int | None, work: dict[int, _SessionWork]
+    ) -> _SessionWork | None:
+        if session_id is None:
+            return None
+        item = work.get(session_id)
+        if item is None:
+            session = await self._store.session(session_id)
+            if session is None:
+                return None
+            item = _SessionWork(session, due=False)
+            work[session_id] = item
+        return item
 
     async def _work_for(
         self,
@@ -354,17 +379,19 @@ class MonitoringEngine:
             attempt=job.attempt,
         )
         cancel_requested_at = record.cancel_requested_at if record else None
-        changes.jobs.append(
-            JobProgress(
-                job=stored,
-                session_id=item.record.id,
-                running_since=state.running_since,
-                announced_start=state.announced_start,
-                timed_out=state.timed_out,
-                reminders_sent=state.reminders_sent,
-                cancel_requested_at=cancel_requested_at,
-            )
+        progress = JobProgress(
+            job=stored,
+            session_id=item.record.id,
+            running_since=state.running_since,
+            announced_start=state.announced_start,
+            timed_out=state.timed_out,
+            reminders_sent=state.reminders_sent,
+            cancel_requested_at=cancel_requested_at,
         )
+        # Unchanged jobs are not written again: at thousands of jobs per listing the
+        # writes, not the listing, would dominate each pass.
+        if record is None or record.observed_at is None or _changed(record, progress):
+            changes.jobs.append(progress)
         item.jobs[job.name] = stored
         if state.timed_out:
             item.timed_out_jobs.add(job.name)
@@ -546,3 +573,22 @@ class MonitoringEngine:
 
 def _finished(job: TrainingJob, timed_out: bool) -> bool:
     return job.state.is_terminal or (timed_out and job.status.lower() == "cancelrequested")
+
+
+def _changed(record: JobRecord, progress: JobProgress) -> bool:
+    before = record.job
+    after = progress.job
+    return (
+        before.status != after.status
+        or before.state is not after.state
+        or before.started_at != after.started_at
+        or before.ended_at != after.ended_at
+        or before.error_summary != after.error_summary
+        or before.studio_url != after.studio_url
+        or before.attempt != after.attempt
+        or record.session_id != progress.session_id
+        or record.running_since != progress.running_since
+        or record.announced_start != progress.announced_start
+        or record.timed_out != progress.timed_out
+        or record.reminders_sent != progress.reminders_sent
+    )

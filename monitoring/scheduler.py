@@ -25,7 +25,7 @@ JOB_ID = "mlbot-engine"
 class EngineScheduler:
     def __init__(
         self,
-        engine: MonitoringEngine,
+        engine: MonitoringEngine | None,
         dispatcher: EventDispatcher | None,
         *,
         clock: Callable[[], datetime],
@@ -74,7 +74,7 @@ class EngineScheduler:
     async def _fire(self) -> None:
         async with self._lock:
             try:
-                if await self._engine.next_wakeup() <= self._clock():
+                if self._engine is not None and await self._engine.next_wakeup() <= self._clock():
                     report = await self._engine.tick()
                     if report.failures:
                         log.warning("monitoring pass: %s", "; ".join(report.failures[:3]))
@@ -83,8 +83,11 @@ class EngineScheduler:
             except Exception:
                 log.exception("monitoring pass failed; trying again shortly")
             try:
-                wake = await self._engine.next_wakeup()
-                delay = (wake - self._clock()).total_seconds() / self._speed
+                if self._engine is None:
+                    delay = self._max_sleep_s  # only deliveries to retry
+                else:
+                    wake = await self._engine.next_wakeup()
+                    delay = (wake - self._clock()).total_seconds() / self._speed
             except Exception:
                 delay = self._max_sleep_s
             self._arm(min(max(delay, self._min_sleep_s), self._max_sleep_s))

@@ -108,3 +108,27 @@ def installation_update(action: str, service_url: str, *, tenant: str = TENANT) 
     activity = _base("installationUpdate", service_url, conversation, tenant)
     activity["action"] = action
     return activity
+
+
+def card_action(
+    verb: str,
+    data: dict[str, Any],
+    service_url: str,
+    *,
+    reply_to_id: str = "activity-1",
+    user: dict[str, Any] | None = None,
+    tenant: str = TENANT,
+) -> dict[str, Any]:
+    """A button press on an Action.Execute card in a channel (invoke adaptiveCard/action)."""
+    activity = channel_message("", service_url, tenant=tenant, with_entities=False)
+    activity["type"] = "invoke"
+    activity["name"] = "adaptiveCard/action"
+    activity["replyToId"] = reply_to_id
+    del activity["text"]
+    activity["value"] = {
+        "action": {"type": "Action.Execute", "id": "btn", "verb": verb, "data": data},
+        "trigger": "manual",
+    }
+    if user is not None:
+        activity["from"] = user
+    return activity

@@ -1,0 +1,197 @@
+"""Commands and card buttons end to end: the bot over HTTP, the connector stand-in, and
+the sandbox's Azure DevOps whose state shows every effect."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from app import Runtime, SandboxOptions, build_runtime, start_sandbox
+from config.settings import settings_from_mapping
+from sandbox.clock import ManualClock
+from sandbox.stack import SandboxStack
+from tests.standins.connector import ConnectorStandIn
+from tests.teams_payloads import USER, card_action, channel_message
+
+START = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+OPERATOR = USER["aadObjectId"]
+APPROVER = {"id": "29:approver", "name": "Grace Hopper", "aadObjectId": "aad-approver-1"}
+VIEWER = {"id": "29:viewer", "name": "Vic Viewer", "aadObjectId": "aad-viewer-1"}
+
+
+@dataclass
+class ChatOps:
+    runtime: Runtime
+    stack: SandboxStack
+    url: str
+    session: aiohttp.ClientSession
+    connector: ConnectorStandIn
+
+    async def say(self, text: str, user: dict[str, Any] | None = None) -> dict[str, Any]:
+        activity = channel_message(f"<at>mlbot</at> {text}", self.connector.url)
+        if user is not None:
+            activity["from"] = user
+        before = len(self.connector.calls)
+        async with self.session.post(f"{self.url}/api/messages", json=activity) as response:
+            assert response.status == 201
+        calls = await self.connector.wait_for(before + 1)
+        return calls[before].body  # type: ignore[no-any-return]
+
+    async def press(
+        self, action: dict[str, Any], user: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        activity = card_action(action["verb"], action["data"], self.connector.url, user=user)
+        async with self.session.post(f"{self.url}/api/messages", json=activity) as response:
+            return response.status, await response.json()
+
+    baseline: int = 0
+
+    def runs(self, pipeline: str) -> list[dict[str, Any]]:
+        """Runs queued by the test (the engine's own automatic retries left out)."""
+        runs = self.stack.state()["pipeline_runs"][self.baseline :]
+        return [r for r in runs if r["pipeline"] == pipeline]
+
+
+def actions_of(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "Action.Execute":
+                found[node["verb"]] = node
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(body.get("attachments", []))
+    return found
+
+
+def card_text(response: dict[str, Any]) -> str:
+    return str(response.get("value", response))
+
+
+@pytest.fixture
+async def chatops(tmp_path: Path, connector: ConnectorStandIn) -> AsyncIterator[ChatOps]:
+    clock = ManualClock(START)
+    settings = settings_from_mapping(
+        {
+            "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/c.db",
+            "MLBOT_SANDBOX": "true",
+            "MLBOT_OPERATORS": OPERATOR,
+            "MLBOT_APPROVERS": APPROVER["aadObjectId"],
+            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests",
+        }
+    )
+    stack, clients = await start_sandbox(
+        settings, SandboxOptions(clock=clock, tick_interval_s=None)
+    )
+    runtime = await build_runtime(settings, azure=clients, clock=clock.now, background=False)
+    runner = web.AppRunner(runtime.web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    session = aiohttp.ClientSession()
+    stack.tick(clock.advance(60))
+    assert runtime.engine is not None
+    await runtime.engine.tick()  # the store learns the circuits
+    baseline = len(stack.state()["pipeline_runs"])
+    yield ChatOps(runtime, stack, f"http://127.0.0.1:{port}", session, connector, baseline)
+    await session.close()
+    await runner.cleanup()
+    await stack.stop()
+
+
+async def test_retry_confirm_queues_once_and_updates_the_card(chatops: ChatOps) -> None:
+    reply = await chatops.say("retry PLANT001/CIRCUIT01, PLANT002/CIRCUIT02")
+    confirm = actions_of(reply)["retry.confirm"]
+    assert chatops.runs("training-pipeline") == []
+
+    status, body = await chatops.press(confirm)
+    assert status == 200
+    assert body["statusCode"] == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
+    assert "Retry queued" in card_text(body) and "Ada Lovelace" in card_text(body)
+    runs = chatops.runs("training-pipeline")
+    assert [r["parameters"] for r in runs] == [
+        {"manualCircuits": "PLANT001/CIRCUIT01,PLANT002/CIRCUIT02"}
+    ]
+    # The original card is replaced for everyone.
+    put = chatops.connector.calls[-1]
+    assert put.method == "PUT" and put.path.endswith("/activities/activity-1")
+
+    # A double click: the same answer, no second run.
+    status, again = await chatops.press(confirm)
+    assert status == 200 and "Retry queued" in card_text(again)
+    assert len(chatops.runs("training-pipeline")) == 1
+    audit = [e.action for e in await chatops.runtime.audit.recent()]
+    assert "card:retry.confirm" in audit
+
+
+async def test_tampered_card_data_is_refused(chatops: ChatOps) -> None:
+    reply = await chatops.say("rollback staging flaky")
+    confirm = actions_of(reply)["rollback.confirm"]
+    tampered = {**confirm, "data": {**confirm["data"], "environment": "prod"}}
+    status, body = await chatops.press(tampered)
+    assert status == 200 and "changed" in card_text(body)
+    assert chatops.runs("rollback-pipeline") == []
+    refused = await chatops.runtime.audit.recent()
+    assert refused[0].outcome == "refused"
+
+
+async def test_malformed_and_unknown_circuits_get_clear_answers(chatops: ChatOps) -> None:
+    bad = await chatops.say("retry PLANT001/CIRCUIT01, not-a-circuit")
+    assert "not-a-circuit" in bad["text"] and "Nothing was queued" in bad["text"]
+    unknown = await chatops.say("retry PLANT009/CIRCUIT09")
+    assert "PLANT009/CIRCUIT09" in unknown["text"]
+    assert chatops.runs("training-pipeline") == []
+
+
+async def test_viewer_is_refused_politely_and_audited(chatops: ChatOps) -> None:
+    reply = await chatops.say("retry PLANT001/CIRCUIT01", user=VIEWER)
+    assert "operator" in reply["text"]
+    entry = (await chatops.runtime.audit.recent())[0]
+    assert (entry.action, entry.outcome, entry.actor_id) == (
+        "command:retry",
+        "refused",
+        "aad-viewer-1",
+    )
+    # help shows only what this user may run
+    help_card = str(await chatops.say("help", user=VIEWER))
+    assert "status [filter]" in help_card and "retry <circuits>" not in help_card
+
+
+async def test_rollback_prod_needs_an_approver(chatops: ChatOps) -> None:
+    refused = await chatops.say("rollback prod latency doubled")  # an operator only
+    assert "approver" in refused["text"]
+    reply = await chatops.say("rollback prod latency doubled", user=APPROVER)
+    confirm = actions_of(reply)["rollback.confirm"]
+    # An operator pressing the approver's confirmation is refused too.
+    status, body = await chatops.press(confirm)
+    assert status == 200 and "approver" in card_text(body)
+    status, body = await chatops.press(confirm, user=APPROVER)
+    assert "Rollback of prod queued" in card_text(body)
+    runs = chatops.runs("rollback-pipeline")
+    assert [r["parameters"]["environment"] for r in runs] == ["prod"]
+    assert runs[0]["parameters"]["reason"] == "latency doubled"
+
+
+async def test_approvals_approve_from_the_card(chatops: ChatOps) -> None:
+    reply = await chatops.say("approvals", user=APPROVER)
+    approve = actions_of(reply)["approval.approve"]
+    status, body = await chatops.press(approve, user=VIEWER)
+    assert "approver" in card_text(body)
+    status, body = await chatops.press(approve, user=APPROVER)
+    assert status == 200 and "Approved" in card_text(body)
+    approval = chatops.stack.state()["approvals"][0]
+    assert approval["status"] == "approved"
+    assert "Approved in Teams by Grace Hopper" in approval["comment"]
