@@ -425,9 +425,10 @@ class MonitoringEngine:
             next_check_at=session.next_check_at,
         )
         backoff = config.backoff
-        if item.activity and session.status == "active":
-            poll = backoff.after_activity(poll, now)
-        if item.due or item.activity:
+        # A session with many jobs sees changes at almost every check; letting each one
+        # reset the delays would poll at 30 s for hours. Changes are reported as they are
+        # seen; only a push (check_now) restarts the delays.
+        if item.due:
             poll = backoff.checked(poll, now) if poll.next_check_at is not None else poll
 
         plan = plan_retries(

@@ -183,7 +183,9 @@ class MonitoringStore:
                         monitoring_sessions.c.status == "active",
                     )
                 )
-                .values(next_check_at=now, updated_at=now)
+                # A push restarts the delays from the poll interval (the max wait
+                # still counts from the session start).
+                .values(next_check_at=now, checks_done=0, updated_at=now)
             )
 
     async def session(self, session_id: int) -> SessionRecord | None:

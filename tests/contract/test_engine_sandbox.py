@@ -161,6 +161,9 @@ async def test_retries_twice_then_exhausted_reminders_and_restart(world: World) 
 async def test_restart_repeats_nothing(world: World) -> None:
     engine = world.engine()
     await play(world, engine, 1800)
+    # Bring the store fully up to date at this instant, then "restart".
+    await engine.check_now()
+    await engine.tick()
     before = [e.key for e in await world.store.events(limit=1000)]
     assert before, "the first half hour produced events"
 

@@ -42,7 +42,7 @@ class ChatOps:
         async with self.session.post(f"{self.url}/api/messages", json=activity) as response:
             assert response.status == 201
         calls = await self.connector.wait_for(before + 1)
-        return calls[before].body  # type: ignore[no-any-return]
+        return calls[before].body
 
     async def press(
         self, action: dict[str, Any], user: dict[str, Any] | None = None
