@@ -14,9 +14,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from app import Runtime, build_runtime
+from app import Runtime, SandboxOptions, build_runtime, start_sandbox
 from bot.auth import TokenValidationEndpoints
 from config.settings import Settings, settings_from_mapping
+from sandbox.clock import ManualClock
+from sandbox.stack import SandboxStack
 from store.database import Database
 from tests.standins.connector import ConnectorStandIn
 
@@ -153,3 +155,62 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
 def make_settings(**values: Any) -> Settings:
     return settings_from_mapping(values)
+
+
+SANDBOX_START = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+
+
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve an aiohttp app on a free loopback port; returns the runner and base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class SandboxBot:
+    """The bot over real HTTP, wired to the sandbox emulators on a manual clock."""
+
+    runtime: Runtime
+    stack: SandboxStack
+    clock: ManualClock
+    url: str
+    session: aiohttp.ClientSession
+
+    @property
+    def server(self) -> BotServer:
+        return BotServer(self.url, self.runtime, self.session)
+
+
+StartSandboxBot = Callable[..., Awaitable[SandboxBot]]
+
+
+@pytest.fixture
+async def start_sandbox_bot(tmp_path: Path) -> AsyncIterator[StartSandboxBot]:
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(settings: dict[str, Any] | None = None) -> SandboxBot:
+        clock = ManualClock(SANDBOX_START)
+        values = {
+            "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/sandbox-{uuid.uuid4().hex}.db",
+            "MLBOT_SANDBOX": "true",
+            **(settings or {}),
+        }
+        configured = settings_from_mapping(values)
+        stack, clients = await start_sandbox(
+            configured, SandboxOptions(clock=clock, tick_interval_s=None)
+        )
+        cleanups.append(stack.stop)
+        runtime = await build_runtime(configured, azure=clients, clock=clock.now, background=False)
+        runner, url = await serve_app(runtime.web_app)
+        cleanups.append(runner.cleanup)
+        session = aiohttp.ClientSession()
+        cleanups.append(session.close)
+        return SandboxBot(runtime, stack, clock, url, session)
+
+    yield start
+    for cleanup in reversed(cleanups):
+        await cleanup()

@@ -6,17 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from app import Runtime, SandboxOptions, build_runtime, start_sandbox
-from config.settings import settings_from_mapping
-from sandbox.clock import ManualClock
+from app import Runtime
 from sandbox.stack import SandboxStack
+from tests.conftest import StartSandboxBot
 from tests.standins.connector import ConnectorStandIn
 from tests.teams_payloads import USER, card_action, channel_message
 
@@ -81,35 +78,22 @@ def card_text(response: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-async def chatops(tmp_path: Path, connector: ConnectorStandIn) -> AsyncIterator[ChatOps]:
-    clock = ManualClock(START)
-    settings = settings_from_mapping(
+async def chatops(
+    start_sandbox_bot: StartSandboxBot, connector: ConnectorStandIn
+) -> AsyncIterator[ChatOps]:
+    bot = await start_sandbox_bot(
         {
-            "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/c.db",
-            "MLBOT_SANDBOX": "true",
             "MLBOT_OPERATORS": OPERATOR,
             "MLBOT_APPROVERS": APPROVER["aadObjectId"],
             "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests",
         }
     )
-    stack, clients = await start_sandbox(
-        settings, SandboxOptions(clock=clock, tick_interval_s=None)
-    )
-    runtime = await build_runtime(settings, azure=clients, clock=clock.now, background=False)
-    runner = web.AppRunner(runtime.web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    session = aiohttp.ClientSession()
+    runtime, stack, clock = bot.runtime, bot.stack, bot.clock
     stack.tick(clock.advance(60))
     assert runtime.engine is not None
     await runtime.engine.tick()  # the store learns the circuits
     baseline = len(stack.state()["pipeline_runs"])
-    yield ChatOps(runtime, stack, f"http://127.0.0.1:{port}", session, connector, baseline)
-    await session.close()
-    await runner.cleanup()
-    await stack.stop()
+    yield ChatOps(runtime, stack, bot.url, bot.session, connector, baseline)
 
 
 async def test_retry_confirm_queues_once_and_updates_the_card(chatops: ChatOps) -> None:

@@ -9,17 +9,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from app import Runtime, SandboxOptions, build_runtime, start_sandbox
-from config.settings import settings_from_mapping
+from app import Runtime
 from sandbox.clock import ManualClock
 from sandbox.stack import SandboxStack
+from tests.conftest import StartSandboxBot, serve_app
 from tests.standins.connector import ConnectorStandIn
 from tests.teams_payloads import CHANNEL_ID, bot_added_to_team
 
@@ -43,12 +42,8 @@ class WebhookStandIn:
 
         app = web.Application()
         app.router.add_post("/workflows/hook", receive)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/workflows/hook"
+        self._runner, base = await serve_app(app)
+        self.url = f"{base}/workflows/hook"
 
     async def stop(self) -> None:
         if self._runner:
@@ -76,32 +71,13 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(tmp_path: Path, connector: ConnectorStandIn) -> AsyncIterator[Harness]:
+async def harness(start_sandbox_bot: StartSandboxBot) -> AsyncIterator[Harness]:
     webhook = WebhookStandIn()
     await webhook.start()
-    clock = ManualClock(START)
-    settings = settings_from_mapping(
-        {
-            "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/n.db",
-            "MLBOT_SANDBOX": "true",
-            "MLBOT_TEAMS_WEBHOOK_URL": webhook.url,
-            "MLBOT_HOOK_SECRET": HOOK_SECRET,
-        }
+    bot = await start_sandbox_bot(
+        {"MLBOT_TEAMS_WEBHOOK_URL": webhook.url, "MLBOT_HOOK_SECRET": HOOK_SECRET}
     )
-    stack, clients = await start_sandbox(
-        settings, SandboxOptions(clock=clock, tick_interval_s=None)
-    )
-    runtime = await build_runtime(settings, azure=clients, clock=clock.now, background=False)
-    runner = web.AppRunner(runtime.web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    session = aiohttp.ClientSession()
-    yield Harness(runtime, stack, clock, f"http://127.0.0.1:{port}", session, webhook)
-    await session.close()
-    await runner.cleanup()
-    await stack.stop()
+    yield Harness(bot.runtime, bot.stack, bot.clock, bot.url, bot.session, webhook)
     await webhook.stop()
 
 

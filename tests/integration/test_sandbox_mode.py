@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
 
-from app import SandboxOptions, build_runtime, check, run_checks, start_sandbox
+from app import SandboxOptions, check, run_checks, start_sandbox
 from config.settings import settings_from_mapping
 from monitoring.service_check import Verdict
 from sandbox.clock import ManualClock
-from tests.conftest import BotServer
+from sandbox.stack import SandboxStack
+from tests.conftest import BotServer, StartSandboxBot
 from tests.standins.connector import ConnectorStandIn
 from tests.teams_payloads import channel_message
 
@@ -23,32 +21,14 @@ START = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def sandbox_bot(
-    tmp_path: Path, connector: ConnectorStandIn
-) -> AsyncIterator[tuple[BotServer, Any, ManualClock]]:
-    import aiohttp
-
-    clock = ManualClock(START)
-    settings = settings_from_mapping(
-        {"MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/s.db", "MLBOT_SANDBOX": "true"}
-    )
-    stack, clients = await start_sandbox(
-        settings, SandboxOptions(clock=clock, tick_interval_s=None)
-    )
-    runtime = await build_runtime(settings, azure=clients, clock=clock.now, background=False)
-    runner = web.AppRunner(runtime.web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    session = aiohttp.ClientSession()
-    yield BotServer(f"http://127.0.0.1:{port}", runtime, session), stack, clock
-    await session.close()
-    await runner.cleanup()
-    await stack.stop()
+    start_sandbox_bot: StartSandboxBot,
+) -> tuple[BotServer, SandboxStack, ManualClock]:
+    bot = await start_sandbox_bot()
+    return bot.server, bot.stack, bot.clock
 
 
 async def test_status_shows_the_scenario_jobs(
-    sandbox_bot: tuple[BotServer, Any, ManualClock], connector: ConnectorStandIn
+    sandbox_bot: tuple[BotServer, SandboxStack, ManualClock], connector: ConnectorStandIn
 ) -> None:
     bot, stack, clock = sandbox_bot
     stack.tick(clock.advance(60))
