@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.utils
 import hashlib
 import json
 import random
@@ -20,14 +19,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from monitoring.azure_calls import (
-    AzureAuthError,
     AzureCallError,
-    AzureNotFoundError,
-    AzureResponseError,
     RetryPolicy,
-    TransientAzureError,
     call_blocking,
 )
+from monitoring.azure_core_errors import classify_azure_core
 from monitoring.job_status import job_state
 from monitoring.jobs import JobState, TrainingJob, Workspace
 
@@ -185,119 +181,18 @@ def _attempt(tags: Mapping[str, Any]) -> int:
 # --- errors ----------------------------------------------------------------------------
 
 
-def _retry_after_s(headers: Mapping[str, str] | None) -> float | None:
-    if not headers:
-        return None
-    milliseconds = headers.get("retry-after-ms") or headers.get("x-ms-retry-after-ms")
-    if milliseconds:
-        try:
-            return float(milliseconds) / 1000
-        except ValueError:
-            pass
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
-
-
-def _service_message(exc: BaseException) -> str:
-    """The ARM error code and message, without the SDK's multi-line decoration."""
-    error = getattr(exc, "error", None)
-    code = getattr(error, "code", None)
-    message = getattr(error, "message", None)
-    if code or message:
-        return f"{code}: {message}" if code and message else str(code or message)
-    reason = getattr(exc, "reason", None)
-    status = getattr(exc, "status_code", None)
-    if status:
-        return f"HTTP {status} {reason or ''}".strip()
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def classify(exc: BaseException, *, operation: str = "call", subject: str = "") -> AzureCallError:
     """Turn an azure-core / azure-ai-ml exception into one of mlbot's typed errors."""
-    from azure.core.exceptions import (
-        ClientAuthenticationError,
-        DecodeError,
-        DeserializationError,
-        HttpResponseError,
-        IncompleteReadError,
-        ResourceNotFoundError,
-        ServiceRequestError,
-        ServiceResponseError,
+    return classify_azure_core(
+        exc,
+        service=SERVICE,
+        operation=operation,
+        subject=subject,
+        credential_settings=CREDENTIAL_SETTINGS,
+        forbidden_hint=SCOPE_SETTINGS,
+        not_found_hint=WORKSPACE_SETTINGS,
+        sdk_package="azure.ai.ml",
     )
-
-    if isinstance(exc, AzureCallError):
-        return exc
-    what = f" {subject}" if subject else ""
-    status = getattr(exc, "status_code", None)
-    if isinstance(exc, IncompleteReadError):
-        return TransientAzureError(SERVICE, operation, "the connection closed mid-answer")
-    if isinstance(exc, DecodeError | DeserializationError):
-        return AzureResponseError(SERVICE, operation, f"unreadable answer: {_service_message(exc)}")
-    if isinstance(exc, ClientAuthenticationError) and status in (None, 401):
-        # Also raised by the credential itself, before any request is sent.
-        return AzureAuthError(
-            SERVICE,
-            operation,
-            f"authentication failed: {_service_message(exc)}",
-            CREDENTIAL_SETTINGS,
-        )
-    if isinstance(exc, ResourceNotFoundError) or status == 404:
-        return AzureNotFoundError(
-            SERVICE,
-            operation,
-            f"not found{what}: {_service_message(exc)} (check {WORKSPACE_SETTINGS})",
-        )
-    if isinstance(exc, HttpResponseError):
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None)
-        if status == 401:
-            return AzureAuthError(
-                SERVICE,
-                operation,
-                f"authentication refused: {_service_message(exc)}",
-                CREDENTIAL_SETTINGS,
-            )
-        if status == 403:
-            return AzureAuthError(
-                SERVICE,
-                operation,
-                f"permission denied{what}: {_service_message(exc)}",
-                SCOPE_SETTINGS,
-            )
-        if status in (408, 429) or (status is not None and status >= 500):
-            return TransientAzureError(
-                SERVICE,
-                operation,
-                f"HTTP {status}: {_service_message(exc)}",
-                retry_after_s=_retry_after_s(headers),
-            )
-        return AzureResponseError(SERVICE, operation, f"HTTP {status}: {_service_message(exc)}")
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        text = str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-            return AzureCallError(SERVICE, operation, "the server's TLS certificate is not trusted")
-        if "timeout" in type(exc).__name__.lower() or "timed out" in text.lower():
-            return TransientAzureError(SERVICE, operation, "timed out waiting for Azure ML")
-        return TransientAzureError(
-            SERVICE, operation, f"connection failed: {_service_message(exc)}"
-        )
-    if isinstance(exc, ValueError):
-        # A body that is not JSON surfaces as a plain JSONDecodeError from the pager.
-        return AzureResponseError(SERVICE, operation, f"unreadable answer: {exc}")
-    if type(exc).__module__.startswith("azure.ai.ml"):
-        return AzureResponseError(SERVICE, operation, _service_message(exc))
-    return AzureCallError(SERVICE, operation, f"unexpected {type(exc).__name__}: {exc}")
 
 
 # --- the job source --------------------------------------------------------------------

@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.utils
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from monitoring.azure_calls import (
-    AzureAuthError,
     AzureCallError,
-    AzureNotFoundError,
     AzureResponseError,
     RetryPolicy,
-    TransientAzureError,
     call_blocking,
 )
+from monitoring.azure_core_errors import classify_azure_core
 from monitoring.health import MetricPoint, MetricsSample, Percentile
 
 if TYPE_CHECKING:
@@ -202,97 +199,20 @@ def _dimension_filter(conditions: Iterable[tuple[str, str]]) -> str | None:
 # --- errors ----------------------------------------------------------------------------
 
 
-def _retry_after_s(headers: Mapping[str, str] | None) -> float | None:
-    if not headers:
-        return None
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
-
-
-def _service_message(exc: BaseException) -> str:
-    error = getattr(exc, "error", None)
-    code = getattr(error, "code", None)
-    message = getattr(error, "message", None)
-    if code or message:
-        return f"{code}: {message}" if code and message else str(code or message)
-    status = getattr(exc, "status_code", None)
-    if status:
-        return f"HTTP {status} {getattr(exc, 'reason', None) or ''}".strip()
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def classify(
     exc: BaseException, *, operation: str = "query metrics", subject: str = ""
 ) -> AzureCallError:
     """Turn an azure-core / azure-mgmt-monitor exception into one of mlbot's typed errors."""
-    from azure.core.exceptions import (
-        ClientAuthenticationError,
-        DecodeError,
-        DeserializationError,
-        HttpResponseError,
-        IncompleteReadError,
-        ResourceNotFoundError,
-        ServiceRequestError,
-        ServiceResponseError,
+    return classify_azure_core(
+        exc,
+        service=SERVICE,
+        operation=operation,
+        subject=subject,
+        credential_settings=CREDENTIAL_SETTINGS,
+        forbidden_hint=SCOPE_SETTINGS,
+        refused_401_is_auth=False,
+        retry_after_ms=False,
     )
-
-    if isinstance(exc, AzureCallError):
-        return exc
-    what = f" {subject}" if subject else ""
-    status = getattr(exc, "status_code", None)
-    if isinstance(exc, IncompleteReadError):
-        return TransientAzureError(SERVICE, operation, "the connection closed mid-answer")
-    if isinstance(exc, DecodeError | DeserializationError):
-        return AzureResponseError(SERVICE, operation, f"unreadable answer: {_service_message(exc)}")
-    if isinstance(exc, ClientAuthenticationError) and status in (None, 401):
-        return AzureAuthError(
-            SERVICE,
-            operation,
-            f"authentication failed: {_service_message(exc)}",
-            CREDENTIAL_SETTINGS,
-        )
-    if isinstance(exc, ResourceNotFoundError) or status == 404:
-        return AzureNotFoundError(SERVICE, operation, f"not found{what}: {_service_message(exc)}")
-    if isinstance(exc, HttpResponseError):
-        if status == 403:
-            return AzureAuthError(
-                SERVICE,
-                operation,
-                f"permission denied{what}: {_service_message(exc)}",
-                SCOPE_SETTINGS,
-            )
-        if status in (408, 429) or (status is not None and status >= 500):
-            response = getattr(exc, "response", None)
-            return TransientAzureError(
-                SERVICE,
-                operation,
-                f"HTTP {status}: {_service_message(exc)}",
-                retry_after_s=_retry_after_s(getattr(response, "headers", None)),
-            )
-        return AzureResponseError(SERVICE, operation, f"HTTP {status}: {_service_message(exc)}")
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        text = str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-            return AzureCallError(SERVICE, operation, "the server's TLS certificate is not trusted")
-        if "timeout" in type(exc).__name__.lower() or "timed out" in text.lower():
-            return TransientAzureError(SERVICE, operation, "timed out waiting for Azure Monitor")
-        return TransientAzureError(
-            SERVICE, operation, f"connection failed: {_service_message(exc)}"
-        )
-    if isinstance(exc, ValueError):
-        return AzureResponseError(SERVICE, operation, f"unreadable answer: {exc}")
-    return AzureCallError(SERVICE, operation, f"unexpected {type(exc).__name__}: {exc}")
 
 
 # --- the adapter -----------------------------------------------------------------------

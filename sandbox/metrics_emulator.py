@@ -26,7 +26,8 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.clock import SandboxClock
-from sandbox.tls import TlsMaterial, generate_tls
+from sandbox.https_site import HttpsSite
+from sandbox.tls import TlsMaterial
 
 API_VERSIONS = ("2018-01-01", "2019-07-01", "2021-05-01", "2023-10-01", "2024-02-01")
 NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
@@ -174,25 +175,18 @@ class MetricsEmulator:
         self.endpoints: dict[str, EndpointTraffic] = {}  # by lower-cased resource id
         self.requests: list[LoggedRequest] = []
         self._faults: deque[Fault] = deque()
-        self._tls = tls
-        self._owns_tls = tls is None
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
+        self._site = HttpsSite(self.app, tls, name="the emulator")
         self._closing = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        if self._base_url is None:
-            raise RuntimeError("the emulator is not started")
-        return self._base_url
+        return self._site.base_url
 
     @property
     def ca_path(self) -> str:
-        if self._tls is None:
-            raise RuntimeError("the emulator is not started")
-        return str(self._tls.ca_path)
+        return self._site.ca_path
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -202,28 +196,12 @@ class MetricsEmulator:
 
     async def start(self) -> str:
         """Serve on an ephemeral port of 127.0.0.1; return the base URL."""
-        if self._tls is None:
-            self._tls = generate_tls()
         self._closing.clear()
-        self._runner = web.AppRunner(self.app(), shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, host="127.0.0.1", port=0, ssl_context=self._tls.server_context()
-        )
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self._base_url = f"https://127.0.0.1:{port}"
-        return self._base_url
+        return await self._site.start()
 
     async def stop(self) -> None:
         self._closing.set()  # releases answers held back by SLOW faults
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._owns_tls and self._tls is not None:
-            self._tls.cleanup()
-            self._tls = None
-        self._base_url = None
+        await self._site.stop()
 
     # --- state -------------------------------------------------------------------------
 
