@@ -232,7 +232,7 @@ async def build_runtime(
     )
     handlers = build_handlers(
         ChatServices(
-            status=StatusService(jobs),
+            status=StatusService(jobs, DeliveryStore(db)),
             bot_name=settings.bot_display_name,
             operations=operations,
             signer=signer,

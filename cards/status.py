@@ -41,6 +41,7 @@ def render_status_card(report: StatusReport) -> Card:
                     "training pipeline starts them in a watched workspace."
                 )
             )
+        _append_stuck(body, report)
         body.append(text(f"As of {stamp}", isSubtle=True, size="Small"))
         return card(body)
 
@@ -65,5 +66,22 @@ def render_status_card(report: StatusReport) -> Card:
                 isSubtle=True,
             )
         )
+    _append_stuck(body, report)
     body.append(text(f"As of {stamp}", isSubtle=True, size="Small"))
     return card(body)
+
+
+def _append_stuck(body: list[dict[str, Any]], report: StatusReport) -> None:
+    """Notifications that could not be delivered are shown, never silently dropped."""
+    if not report.stuck:
+        return
+    body.append(text("⚠️ Not delivered", weight="Bolder", color="Warning"))
+    for kind, destination, error in report.stuck:
+        where = "the Workflows webhook" if destination == "webhook" else destination
+        body.append(
+            text(
+                f"{escape_markdown(kind)} → {escape_markdown(where)}: {escape_markdown(error)}",
+                isSubtle=True,
+                size="Small",
+            )
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -41,6 +42,8 @@ class StatusReport:
     total: int
     counts: dict[JobState, int]
     filter_text: str = ""
+    # (event kind, destination, error) of notifications that could not be delivered.
+    stuck: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def hidden(self) -> int:
@@ -72,13 +75,24 @@ def build_status_report(page: JobPage, now: datetime, filter_text: str = "") -> 
     return StatusReport(now, lines, page.total, dict(page.counts), filter_text.strip())
 
 
-class StatusService:
-    """Builds the status report for the bot from whatever holds watched jobs."""
+class StuckReader(Protocol):
+    async def stuck(self, limit: int = 20) -> list[tuple[str, str, str]]: ...
 
-    def __init__(self, jobs: JobReader, limit: int = MAX_JOBS_SHOWN) -> None:
+
+class StatusService:
+    """Builds the status report for the bot from the store (never from Azure)."""
+
+    def __init__(
+        self, jobs: JobReader, stuck: StuckReader | None = None, limit: int = MAX_JOBS_SHOWN
+    ) -> None:
         self._jobs = jobs
+        self._stuck = stuck
         self._limit = limit
 
     async def report(self, now: datetime, filter_text: str = "") -> StatusReport:
         page = await self._jobs.status_page(filter_text.strip(), self._limit)
-        return build_status_report(page, now, filter_text)
+        report = build_status_report(page, now, filter_text)
+        if self._stuck is None:
+            return report
+        stuck = tuple(await self._stuck.stuck(limit=5))
+        return dataclasses.replace(report, stuck=stuck)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -78,3 +79,13 @@ def test_empty_and_filtered_empty_states() -> None:
     assert "Nothing is being watched" in empty
     none_match = json.dumps(render_status_card(build_status_report(page([]), NOW, "zz")))
     assert "No watched job matches" in none_match
+
+
+def test_undelivered_notifications_are_shown() -> None:
+    report = build_status_report(page([job("a", JobState.RUNNING)]), NOW)
+    stuck = dataclasses.replace(
+        report, stuck=(("training_failed", "teams:19:gone", "Teams answered 403"),)
+    )
+    blob = json.dumps(render_status_card(stuck))
+    assert "Not delivered" in blob and "Teams answered 403" in blob
+    assert "Not delivered" not in json.dumps(render_status_card(report))
