@@ -50,6 +50,7 @@ from monitoring.email_delivery import EmailSender, SmtpSettings
 from monitoring.email_notifier import EmailNotifier
 from monitoring.engine import EngineConfig, MonitoringEngine
 from monitoring.jobs import Workspace
+from monitoring.pacing import SendPacer
 from monitoring.scheduler import EngineScheduler
 from monitoring.service_check import (
     CheckResult,
@@ -298,7 +299,11 @@ async def build_runtime(
         ),
     ]
     dispatcher = EventDispatcher(
-        events=monitoring, deliveries=deliveries, notifiers=notifiers, clock=clock
+        events=monitoring,
+        deliveries=deliveries,
+        notifiers=notifiers,
+        clock=clock,
+        pacer=SendPacer(),
     )
     web_app.cleanup_ctx.append(http.context)
     scheduler = EngineScheduler(engine, dispatcher, clock=clock, speed=speed) if engine else None

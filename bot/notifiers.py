@@ -33,6 +33,14 @@ SUBSCRIPTION_KIND = {
     "deployment_failed": "deployment_failed",
     "approval_required": "approval_required",
     "approval_decided": "approval_required",
+    "rollback_pending": "rollback",
+    "rollback_queued": "rollback",
+    "rollback_dry_run": "rollback",
+    "rollback_cancelled": "rollback",
+    "rollback_skipped": "rollback",
+    "rollback_failed": "rollback",
+    "health_inconclusive": "deployment_failed",
+    "deployment_healthy": "deployment_completed",
 }
 
 WEBHOOK_DESTINATION = "webhook"

@@ -25,6 +25,7 @@ from monitoring.retries import CIRCUIT_PATTERN
 from store.monitoring import EventRecord
 
 __all__ = [
+    "HEALTH_KINDS",
     "MAX_ERROR_CHARS",
     "MAX_LISTED",
     "SUPPORTED_KINDS",
@@ -699,6 +700,254 @@ def _approval_decided(view: _View) -> _Parts:
     return _Parts(body, _run_action(view))
 
 
+# --- deployment health watch (monitoring.deployment_watch) ---------------------------------
+
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def _figure(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _fmt_number(value: float) -> str:
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def _watch_subject(view: _View) -> str:
+    """`churn-prod / blue in prod`: which deployment the watch is about. Plain text."""
+    endpoint = view.string("endpoint") or "endpoint"
+    deployment = view.string("deployment")
+    environment = view.string("environment")
+    where = f"{endpoint} / {deployment}" if deployment else endpoint
+    return f"{where} in {environment}" if environment else where
+
+
+def _thresholds_fact(view: _View) -> str | None:
+    limits = view.payload.get("thresholds")
+    if not isinstance(limits, Mapping):
+        return None
+    error = _figure(limits.get("error_rate_percent"))
+    latency = _figure(limits.get("latency_ms"))
+    percentile = limits.get("latency_percentile")
+    label = f"{percentile} latency" if isinstance(percentile, str) else "latency"
+    parts = []
+    if error is not None:
+        parts.append(f"error rate > {_fmt_number(error)} %")
+    if latency is not None:
+        parts.append(f"{_safe(label, 20)} > {_fmt_number(latency)} ms")
+    runs = limits.get("failure_threshold")
+    suffix = f", {runs} checks in a row" if isinstance(runs, int) else ""
+    return (" or ".join(parts) + suffix) if parts else None
+
+
+def _sparkline(values: list[float | None]) -> str:
+    """A one-line chart that renders in every client (no chart element in cards 1.4/1.5)."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    low, high = min(known), max(known)
+    span = (high - low) or 1.0
+    return "".join(
+        " " if v is None else _SPARK[round((v - low) / span * (len(_SPARK) - 1))] for v in values
+    )
+
+
+def _chart(view: _View) -> list[Element]:
+    points = view.payload.get("points")
+    if not isinstance(points, list):
+        return []
+    rows = [p for p in points if isinstance(p, Mapping)][-30:]
+    if not rows:
+        return []
+    rates = [_figure(p.get("error_rate_percent")) for p in rows]
+    latency = [_figure(p.get("latency_ms")) for p in rows]
+    lines = []
+    for label, values, unit in (("errors ", rates, "%"), ("latency", latency, "ms")):
+        known = [v for v in values if v is not None]
+        if known:
+            lines.append(
+                f"{label} {_sparkline(values)} {_fmt_number(min(known))} to "
+                f"{_fmt_number(max(known))} {unit}"
+            )
+    if not lines:
+        return []
+    return [
+        text(f"Last {len(rows)} minutes", weight="Bolder", spacing="Medium"),
+        text("\n\n".join(lines), fontType="Monospace"),
+    ]
+
+
+def _failed_checks(view: _View) -> list[Element]:
+    checks = view.payload.get("checks")
+    if not isinstance(checks, list):
+        return []
+    rows = []
+    for check in [c for c in checks if isinstance(c, Mapping)][:MAX_LISTED]:
+        reason = check.get("reason")
+        at = check.get("at")
+        when = ""
+        if isinstance(at, str):
+            try:
+                when = datetime.fromisoformat(at).astimezone(UTC).strftime("%H:%M")
+            except ValueError:
+                when = ""
+        if isinstance(reason, str) and reason.strip():
+            rows.append((when or "—", _safe(reason, MAX_ERROR_CHARS)))
+    if not rows:
+        return []
+    return [text("Failed checks", weight="Bolder", spacing="Medium"), facts(rows)]
+
+
+def _rollback_pending(view: _View) -> _Parts:
+    rollback_at = view.when("rollback_at")
+    dry = view.flag("dry_run")
+    body: list[Element] = [
+        view.heading(f"🚨 {_safe(_watch_subject(view))} is unhealthy — rolling back"),
+        _facts(
+            ("Thresholds", _thresholds_fact(view)),
+            ("Rollback at", _stamp(rollback_at) if rollback_at else None),
+            ("Mode", "Dry run: nothing will be queued" if dry else None),
+        ),
+        *_failed_checks(view),
+        *_chart(view),
+        text(
+            "mlbot queues rollback-pipeline when the grace period ends unless an approver "
+            "cancels it."
+        ),
+        _footer(view),
+    ]
+    return _Parts(body, [])
+
+
+def _rollback_queued(view: _View) -> _Parts:
+    run = view.number("run_id")
+    url = _https(view.payload.get("web_url"))
+    label = f"#{run}" if run is not None else None
+    body: list[Element] = [
+        view.heading(f"⏪ Rollback queued — {_safe(_watch_subject(view))}"),
+        _facts(
+            ("Pipeline", _safe(view.string("pipeline") or "rollback-pipeline")),
+            ("Run", _md_link(label, url) if label and url else label),
+            ("Reason", _safe(view.string("reason") or "", MAX_ERROR_CHARS) or None),
+        ),
+        _footer(view),
+    ]
+    return _Parts(body, _open_url("Open pipeline run", url))
+
+
+def _rollback_dry_run(view: _View) -> _Parts:
+    body: list[Element] = [
+        view.heading(f"📝 Rollback not queued ({_safe(view.string('why') or 'dry run')})"),
+        _facts(
+            ("Deployment", _safe(_watch_subject(view))),
+            ("Would queue", _safe(view.string("pipeline") or "rollback-pipeline")),
+            ("Reason", _safe(view.string("reason") or "", MAX_ERROR_CHARS) or None),
+        ),
+        _footer(view),
+    ]
+    return _Parts(body, [])
+
+
+def _rollback_cancelled(view: _View) -> _Parts:
+    by = view.string("cancelled_by")
+    body: list[Element] = [
+        view.heading(f"⏹ Automatic rollback cancelled — {_safe(_watch_subject(view))}"),
+        _facts(("Cancelled by", _safe(by) if by else None)),
+        text("The deployment stays in place; mlbot no longer watches it."),
+        _footer(view),
+    ]
+    return _Parts(body, [])
+
+
+def _rollback_skipped(view: _View) -> _Parts:
+    body: list[Element] = [
+        view.heading(f"⚠️ {_safe(_watch_subject(view))} is unhealthy — rollback held"),
+        text(
+            "Another rollback of this environment is in progress, so mlbot did not start a "
+            "second one. Check the deployment and roll back by hand if needed."
+        ),
+        _facts(("Thresholds", _thresholds_fact(view))),
+        *_failed_checks(view),
+        _footer(view),
+    ]
+    return _Parts(body, [])
+
+
+def _rollback_failed(view: _View) -> _Parts:
+    body: list[Element] = [
+        view.heading(f"❌ Could not queue the rollback — {_safe(_watch_subject(view))}"),
+        text(_safe(view.string("error") or "Azure DevOps refused the run.", MAX_ERROR_CHARS)),
+        text("Roll back by hand; the deployment is still unhealthy."),
+        _footer(view),
+    ]
+    return _Parts(body, [])
+
+
+def _health_inconclusive(view: _View) -> _Parts:
+    count = view.number("inconclusive_checks")
+    body: list[Element] = [
+        view.heading(f"❓ Cannot judge {_safe(_watch_subject(view))}"),
+        _facts(
+            ("Checks", f"{count} in a row could not be measured" if count else None),
+            ("Last", _safe(view.string("reason") or "", MAX_ERROR_CHARS) or None),
+        ),
+        text("No automatic rollback follows from this; please look at the endpoint."),
+        _footer(view),
+    ]
+    return _Parts(body, [])
+
+
+def _deployment_healthy(view: _View) -> _Parts:
+    checks = view.number("checks")
+    body: list[Element] = [
+        view.heading(f"💚 {_safe(_watch_subject(view))} is healthy"),
+        _facts(
+            ("Watched", format_duration(view.seconds("watched_seconds"))),
+            ("Checks", str(checks) if checks is not None else None),
+            ("Thresholds", _thresholds_fact(view)),
+        ),
+        *_chart(view),
+        _footer(view),
+    ]
+    return _Parts(body, [])
+
+
+def _summary_rollback_pending(view: _View) -> str:
+    return f"🚨 {_watch_subject(view)} unhealthy: rollback pending"
+
+
+def _summary_rollback_queued(view: _View) -> str:
+    run = view.number("run_id")
+    return f"⏪ Rollback queued for {_watch_subject(view)}" + (f" (#{run})" if run else "")
+
+
+def _summary_rollback_dry_run(view: _View) -> str:
+    return f"📝 Rollback of {_watch_subject(view)} not queued ({view.string('why') or 'dry run'})"
+
+
+def _summary_rollback_cancelled(view: _View) -> str:
+    by = view.string("cancelled_by")
+    return f"⏹ Rollback of {_watch_subject(view)} cancelled" + (f" by {by}" if by else "")
+
+
+def _summary_rollback_skipped(view: _View) -> str:
+    return f"⚠️ {_watch_subject(view)} unhealthy: rollback held (another is in progress)"
+
+
+def _summary_rollback_failed(view: _View) -> str:
+    return f"❌ Could not queue the rollback of {_watch_subject(view)}"
+
+
+def _summary_health_inconclusive(view: _View) -> str:
+    return f"❓ Cannot judge the health of {_watch_subject(view)}"
+
+
+def _summary_deployment_healthy(view: _View) -> str:
+    return f"💚 {_watch_subject(view)} is healthy"
+
+
 # --- summaries (plain text: notification previews do not render markdown) ------------------
 
 
@@ -796,6 +1045,22 @@ _KINDS: Mapping[str, _Kind] = MappingProxyType(
 _GENERIC = _Kind(_generic, _summary_generic)
 
 SUPPORTED_KINDS: frozenset[str] = frozenset(_KINDS)
+# The deployment health watch's kinds. Kept apart from SUPPORTED_KINDS until the card
+# catalog carries samples of them; rendering already uses them.
+_HEALTH_KINDS: Mapping[str, _Kind] = MappingProxyType(
+    {
+        "rollback_pending": _Kind(_rollback_pending, _summary_rollback_pending),
+        "rollback_queued": _Kind(_rollback_queued, _summary_rollback_queued),
+        "rollback_dry_run": _Kind(_rollback_dry_run, _summary_rollback_dry_run),
+        "rollback_cancelled": _Kind(_rollback_cancelled, _summary_rollback_cancelled),
+        "rollback_skipped": _Kind(_rollback_skipped, _summary_rollback_skipped),
+        "rollback_failed": _Kind(_rollback_failed, _summary_rollback_failed),
+        "health_inconclusive": _Kind(_health_inconclusive, _summary_health_inconclusive),
+        "deployment_healthy": _Kind(_deployment_healthy, _summary_deployment_healthy),
+    }
+)
+HEALTH_KINDS: frozenset[str] = frozenset(_HEALTH_KINDS)
+_RENDERERS: Mapping[str, _Kind] = MappingProxyType({**_KINDS, **_HEALTH_KINDS})
 
 
 def event_summary(event: EventRecord) -> str:
@@ -804,7 +1069,7 @@ def event_summary(event: EventRecord) -> str:
     For example `❌ PLANT001/CIRCUIT01 failed (attempt 2 of 3)`.
     """
     view = _View(event, "1.5")
-    line = _KINDS.get(event.kind, _GENERIC).summary(view)
+    line = _RENDERERS.get(event.kind, _GENERIC).summary(view)
     return _clip(_one_line(line), _MAX_SUMMARY_CHARS)
 
 
@@ -817,7 +1082,7 @@ def render_event_card(event: EventRecord, *, version: str = "1.5") -> Card:
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"card version must be one of {', '.join(SUPPORTED_VERSIONS)}")
     view = _View(event, version)
-    parts = _KINDS.get(event.kind, _GENERIC).render(view)
+    parts = _RENDERERS.get(event.kind, _GENERIC).render(view)
     extra: dict[str, Any] = {"fallbackText": event_summary(event)}
     if parts.actions:
         extra["actions"] = parts.actions

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from monitoring.pacing import SendPacer
 from store.deliveries import DeliveryStore
 from store.monitoring import EventRecord, MonitoringStore
 
@@ -57,6 +58,7 @@ class DispatchPolicy:
 class DispatchReport:
     sent: int = 0
     retrying: int = 0
+    paced: int = 0  # sends postponed to respect Teams' per-conversation limits
     failed: int = 0
     completed_events: list[int] = field(default_factory=list)
 
@@ -71,6 +73,7 @@ class EventDispatcher:
         clock: Callable[[], datetime],
         policy: DispatchPolicy | None = None,
         rng: random.Random | None = None,
+        pacer: SendPacer | None = None,
     ) -> None:
         self._events = events
         self._deliveries = deliveries
@@ -78,16 +81,20 @@ class EventDispatcher:
         self._clock = clock
         self._policy = policy or DispatchPolicy()
         self._rng = rng or random.Random()
+        # Teams limits sends per conversation (7/1 s, 8/2 s, 60/30 s, 1800/h): a burst is
+        # spread out instead of being refused with 429s.
+        self._pacer = pacer
 
     async def dispatch_pending(self, limit: int = 200) -> DispatchReport:
         report = DispatchReport()
+        held: set[str] = set()  # conversations waiting for a slot: later events wait too
         for event in await self._events.events(undelivered_only=True, limit=limit):
-            if await self._dispatch(event, report):
+            if await self._dispatch(event, report, held):
                 await self._events.mark_delivered(event.id, self._clock())
                 report.completed_events.append(event.id)
         return report
 
-    async def _dispatch(self, event: EventRecord, report: DispatchReport) -> bool:
+    async def _dispatch(self, event: EventRecord, report: DispatchReport, held: set[str]) -> bool:
         """True once every destination has either received the event or failed for good."""
         done = True
         existing = await self._deliveries.for_event(event.id)
@@ -100,10 +107,30 @@ class EventDispatcher:
                 if record is not None and record.next_attempt_at and record.next_attempt_at > now:
                     done = False
                     continue
+                if destination in held:
+                    done = False
+                    continue
+                paced = self._pacer is not None and destination.startswith("teams:")
+                if paced:
+                    assert self._pacer is not None
+                    slot = self._pacer.next_slot(destination, None, now)
+                    if slot > now:
+                        held.add(destination)
+                        report.paced += 1
+                        done = False
+                        continue
+                    self._pacer.record(destination, None, now)
                 attempts = (record.attempts if record else 0) + 1
                 try:
                     activity_id = await notifier.deliver(event, destination)
                 except DeliveryFailed as exc:
+                    if paced and exc.retry_after_s is not None:
+                        assert self._pacer is not None
+                        self._pacer.throttled(
+                            destination, timedelta(seconds=exc.retry_after_s), self._clock()
+                        )
+                    if not exc.permanent:
+                        held.add(destination)  # keep this conversation's order
                     done &= await self._failed(event, destination, attempts, exc, report)
                     continue
                 except Exception as exc:  # an unexpected failure is retried, not lost

@@ -117,3 +117,30 @@ async def test_dead_letter_after_max_attempts(database: Database) -> None:
     assert outcomes[2].failed == 1
     assert sum(o.failed + o.retrying for o in outcomes[3:]) == 0
     assert (await deliveries.for_event(1))["webhook"].attempts == 3
+
+
+async def test_a_burst_to_one_conversation_is_paced_in_order(database: Database) -> None:
+    from monitoring.pacing import SendPacer
+
+    clock = Clock()
+    notifier = Destination({"teams:busy": []})
+    events, deliveries = MonitoringStore(database), DeliveryStore(database)
+    worker = EventDispatcher(
+        events=events,
+        deliveries=deliveries,
+        notifiers=[notifier],
+        clock=clock,
+        pacer=SendPacer(),
+    )
+    for n in range(12):
+        await record_event(events, key=f"ws/job-{n:02d}/training_failed/1")
+    first = await worker.dispatch_pending()
+    assert first.sent == 7 and first.paced == 1  # 7 per second, the rest wait
+    clock.now += timedelta(seconds=1)
+    second = await worker.dispatch_pending()
+    assert second.sent == 1  # 8 per 2 seconds
+    for _ in range(20):
+        clock.now += timedelta(seconds=1)
+        await worker.dispatch_pending()
+    received = [key for key, _ in notifier.received]
+    assert received == sorted(received) and len(received) == 12  # all, in order
