@@ -15,6 +15,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitoring.jobs import JobState, TrainingJob
+from monitoring.status_report import STATE_RANK
 from store.database import Database
 from store.tables import events, monitoring_sessions, watched_jobs
 
@@ -307,6 +308,7 @@ class MonitoringStore:
             "circuit": job.circuit,
             "status": job.status,
             "state": job.state.value,
+            "state_rank": STATE_RANK[job.state],
             "attempt": job.attempt,
             "created_at": job.created_at,
             "started_at": job.started_at,

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -75,7 +76,12 @@ watched_jobs = Table(
     Column("timed_out", Boolean, nullable=False, default=False),
     Column("reminders_sent", Integer, nullable=False, default=0),
     Column("cancel_requested_at", DateTime(timezone=True), nullable=True),
+    # Attention order for `status` (running first …); indexed with circuit and name so
+    # the first page of a large store is read from the index, not sorted every time.
+    Column("state_rank", Integer, nullable=False, default=2),
     UniqueConstraint("workspace", "name", name="uq_watched_jobs_workspace_name"),
+    Index("ix_watched_jobs_status_order", "state_rank", "circuit", "name"),
+    Index("ix_watched_jobs_state", "state"),
 )
 
 monitoring_sessions = Table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, bindparam, case, func, or_, select
+from sqlalchemy import Integer, Select, String, bindparam, func, or_, select
 
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.status_report import STATE_RANK, JobPage
@@ -31,6 +31,7 @@ class WatchedJobStore:
             "circuit": job.circuit,
             "status": job.status,
             "state": job.state.value,
+            "state_rank": STATE_RANK[job.state],
             "attempt": job.attempt,
             "created_at": job.created_at,
             "started_at": job.started_at,
@@ -110,8 +111,7 @@ class WatchedJobStore:
 
 def _status_queries(filtered: bool) -> tuple[Select[Any], Select[Any]]:
     c = watched_jobs.c
-    rank = case({state.value: r for state, r in STATE_RANK.items()}, value=c.state, else_=2)
-    rows_query = select(watched_jobs).order_by(rank, c.circuit, c.name)
+    rows_query = select(watched_jobs).order_by(c.state_rank, c.circuit, c.name)
     rows_query = rows_query.limit(bindparam("limit", type_=Integer))
     counts_query = select(c.state, func.count()).group_by(c.state)
     if filtered:
