@@ -82,6 +82,7 @@ watched_jobs = Table(
     UniqueConstraint("workspace", "name", name="uq_watched_jobs_workspace_name"),
     Index("ix_watched_jobs_status_order", "state_rank", "circuit", "name"),
     Index("ix_watched_jobs_state", "state"),
+    Index("ix_watched_jobs_latest_attempt", "workspace", "circuit", "attempt"),
 )
 
 monitoring_sessions = Table(

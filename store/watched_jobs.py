@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, bindparam, func, or_, select
+from sqlalchemy import Integer, Select, String, bindparam, exists, func, or_, select
 
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.status_report import STATE_RANK, JobPage
@@ -111,9 +111,16 @@ class WatchedJobStore:
 
 def _status_queries(filtered: bool) -> tuple[Select[Any], Select[Any]]:
     c = watched_jobs.c
-    rows_query = select(watched_jobs).order_by(c.state_rank, c.circuit, c.name)
+    # A retried circuit is shown once, by its latest attempt: earlier attempts are history.
+    newer = watched_jobs.alias("newer")
+    latest = ~exists().where(
+        newer.c.workspace == c.workspace,
+        newer.c.circuit == c.circuit,
+        newer.c.attempt > c.attempt,
+    )
+    rows_query = select(watched_jobs).where(latest).order_by(c.state_rank, c.circuit, c.name)
     rows_query = rows_query.limit(bindparam("limit", type_=Integer))
-    counts_query = select(c.state, func.count()).group_by(c.state)
+    counts_query = select(c.state, func.count()).where(latest).group_by(c.state)
     if filtered:
         needle = bindparam("needle", type_=String)
         condition = or_(

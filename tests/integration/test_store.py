@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,15 +34,15 @@ def record(conversation_id: str, team: str | None = None) -> ConversationRecord:
 
 
 async def test_migrations_are_idempotent_and_ready(database: Database) -> None:
-    assert await database.migrate() == "0003"
+    assert await database.migrate() == "0004"
     readiness = await database.readiness()
-    assert readiness.ready and readiness.revision == "0003"
+    assert readiness.ready and readiness.revision == "0004"
 
 
 async def test_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
     readiness = await db.readiness()
-    assert not readiness.ready and "expected 0003" in readiness.detail
+    assert not readiness.ready and "expected 0004" in readiness.detail
     await db.dispose()
 
 
@@ -147,3 +148,17 @@ async def test_status_page_orders_filters_limits_and_counts(database: Database) 
     assert [j.name for j in (await store.status_page("queue", 10)).jobs] == ["queued"]
     nothing = await store.status_page("zzz", 10)
     assert nothing.jobs == [] and nothing.total == 0
+
+
+async def test_status_page_shows_each_circuit_by_its_latest_attempt(database: Database) -> None:
+    store = WatchedJobStore(database)
+    first = _job("c1-attempt-1", JobState.FAILED, "P/C1")
+    retry = dataclasses.replace(
+        first, name="c1-attempt-2", state=JobState.COMPLETED, status="Completed", attempt=2
+    )
+    other = _job("c2-attempt-1", JobState.FAILED, "P/C2")
+    for item in (first, retry, other):
+        await store.upsert(item, now=NOW)
+    page = await store.status_page("", limit=10)
+    assert [j.name for j in page.jobs] == ["c2-attempt-1", "c1-attempt-2"]
+    assert page.counts == {JobState.FAILED: 1, JobState.COMPLETED: 1}

@@ -31,10 +31,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True)
         )
-        batch.add_column(sa.Column("state_rank", sa.Integer, nullable=False, server_default="2"))
         batch.create_index("ix_watched_jobs_session_id", ["session_id"])
-        batch.create_index("ix_watched_jobs_status_order", ["state_rank", "circuit", "name"])
-        batch.create_index("ix_watched_jobs_state", ["state"])
     op.create_table(
         "monitoring_sessions",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -105,11 +102,8 @@ def downgrade() -> None:
     op.drop_table("events")
     op.drop_table("monitoring_sessions")
     with op.batch_alter_table("watched_jobs") as batch:
-        batch.drop_index("ix_watched_jobs_state")
-        batch.drop_index("ix_watched_jobs_status_order")
         batch.drop_index("ix_watched_jobs_session_id")
         for column in (
-            "state_rank",
             "cancel_requested_at",
             "reminders_sent",
             "timed_out",
