@@ -18,6 +18,7 @@ from monitoring.jobs import JobState, TrainingJob
 from monitoring.status_report import STATE_RANK
 from store.database import Database
 from store.tables import events, monitoring_sessions, watched_jobs
+from store.watched_jobs import mark_superseded
 
 # Sessions that still have checks scheduled: polling ("active"), or past the max wait
 # with jobs still running ("timed_out", checked at each long-running reminder).
@@ -339,6 +340,7 @@ class MonitoringStore:
             await session.execute(
                 watched_jobs.update().where(watched_jobs.c.id == existing).values(**values)
             )
+        await mark_superseded(session, job)
 
     # --- events ------------------------------------------------------------------------
     async def events(

@@ -79,8 +79,10 @@ watched_jobs = Table(
     # Attention order for `status` (running first …); indexed with circuit and name so
     # the first page of a large store is read from the index, not sorted every time.
     Column("state_rank", Integer, nullable=False, default=2),
+    # True once a later attempt of the same circuit exists: `status` shows the latest.
+    Column("superseded", Boolean, nullable=False, default=False),
     UniqueConstraint("workspace", "name", name="uq_watched_jobs_workspace_name"),
-    Index("ix_watched_jobs_status_order", "state_rank", "circuit", "name"),
+    Index("ix_watched_jobs_status_order", "superseded", "state_rank", "circuit", "name"),
     Index("ix_watched_jobs_state", "state"),
     Index("ix_watched_jobs_latest_attempt", "workspace", "circuit", "attempt"),
 )

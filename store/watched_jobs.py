@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, bindparam, exists, func, or_, select
+from sqlalchemy import Integer, Select, String, and_, bindparam, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.status_report import STATE_RANK, JobPage
@@ -54,6 +55,7 @@ class WatchedJobStore:
                 await session.execute(
                     watched_jobs.update().where(watched_jobs.c.id == existing).values(**values)
                 )
+            await mark_superseded(session, job)
 
     async def upsert_many(self, jobs: list[TrainingJob], *, now: datetime) -> None:
         for job in jobs:
@@ -109,15 +111,31 @@ class WatchedJobStore:
         return len(rows)
 
 
+async def mark_superseded(session: AsyncSession, job: TrainingJob) -> None:
+    """Keep `superseded` true exactly for attempts older than the circuit's latest."""
+    if not job.circuit:
+        return
+    c = watched_jobs.c
+    same_circuit = and_(c.workspace == job.workspace, c.circuit == job.circuit)
+    await session.execute(
+        watched_jobs.update()
+        .where(and_(same_circuit, c.attempt < job.attempt, c.superseded.is_(False)))
+        .values(superseded=True)
+    )
+    newer = await session.scalar(
+        select(c.id).where(and_(same_circuit, c.attempt > job.attempt)).limit(1)
+    )
+    await session.execute(
+        watched_jobs.update()
+        .where(and_(c.workspace == job.workspace, c.name == job.name))
+        .values(superseded=newer is not None)
+    )
+
+
 def _status_queries(filtered: bool) -> tuple[Select[Any], Select[Any]]:
     c = watched_jobs.c
     # A retried circuit is shown once, by its latest attempt: earlier attempts are history.
-    newer = watched_jobs.alias("newer")
-    latest = ~exists().where(
-        newer.c.workspace == c.workspace,
-        newer.c.circuit == c.circuit,
-        newer.c.attempt > c.attempt,
-    )
+    latest = c.superseded.is_(False)
     rows_query = select(watched_jobs).where(latest).order_by(c.state_rank, c.circuit, c.name)
     rows_query = rows_query.limit(bindparam("limit", type_=Integer))
     counts_query = select(c.state, func.count()).where(latest).group_by(c.state)
