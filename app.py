@@ -240,6 +240,8 @@ async def build_runtime(
             policy=access_policy,
             audit=audit,
             settings_rows=lambda: settings_report(current_settings(), env_snapshot),
+            # The engine is built further down; commands look it up when they run.
+            engine=lambda: engine,
         )
     )
     processor = CardActionProcessor(

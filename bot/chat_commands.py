@@ -21,6 +21,8 @@ from cards.actions import (
 from cards.common import Card, card, facts, heading
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
+from monitoring.azure_calls import AzureCallError
+from monitoring.engine import MonitoringEngine
 from monitoring.status_report import StatusService
 from store.audit import AuditEntry, AuditTrail
 
@@ -34,6 +36,9 @@ class ChatServices:
     policy: Callable[[], AccessPolicy]
     audit: AuditTrail
     settings_rows: Callable[[], list[tuple[str, str, str]]]
+    # The monitoring engine, looked up when used (it is built after the handlers);
+    # None when no Azure ML workspace is configured.
+    engine: Callable[[], MonitoringEngine | None] = lambda: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +117,58 @@ def build_handlers(services: ChatServices) -> Handlers:
             turn.actor.label,
             turn.now,
         )
+
+    def _engine() -> MonitoringEngine:
+        engine = services.engine()
+        if engine is None:
+            raise CommandError(
+                "Monitoring is not configured for this bot (no Azure ML workspace), "
+                "so I cannot watch jobs."
+            )
+        return engine
+
+    def _job_name(args: str, command: str) -> str:
+        name = args.strip()
+        if not name or len(name.split()) != 1:
+            raise CommandError(f"Which job? For example: `{command} <job name>`.")
+        return name
+
+    @registry.command(
+        "watch",
+        usage="watch <job>",
+        summary="Watch an Azure ML job by name and post its changes here.",
+    )
+    async def watch(turn: ChatTurn, args: str) -> None:
+        await _require(services, turn, "watch")
+        name = _job_name(args, "watch")
+        engine = _engine()
+        try:
+            job = await engine.watch_job(name, turn.actor.label)
+        except LookupError:
+            raise CommandError(
+                f"I can't find a job named `{name}` in the workspaces I watch. "
+                "Check the name in Azure ML studio."
+            ) from None
+        except AzureCallError as exc:
+            raise CommandError(
+                f"Azure ML did not answer properly ({exc.message}). Try again in a minute."
+            ) from None
+        circuit = job.circuit or "no circuit"
+        await turn.reply_text(
+            f"Watching {job.name} ({circuit}, {job.state.value}) — I'll post its changes here."
+        )
+
+    @registry.command(
+        "unwatch",
+        usage="unwatch <job>",
+        summary="Stop posting changes of a watched job.",
+    )
+    async def unwatch(turn: ChatTurn, args: str) -> None:
+        await _require(services, turn, "unwatch")
+        name = _job_name(args, "unwatch")
+        if not await _engine().unwatch_job(name):
+            raise CommandError(f"I'm not watching a job named `{name}`, so nothing changed.")
+        await turn.reply_text(f"Stopped watching {name}.")
 
     @registry.command(
         "rollback",

@@ -75,6 +75,8 @@ SAMPLE_COMMANDS: tuple[CommandHelp, ...] = (
         "Queue the training pipeline again for these circuits "
         "(e.g. PLANT001/CIRCUIT01,PLANT002/CIRCUIT02), after a confirmation.",
     ),
+    CommandHelp("watch <job>", "Watch an Azure ML job by name and post its changes here."),
+    CommandHelp("unwatch <job>", "Stop posting changes of a watched job."),
     CommandHelp(
         "rollback <environment> [reason]",
         "Queue rollback-pipeline for an environment, after a confirmation "

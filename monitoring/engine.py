@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from monitoring.azure_calls import AzureCallError
+from monitoring.azure_calls import AzureCallError, AzureNotFoundError
 from monitoring.backoff import BackoffPolicy, PollState
 from monitoring.jobs import JobState, TrainingJob, Workspace
 from monitoring.lifecycle import (
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 RETRY_QUEUED = "retry_queued"
 # A cancel that Azure ML has not acknowledged yet is asked for again after this long.
 CANCEL_REPEAT = timedelta(minutes=5)
+# A job someone stopped watching: its session is never checked, and its job is neither
+# followed nor attached to an experiment session again.
+UNWATCHED = "unwatched"
 
 
 class EngineJobSource(Protocol):
@@ -102,6 +105,11 @@ class TickReport:
 def session_key_for(job: TrainingJob) -> str:
     """Jobs of one experiment in one workspace are watched together (and their retries)."""
     return f"experiment:{job.workspace}:{job.experiment}"
+
+
+def manual_session_key(workspace_key: str, job_name: str) -> str:
+    """A job added by hand (`watch <job>`) is watched in a session of its own."""
+    return f"manual:{workspace_key}:{job_name}"
 
 
 def _previous(record: JobRecord | None) -> Observation | None:
@@ -223,6 +231,82 @@ class MonitoringEngine:
                     self._last_listed.pop(workspace.key, None)
         return touched
 
+    async def watch_job(self, job_name: str, actor: str) -> TrainingJob:
+        """Watch a job by hand: it gets its own session, checked at the next tick."""
+        name = job_name.strip()
+        for workspace in self._workspaces:
+            try:
+                job = await self._source.get(workspace, name)
+            except AzureNotFoundError:
+                continue
+            break
+        else:
+            names = ", ".join(w.key for w in self._workspaces) or "no workspace configured"
+            raise LookupError(f"No Azure ML job named '{name}' in {names}.")
+        now = self._clock()
+        session = await self._store.open_session(
+            kind="manual",
+            key=manual_session_key(workspace.key, job.name),
+            title=job.display_name or job.name,
+            workspace=workspace.key,
+            now=now,
+            created_by=actor,
+        )
+        if session.status == "active":
+            await self._store.check_now(session.id, now)
+        else:
+            await self._store.reactivate(session.id, now)
+        record = (await self._store.job_records(workspace.key)).get(job.name)
+        # A known job keeps its last stored state and what was announced about it, so
+        # the next tick reports whatever changed since; a new one starts from now.
+        stored = record.job if record is not None else job
+        await self._store.apply(StoreObservation(now, jobs=[_progress(stored, record, session.id)]))
+        log.info("monitoring: %s watches %s in %s", actor, job.name, workspace.key)
+        return job
+
+    async def unwatch_job(self, job_name: str) -> bool:
+        """Stop announcing a job; False when it was not being watched."""
+        name = job_name.strip()
+        now = self._clock()
+        for workspace in self._workspaces:
+            record = (await self._store.job_records(workspace.key)).get(name)
+            if record is None:
+                continue
+            current = (
+                await self._store.session(record.session_id)
+                if record.session_id is not None
+                else None
+            )
+            if current is not None and current.status == UNWATCHED:
+                return False
+            # A job of an experiment session moves to a session of its own, so the
+            # experiment's other jobs are still watched and discovery does not re-attach it.
+            session = await self._store.open_session(
+                kind="manual",
+                key=manual_session_key(workspace.key, name),
+                title=record.job.display_name or name,
+                workspace=workspace.key,
+                now=now,
+            )
+            await self._store.apply(
+                StoreObservation(
+                    now,
+                    jobs=[_progress(record.job, record, session.id)],
+                    schedules=[
+                        SessionSchedule(
+                            session_id=session.id,
+                            status=UNWATCHED,
+                            checks_done=session.checks_done,
+                            last_check_at=session.last_check_at,
+                            next_check_at=None,
+                        )
+                    ],
+                )
+            )
+            log.info("monitoring: stopped watching %s in %s", name, workspace.key)
+            return True
+        return False
+
     async def tick(self) -> TickReport:
         now = self._clock()
         config = self._config()
@@ -290,7 +374,7 @@ class MonitoringEngine:
         item = work.get(session_id)
         if item is None:
             session = await self._store.session(session_id)
-            if session is None:
+            if session is None or session.status == UNWATCHED:
                 return None
             item = _SessionWork(session, due=False)
             work[session_id] = item
@@ -311,7 +395,7 @@ class MonitoringEngine:
             if job.state is record.job.state or job.state is JobState.UNKNOWN:
                 return None
             session = await self._store.session(record.session_id)
-            if session is None:
+            if session is None or session.status == UNWATCHED:
                 return None
             item = _SessionWork(session, due=False)
             work[session.id] = item
@@ -570,6 +654,19 @@ class MonitoringEngine:
                 payload["manualCircuits"],
                 payload["run_id"],
             )
+
+
+def _progress(job: TrainingJob, record: JobRecord | None, session_id: int) -> JobProgress:
+    """The job under `session_id`, keeping what was already announced about it."""
+    return JobProgress(
+        job=job,
+        session_id=session_id,
+        running_since=record.running_since if record else None,
+        announced_start=record.announced_start if record else False,
+        timed_out=record.timed_out if record else False,
+        reminders_sent=record.reminders_sent if record else 0,
+        cancel_requested_at=record.cancel_requested_at if record else None,
+    )
 
 
 def _finished(job: TrainingJob, timed_out: bool) -> bool:

@@ -182,3 +182,38 @@ async def test_push_event_makes_the_session_check_now(world: World) -> None:
     touched = await engine.check_now(world.stack.endpoints.workspaces[0].key)
     assert touched == 1
     assert await engine.next_wakeup() <= world.clock.now()
+
+
+async def test_unwatch_stops_the_events_of_a_job_and_watch_brings_them_back(
+    world: World,
+) -> None:
+    engine = world.engine()
+    await play(world, engine, 120)
+    long_job = next(
+        j["name"] for j in world.stack.state()["jobs"] if j["circuit"] == "PLANT003/CIRCUIT03"
+    )
+    assert await engine.unwatch_job(long_job)
+    assert not await engine.unwatch_job(long_job)  # already stopped
+    assert not await engine.unwatch_job("no-such-job")
+    cutoff = max(e.id for e in await world.store.events(limit=1000))
+
+    await play(world, engine, 10 * 3600)
+    later = [e for e in await world.store.events(limit=1000) if e.id > cutoff]
+    assert all(e.job_name != long_job for e in later), "no reminders, no completion"
+    # The rest of its experiment is still watched.
+    completed = {e.circuit for e in later if e.kind == "training_completed"}
+    assert "PLANT002/CIRCUIT02" in completed
+
+    # Watched by hand again: its own session, and the ending it missed is announced.
+    job = await engine.watch_job(long_job, "Ada Lovelace")
+    assert job.name == long_job
+    sessions = {s.key: s for s in await world.store.sessions()}
+    manual = sessions[f"manual:{job.workspace}:{long_job}"]
+    assert manual.kind == "manual" and manual.status == "active"
+    assert await engine.next_wakeup() <= world.clock.now()
+    await play(world, engine, 60)
+    ended = [e for e in await world.store.events(limit=1000) if e.job_name == long_job]
+    assert ended[-1].kind == "training_completed"
+
+    with pytest.raises(LookupError, match="no-such-job"):
+        await engine.watch_job("no-such-job", "Ada Lovelace")

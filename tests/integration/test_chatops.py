@@ -179,3 +179,28 @@ async def test_approvals_approve_from_the_card(chatops: ChatOps) -> None:
     approval = chatops.stack.state()["approvals"][0]
     assert approval["status"] == "approved"
     assert "Approved in Teams by Grace Hopper" in approval["comment"]
+
+
+async def test_watch_and_unwatch_a_job_by_name(chatops: ChatOps) -> None:
+    job = chatops.stack.state()["jobs"][0]
+    name = job["name"]
+    refused = await chatops.say(f"watch {name}", user=VIEWER)
+    assert "operator" in refused["text"]
+
+    reply = await chatops.say(f"watch {name}")
+    assert reply["text"].startswith(f"Watching {name} ({job['circuit']}, ")
+    assert "post its changes here" in reply["text"]
+    status = await chatops.say("status")
+    assert name in str(status) or job["circuit"] in str(status)
+
+    stopped = await chatops.say(f"unwatch {name}")
+    assert stopped["text"] == f"Stopped watching {name}."
+    again = await chatops.say(f"unwatch {name}")
+    assert "not watching" in again["text"] and name in again["text"]
+
+
+async def test_watching_an_unknown_job_names_it(chatops: ChatOps) -> None:
+    reply = await chatops.say("watch no-such-job-42")
+    assert "no-such-job-42" in reply["text"] and "can't find" in reply["text"]
+    usage = await chatops.say("watch")
+    assert "Which job?" in usage["text"]
