@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from monitoring.health import AlertPayloadError, AlertSignal, parse_common_alert
-from service.hook_auth import HookAccess, check_hook_secret
+from service.hook_auth import check_hook_secret, refusal
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,7 @@ class AlertsHook:
         access = check_hook_secret(
             self._secret(), request.query.get("key"), request.headers.get("Authorization")
         )
-        if access is HookAccess.ALLOWED:
-            return None
-        if access is HookAccess.NOT_CONFIGURED:
-            return web.json_response(
-                {"error": "hooks are disabled until MLBOT_HOOK_SECRET is set"}, status=403
-            )
-        return web.json_response({"error": "a valid ?key= is required"}, status=401)
+        return refusal(access)
 
     async def post(self, request: web.Request) -> web.Response:
         refused = self._refused(request)

@@ -42,7 +42,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
-from service.hook_auth import HookAccess, check_hook_secret
+from service.hook_auth import check_hook_secret, refusal
 from store.monitoring import MonitoringStore, NewEvent, Observation
 
 __all__ = [
@@ -595,18 +595,7 @@ class DevOpsHook:
         access = check_hook_secret(
             self._secret(), request.query.get("key"), request.headers.get("Authorization")
         )
-        if access is HookAccess.ALLOWED:
-            return None
-        if access is HookAccess.NOT_CONFIGURED:
-            return web.json_response(
-                {"error": "hooks are disabled until MLBOT_HOOK_SECRET is set"}, status=403
-            )
-        # Azure DevOps' web hook form offers basic authentication: the challenge names it.
-        return web.json_response(
-            {"error": "a valid ?key= or basic-auth password is required"},
-            status=401,
-            headers={"WWW-Authenticate": 'Basic realm="mlbot hooks"'},
-        )
+        return refusal(access, basic_auth=True)
 
     async def post(self, request: web.Request) -> web.Response:
         refused = self._refused(request)

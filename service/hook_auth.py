@@ -13,6 +13,8 @@ import binascii
 import hmac
 from enum import StrEnum
 
+from aiohttp import web
+
 
 class HookAccess(StrEnum):
     ALLOWED = "allowed"
@@ -46,3 +48,21 @@ def check_hook_secret(
     if hmac.compare_digest(presented.encode(), configured.encode()):
         return HookAccess.ALLOWED
     return HookAccess.WRONG
+
+
+def refusal(access: HookAccess, *, basic_auth: bool = False) -> web.Response | None:
+    """The answer to a hook call without a valid secret; None when it may proceed."""
+    if access is HookAccess.ALLOWED:
+        return None
+    if access is HookAccess.NOT_CONFIGURED:
+        return web.json_response(
+            {"error": "hooks are disabled until MLBOT_HOOK_SECRET is set"}, status=403
+        )
+    if basic_auth:
+        # Azure DevOps' web hook form offers basic authentication: the challenge names it.
+        return web.json_response(
+            {"error": "a valid ?key= or basic-auth password is required"},
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="mlbot hooks"'},
+        )
+    return web.json_response({"error": "a valid ?key= is required"}, status=401)

@@ -15,10 +15,9 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitoring.jobs import JobState, TrainingJob
-from monitoring.status_report import STATE_RANK
 from store.database import Database
 from store.tables import events, monitoring_sessions, watched_jobs
-from store.watched_jobs import mark_superseded
+from store.watched_jobs import job_columns, mark_superseded
 
 # Sessions that still have checks scheduled: polling ("active"), or past the max wait
 # with jobs still running ("timed_out", checked at each long-running reminder).
@@ -304,19 +303,7 @@ class MonitoringStore:
     ) -> None:
         job = progress.job
         values: dict[str, Any] = {
-            "display_name": job.display_name,
-            "experiment": job.experiment,
-            "circuit": job.circuit,
-            "status": job.status,
-            "state": job.state.value,
-            "state_rank": STATE_RANK[job.state],
-            "attempt": job.attempt,
-            "created_at": job.created_at,
-            "started_at": job.started_at,
-            "ended_at": job.ended_at,
-            "studio_url": job.studio_url,
-            "error_summary": job.error_summary,
-            "updated_at": now,
+            **job_columns(job, now),
             "session_id": progress.session_id,
             "observed_at": now,
             "running_since": progress.running_since,

@@ -26,21 +26,7 @@ class WatchedJobStore:
         self._db = db
 
     async def upsert(self, job: TrainingJob, *, now: datetime) -> None:
-        values: dict[str, Any] = {
-            "display_name": job.display_name,
-            "experiment": job.experiment,
-            "circuit": job.circuit,
-            "status": job.status,
-            "state": job.state.value,
-            "state_rank": STATE_RANK[job.state],
-            "attempt": job.attempt,
-            "created_at": job.created_at,
-            "started_at": job.started_at,
-            "ended_at": job.ended_at,
-            "studio_url": job.studio_url,
-            "error_summary": job.error_summary,
-            "updated_at": now,
-        }
+        values = job_columns(job, now)
         async with self._db.sessions.begin() as session:
             existing = await session.scalar(
                 select(watched_jobs.c.id).where(
@@ -109,6 +95,25 @@ class WatchedJobStore:
         async with self._db.sessions() as session:
             rows = (await session.execute(select(watched_jobs.c.id))).all()
         return len(rows)
+
+
+def job_columns(job: TrainingJob, now: datetime) -> dict[str, Any]:
+    """The `watched_jobs` columns that describe the job itself (not the engine's memory)."""
+    return {
+        "display_name": job.display_name,
+        "experiment": job.experiment,
+        "circuit": job.circuit,
+        "status": job.status,
+        "state": job.state.value,
+        "state_rank": STATE_RANK[job.state],
+        "attempt": job.attempt,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "ended_at": job.ended_at,
+        "studio_url": job.studio_url,
+        "error_summary": job.error_summary,
+        "updated_at": now,
+    }
 
 
 async def mark_superseded(session: AsyncSession, job: TrainingJob) -> None:
