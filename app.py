@@ -233,7 +233,7 @@ async def build_runtime(
     )
     handlers = build_handlers(
         ChatServices(
-            status=StatusService(jobs, DeliveryStore(db)),
+            status=StatusService(jobs, DeliveryStore(db), MonitoringStore(db)),
             bot_name=settings.bot_display_name,
             operations=operations,
             signer=signer,

@@ -41,6 +41,7 @@ def render_status_card(report: StatusReport) -> Card:
                     "training pipeline starts them in a watched workspace."
                 )
             )
+        _append_deployments(body, report)
         _append_stuck(body, report)
         body.append(text(f"As of {stamp}", isSubtle=True, size="Small"))
         return card(body)
@@ -66,9 +67,41 @@ def render_status_card(report: StatusReport) -> Card:
                 isSubtle=True,
             )
         )
+    _append_deployments(body, report)
     _append_stuck(body, report)
     body.append(text(f"As of {stamp}", isSubtle=True, size="Small"))
     return card(body)
+
+
+def _append_deployments(body: list[dict[str, Any]], report: StatusReport) -> None:
+    if report.approvals:
+        body.append(text(f"🛂 {len(report.approvals)} pending approval(s)", weight="Bolder"))
+        body.append(
+            facts(
+                [
+                    (
+                        escape_markdown(a.environment or "—"),
+                        f"{escape_markdown(a.pipeline)} {escape_markdown(a.stage)}".strip()
+                        + " · `approvals` to decide",
+                    )
+                    for a in report.approvals
+                ]
+            )
+        )
+    if report.deployments:
+        body.append(text("🚀 Last deployments", weight="Bolder"))
+        body.append(
+            facts(
+                [
+                    (
+                        escape_markdown(d.environment),
+                        f"{'✅' if d.succeeded else '❌'} {escape_markdown(d.pipeline)} "
+                        f"{escape_markdown(d.run)} · {d.at.strftime('%Y-%m-%d %H:%M UTC')}",
+                    )
+                    for d in report.deployments
+                ]
+            )
+        )
 
 
 def _append_stuck(body: list[dict[str, Any]], report: StatusReport) -> None:

@@ -30,6 +30,29 @@ class JobReader(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class PendingApproval:
+    pipeline: str
+    stage: str
+    environment: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LastDeployment:
+    environment: str
+    pipeline: str
+    run: str
+    succeeded: bool
+    at: datetime
+
+
+class DeploymentReader(Protocol):
+    async def pending_approvals(self, limit: int = 10) -> list[PendingApproval]: ...
+
+    async def last_deployments(self) -> list[LastDeployment]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class JobLine:
     job: TrainingJob
     elapsed: timedelta | None
@@ -44,6 +67,8 @@ class StatusReport:
     filter_text: str = ""
     # (event kind, destination, error) of notifications that could not be delivered.
     stuck: tuple[tuple[str, str, str], ...] = ()
+    approvals: tuple[PendingApproval, ...] = ()
+    deployments: tuple[LastDeployment, ...] = ()
 
     @property
     def hidden(self) -> int:
@@ -83,16 +108,26 @@ class StatusService:
     """Builds the status report for the bot from the store (never from Azure)."""
 
     def __init__(
-        self, jobs: JobReader, stuck: StuckReader | None = None, limit: int = MAX_JOBS_SHOWN
+        self,
+        jobs: JobReader,
+        stuck: StuckReader | None = None,
+        deployments: DeploymentReader | None = None,
+        limit: int = MAX_JOBS_SHOWN,
     ) -> None:
         self._jobs = jobs
         self._stuck = stuck
+        self._deployments = deployments
         self._limit = limit
 
     async def report(self, now: datetime, filter_text: str = "") -> StatusReport:
         page = await self._jobs.status_page(filter_text.strip(), self._limit)
         report = build_status_report(page, now, filter_text)
-        if self._stuck is None:
-            return report
-        stuck = tuple(await self._stuck.stuck(limit=5))
-        return dataclasses.replace(report, stuck=stuck)
+        if self._stuck is not None:
+            report = dataclasses.replace(report, stuck=tuple(await self._stuck.stuck(limit=5)))
+        if self._deployments is not None and not filter_text.strip():
+            report = dataclasses.replace(
+                report,
+                approvals=tuple(await self._deployments.pending_approvals()),
+                deployments=tuple(await self._deployments.last_deployments()),
+            )
+        return report

@@ -15,6 +15,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitoring.jobs import JobState, TrainingJob
+from monitoring.status_report import LastDeployment, PendingApproval
 from store.database import Database
 from store.tables import events, monitoring_sessions, watched_jobs
 from store.watched_jobs import job_columns, mark_superseded
@@ -357,6 +358,51 @@ class MonitoringStore:
         async with self._db.sessions() as session:
             rows = (await session.execute(query)).all()
         return [_event(row._mapping) for row in rows]
+
+    async def pending_approvals(self, limit: int = 10) -> list[PendingApproval]:
+        """Approvals announced by Azure DevOps hooks and not decided since (newest first)."""
+        recent = await self._recent_of_kinds(("approval_required", "approval_decided"))
+        decided = {e.payload.get("approval_id") for e in recent if e.kind == "approval_decided"}
+        pending: list[PendingApproval] = []
+        for event in reversed(recent):
+            approval_id = event.payload.get("approval_id")
+            if event.kind != "approval_required" or not approval_id or approval_id in decided:
+                continue
+            pending.append(
+                PendingApproval(
+                    pipeline=str(event.payload.get("pipeline") or "?"),
+                    stage=str(event.payload.get("stage") or ""),
+                    environment=str(event.payload.get("environment") or ""),
+                    since=event.created_at,
+                )
+            )
+            decided.add(approval_id)  # the same approval announced twice shows once
+        return pending[:limit]
+
+    async def last_deployments(self) -> list[LastDeployment]:
+        """The latest deployment (completed or failed) per environment."""
+        recent = await self._recent_of_kinds(("deployment_completed", "deployment_failed"))
+        latest: dict[str, LastDeployment] = {}
+        for event in recent:  # oldest first: later ones replace earlier ones
+            environment = str(event.payload.get("environment") or "")
+            if not environment:
+                continue
+            latest[environment] = LastDeployment(
+                environment=environment,
+                pipeline=str(event.payload.get("pipeline") or "?"),
+                run=str(event.payload.get("run_name") or event.payload.get("run_id") or ""),
+                succeeded=event.kind == "deployment_completed",
+                at=event.created_at,
+            )
+        return sorted(latest.values(), key=lambda d: d.environment)
+
+    async def _recent_of_kinds(self, kinds: tuple[str, ...], limit: int = 500) -> list[EventRecord]:
+        query = (
+            select(events).where(events.c.kind.in_(kinds)).order_by(events.c.id.desc()).limit(limit)
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_event(row._mapping) for row in reversed(rows)]
 
     async def update_payload(self, event_id: int, payload: dict[str, Any]) -> None:
         async with self._db.sessions.begin() as session:

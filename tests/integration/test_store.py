@@ -162,3 +162,66 @@ async def test_status_page_shows_each_circuit_by_its_latest_attempt(database: Da
     page = await store.status_page("", limit=10)
     assert [j.name for j in page.jobs] == ["c2-attempt-1", "c1-attempt-2"]
     assert page.counts == {JobState.FAILED: 1, JobState.COMPLETED: 1}
+
+
+async def test_pending_approvals_and_last_deployments_from_hook_events(
+    database: Database,
+) -> None:
+    from store.monitoring import MonitoringStore, NewEvent, Observation
+
+    store = MonitoringStore(database)
+
+    def event(key: str, kind: str, **payload: object) -> NewEvent:
+        return NewEvent(key=key, kind=kind, payload=dict(payload))
+
+    await store.apply(
+        Observation(
+            now=NOW,
+            events=[
+                event(
+                    "a1",
+                    "approval_required",
+                    approval_id="A1",
+                    pipeline="deploy",
+                    stage="Deploy_Prod",
+                    environment="prod",
+                ),
+                event(
+                    "a2",
+                    "approval_required",
+                    approval_id="A2",
+                    pipeline="deploy",
+                    environment="staging",
+                ),
+                event("a2-done", "approval_decided", approval_id="A2"),
+                event(
+                    "d1",
+                    "deployment_completed",
+                    environment="prod",
+                    pipeline="deploy",
+                    run_name="20261129.1",
+                ),
+                event(
+                    "d2",
+                    "deployment_failed",
+                    environment="prod",
+                    pipeline="deploy",
+                    run_name="20261129.2",
+                ),
+                event(
+                    "d3",
+                    "deployment_completed",
+                    environment="staging",
+                    pipeline="deploy",
+                    run_name="20261129.3",
+                ),
+            ],
+        )
+    )
+    pending = await store.pending_approvals()
+    assert [(p.environment, p.stage) for p in pending] == [("prod", "Deploy_Prod")]
+    latest = await store.last_deployments()
+    assert [(d.environment, d.run, d.succeeded) for d in latest] == [
+        ("prod", "20261129.2", False),
+        ("staging", "20261129.3", True),
+    ]

@@ -89,3 +89,16 @@ def test_undelivered_notifications_are_shown() -> None:
     blob = json.dumps(render_status_card(stuck))
     assert "Not delivered" in blob and "Teams answered 403" in blob
     assert "Not delivered" not in json.dumps(render_status_card(report))
+
+
+def test_approvals_and_deployments_sections() -> None:
+    from monitoring.status_report import LastDeployment, PendingApproval
+
+    report = dataclasses.replace(
+        build_status_report(page([]), NOW),
+        approvals=(PendingApproval("deploy", "Deploy_Prod", "prod", NOW),),
+        deployments=(LastDeployment("prod", "deploy", "20261129.2", False, NOW),),
+    )
+    blob = json.dumps(render_status_card(report))
+    assert "1 pending approval(s)" in blob and "Deploy\\\\_Prod" in blob
+    assert "Last deployments" in blob and "20261129.2" in blob
