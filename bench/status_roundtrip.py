@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -80,7 +81,27 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run(requests: int, jobs: int) -> dict[str, Any]:
+async def _add_approvals(runtime: Any, count: int, now: datetime) -> None:
+    """Pending approvals as the Azure DevOps hook records them (shown by `status`)."""
+    from store.monitoring import NewEvent, Observation
+
+    events = [
+        NewEvent(
+            key=f"bench/approval/{n}",
+            kind="approval_required",
+            payload={
+                "approval_id": f"approval-{n}",
+                "pipeline": "deployment-pipeline",
+                "stage": "Deploy_Prod",
+                "environment": ("prod", "staging", "test")[n % 3],
+            },
+        )
+        for n in range(count)
+    ]
+    await runtime.monitoring.apply(Observation(now=now, events=events))
+
+
+async def run(requests: int, jobs: int, approvals: int = 0) -> dict[str, Any]:
     connector = ConnectorStandIn()
     await connector.start()
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,6 +125,8 @@ async def run(requests: int, jobs: int) -> dict[str, Any]:
                 ),
                 now=now,
             )
+        if approvals:
+            await _add_approvals(runtime, approvals, now)
         bot_runner, bot_url = await _serve(runtime.web_app)
         async with aiohttp.ClientSession() as session:
             floor_runner, floor_url = await _serve(_floor_app(session))
@@ -115,16 +138,22 @@ async def run(requests: int, jobs: int) -> dict[str, Any]:
             await floor_runner.cleanup()
         await bot_runner.cleanup()
     await connector.stop()
-    return {"bot": bot, "floor": floor}
+    card = connector.cards()[-1]
+    return {"bot": bot, "floor": floor, "card_bytes": len(json.dumps(card).encode())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--approvals", type=int, default=0, help="pending approvals to show")
     args = parser.parse_args()
-    print(f"status round trip: {args.requests} requests, {args.jobs} watched jobs", flush=True)
-    result = asyncio.run(run(args.requests, args.jobs))
+    print(
+        f"status round trip: {args.requests} requests, {args.jobs} watched jobs, "
+        f"{args.approvals} pending approvals",
+        flush=True,
+    )
+    result = asyncio.run(run(args.requests, args.jobs, args.approvals))
     rows = []
     for name in ("floor", "bot"):
         values = result[name]
@@ -133,6 +162,7 @@ def main() -> None:
             f"  {name:<5} p50 {rows[-1][1]:7.2f} ms   p99 {rows[-1][2]:7.2f} ms"
             f"   max {rows[-1][3]:7.2f} ms"
         )
+    print(f"  status card size: {result['card_bytes']:,} bytes (Teams limit 28 KB)")
     ratio50 = rows[1][1] / rows[0][1]
     ratio99 = rows[1][2] / rows[0][2]
     verdict = "within" if ratio99 <= 3 else "ABOVE"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitoring.jobs import JobState, TrainingJob
@@ -124,6 +124,7 @@ class Observation:
 class MonitoringStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._recent_cache: dict[tuple[str, ...], tuple[int | None, list[EventRecord]]] = {}
 
     # --- sessions ----------------------------------------------------------------------
     async def open_session(
@@ -362,6 +363,9 @@ class MonitoringStore:
     async def pending_approvals(self, limit: int = 10) -> list[PendingApproval]:
         """Approvals announced by Azure DevOps hooks and not decided since (newest first)."""
         recent = await self._recent_of_kinds(("approval_required", "approval_decided"))
+        return self._pending(recent)[:limit]
+
+    def _pending(self, recent: list[EventRecord]) -> list[PendingApproval]:
         decided = {e.payload.get("approval_id") for e in recent if e.kind == "approval_decided"}
         pending: list[PendingApproval] = []
         for event in reversed(recent):
@@ -377,7 +381,7 @@ class MonitoringStore:
                 )
             )
             decided.add(approval_id)  # the same approval announced twice shows once
-        return pending[:limit]
+        return pending
 
     async def last_deployments(self) -> list[LastDeployment]:
         """The latest deployment (completed or failed) per environment."""
@@ -397,6 +401,18 @@ class MonitoringStore:
         return sorted(latest.values(), key=lambda d: d.environment)
 
     async def _recent_of_kinds(self, kinds: tuple[str, ...], limit: int = 500) -> list[EventRecord]:
+        # Events are append-only: while the newest id is unchanged, so is the answer.
+        # `status` asks on every call; hooks add events rarely.
+        async with self._db.engine.connect() as conn:
+            newest = await conn.scalar(select(func.max(events.c.id)))
+        cached = self._recent_cache.get(kinds)
+        if cached is not None and cached[0] == newest:
+            return cached[1]
+        records = await self._query_recent(kinds, limit)
+        self._recent_cache[kinds] = (newest, records)
+        return records
+
+    async def _query_recent(self, kinds: tuple[str, ...], limit: int) -> list[EventRecord]:
         query = (
             select(events).where(events.c.kind.in_(kinds)).order_by(events.c.id.desc()).limit(limit)
         )
