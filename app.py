@@ -251,7 +251,16 @@ async def build_runtime(
         actions=CardActionStore(db),
         audit=audit,
     )
+
+    def roles_use_upns() -> bool:
+        policy = access_policy()
+        entries = policy.operators | policy.approvers
+        for narrowed in policy.approvers_by_environment.values():
+            entries |= narrowed
+        return any("@" in entry for entry in entries)
+
     bot = MlbotActivityHandler(
+        needs_upn=roles_use_upns,
         commands=handlers.commands,
         actions=processor,
         conversations=conversations,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
-from botbuilder.core.teams import TeamsActivityHandler
+from botbuilder.core.teams import TeamsActivityHandler, TeamsInfo
 from botbuilder.schema import (
     AdaptiveCardInvokeResponse,
     AdaptiveCardInvokeValue,
@@ -17,11 +18,12 @@ from botbuilder.schema import (
 )
 from botbuilder.schema.teams import TeamInfo
 
+from bot.access import Actor
 from bot.card_actions import CardActionProcessor, update_for_everyone
 from bot.chat import ChatTurn, actor_of
 from bot.commands import CommandError, CommandRegistry, parse_command
 from bot.mentions import command_text
-from bot.turns import facts_of
+from bot.turns import TurnFacts, facts_of
 from cards.help import unknown_command_text
 from cards.welcome import render_welcome_card
 from store.audit import AuditEntry, AuditTrail
@@ -40,8 +42,10 @@ class MlbotActivityHandler(TeamsActivityHandler):
         audit: AuditTrail,
         clock: Callable[[], datetime],
         bot_name: str,
+        needs_upn: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__()
+        self._needs_upn = needs_upn
         self._commands = commands
         self._actions = actions
         self._conversations = conversations
@@ -59,7 +63,7 @@ class MlbotActivityHandler(TeamsActivityHandler):
         facts = facts_of(activity)
         text = command_text(activity.text, entities, facts.bot_id)
         parsed = parse_command(text)
-        turn = ChatTurn(turn_context, facts, self._clock(), actor_of(facts))
+        turn = ChatTurn(turn_context, facts, self._clock(), await self._actor(turn_context, facts))
         spec = self._commands.find(parsed.name) if parsed.name else None
         if spec is None:
             suggestion = self._commands.suggest(parsed.name) if parsed.name else None
@@ -74,6 +78,19 @@ class MlbotActivityHandler(TeamsActivityHandler):
             log.exception("command %s failed (ref %s)", spec.name, ref)
             await turn.reply_text(f"Something went wrong (ref {ref}). The team has the details.")
 
+    async def _actor(self, turn_context: TurnContext, facts: TurnFacts) -> Actor:
+        """Who is acting. Teams sends no UPN, so it is looked up only when roles use UPNs."""
+        actor = actor_of(facts)
+        if not facts.user_id or not self._needs_upn():
+            return actor
+        try:
+            member = await TeamsInfo.get_member(turn_context, facts.user_id)
+        except Exception:
+            log.info("could not look up the user's UPN; matching on the object id only")
+            return actor
+        upn = getattr(member, "user_principal_name", None) or getattr(member, "email", None)
+        return dataclasses.replace(actor, upn=upn) if upn else actor
+
     # --- card buttons (Universal Actions) ----------------------------------------------
     async def on_adaptive_card_invoke(
         self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
@@ -85,7 +102,7 @@ class MlbotActivityHandler(TeamsActivityHandler):
         outcome = await self._actions.process(
             turn_context,
             facts,
-            actor_of(facts),
+            await self._actor(turn_context, facts),
             self._clock(),
             verb if isinstance(verb, str) else "",
             data if isinstance(data, dict) else {},

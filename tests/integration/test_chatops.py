@@ -204,3 +204,19 @@ async def test_watching_an_unknown_job_names_it(chatops: ChatOps) -> None:
     assert "no-such-job-42" in reply["text"] and "can't find" in reply["text"]
     usage = await chatops.say("watch")
     assert "Which job?" in usage["text"]
+
+
+async def test_operators_given_as_upns_are_recognised(
+    start_sandbox_bot: StartSandboxBot, connector: ConnectorStandIn
+) -> None:
+    bot = await start_sandbox_bot({"MLBOT_OPERATORS": "Ada.Lovelace@Contoso.com"})
+    connector.members[USER["id"]] = {
+        "name": USER["name"],
+        "aadObjectId": USER["aadObjectId"],
+        "userPrincipalName": "ada.lovelace@contoso.com",
+    }
+    ops = ChatOps(bot.runtime, bot.stack, bot.url, bot.session, connector)
+    reply = await ops.say("config")
+    assert "Effective settings" in str(reply)  # an operator command
+    refused = await ops.say("config", user=VIEWER)  # unknown member: no UPN, refused
+    assert "operator" in refused["text"]

@@ -21,6 +21,8 @@ class ConnectorCall:
 @dataclass
 class ConnectorStandIn:
     calls: list[ConnectorCall] = field(default_factory=list)
+    # Team members the stand-in knows (GET …/members/{id}), e.g. with a userPrincipalName.
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
     url: str = ""
     _runner: web.AppRunner | None = None
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -36,6 +38,7 @@ class ConnectorStandIn:
         app.router.add_put(
             "/v3/conversations/{conversation}/activities/{activity}", self._put_activity
         )
+        app.router.add_get("/v3/conversations/{conversation}/members/{member}", self._member)
         return app
 
     async def start(self) -> str:
@@ -73,6 +76,14 @@ class ConnectorStandIn:
     async def _put_activity(self, request: web.Request) -> web.Response:
         await self._record(request)
         return web.json_response({"id": request.match_info["activity"]})
+
+    async def _member(self, request: web.Request) -> web.Response:
+        member = request.match_info["member"]
+        if member not in self.members:
+            return web.json_response(
+                {"error": {"code": "MemberNotFoundInConversation"}}, status=404
+            )
+        return web.json_response({"id": member, **self.members[member]})
 
     async def wait_for(self, count: int, limit_s: float = 5.0) -> list[ConnectorCall]:
         """Wait until at least `count` calls arrived; the timeout only guards a hang."""
