@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitoring.durations import format_duration
-
-__all__ = ["format_duration"]
-
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 

@@ -20,7 +20,8 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from cards.common import Card, card, escape_markdown, facts, format_duration, heading, text
+from cards.common import Card, card, escape_markdown, facts, heading, text
+from monitoring.durations import format_duration
 from monitoring.retries import CIRCUIT_PATTERN
 from store.monitoring import EventRecord
 

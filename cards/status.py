@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cards.common import Card, card, escape_markdown, facts, format_duration, heading, text
+from cards.common import Card, card, escape_markdown, facts, heading, text
+from monitoring.durations import format_duration
 from monitoring.jobs import JobState
 from monitoring.status_report import StatusReport
 

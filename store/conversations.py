@@ -134,6 +134,25 @@ class ConversationStore:
             ).all()
         return [_record(row._mapping) for row in rows]
 
+    async def subscribed(self, kind: str) -> list[ConversationRecord]:
+        """Conversations subscribed to `kind`, oldest installation first, in one query."""
+        query = (
+            select(conversations, subscriptions.c.event_kinds)
+            .join(
+                subscriptions,
+                subscriptions.c.conversation_id == conversations.c.conversation_id,
+            )
+            .order_by(conversations.c.installed_at)
+        )
+        async with self._db.sessions() as session:
+            rows = (await session.execute(query)).all()
+        found: dict[str, ConversationRecord] = {}
+        for row in rows:
+            mapping = row._mapping
+            if kind in mapping["event_kinds"] and mapping["conversation_id"] not in found:
+                found[mapping["conversation_id"]] = _record(mapping)
+        return list(found.values())
+
     async def event_kinds(self, conversation_id: str) -> list[str]:
         async with self._db.sessions() as session:
             rows = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,13 @@ class Readiness:
     ready: bool
     detail: str
     revision: str | None = None
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored datetime as UTC-aware: SQLite drops tzinfo, and everything mlbot stores is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:

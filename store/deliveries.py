@@ -7,12 +7,12 @@ only to the destinations that did not get the event.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 
-from store.database import Database
+from store.database import Database, as_utc
 from store.tables import deliveries, events
 
 
@@ -25,12 +25,6 @@ class DeliveryRecord:
     activity_id: str | None
     last_error: str | None
     next_attempt_at: datetime | None
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 class DeliveryStore:
@@ -50,7 +44,7 @@ class DeliveryStore:
                 attempts=row.attempts,
                 activity_id=row.activity_id,
                 last_error=row.last_error,
-                next_attempt_at=_aware(row.next_attempt_at),
+                next_attempt_at=as_utc(row.next_attempt_at),
             )
             for row in rows
         ]

@@ -10,12 +10,12 @@ restarted bot resumes a watch where it stood and never queues a rollback twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, and_, or_, select
 
-from store.database import Database
+from store.database import Database, as_utc
 from store.tables import metadata
 
 # Lifecycle of a watch:
@@ -56,13 +56,6 @@ deployment_watches = Table(
 )
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class WatchRecord:
     id: int
@@ -86,8 +79,8 @@ class WatchRecord:
 
 
 def _record(row: Any) -> WatchRecord:
-    started = _aware(row["started_at"])
-    updated = _aware(row["updated_at"])
+    started = as_utc(row["started_at"])
+    updated = as_utc(row["updated_at"])
     assert started is not None and updated is not None
     state = row["state"]
     return WatchRecord(
@@ -100,9 +93,9 @@ def _record(row: Any) -> WatchRecord:
         started_at=started,
         status=row["status"],
         state=dict(state) if isinstance(state, dict) else {},
-        next_check_at=_aware(row["next_check_at"]),
+        next_check_at=as_utc(row["next_check_at"]),
         rollback_run_id=row["rollback_run_id"],
-        cooldown_until=_aware(row["cooldown_until"]),
+        cooldown_until=as_utc(row["cooldown_until"]),
         updated_at=updated,
     )
 
@@ -207,7 +200,7 @@ class DeploymentWatchStore:
         )
         async with self._db.sessions() as session:
             value = await session.scalar(query)
-        return _aware(value)
+        return as_utc(value)
 
     async def save(
         self,

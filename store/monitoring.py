@@ -14,21 +14,15 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitoring.jobs import JobState, TrainingJob
+from monitoring.jobs import TrainingJob
 from monitoring.status_report import LastDeployment, PendingApproval
-from store.database import Database
+from store.database import Database, as_utc
 from store.tables import events, monitoring_sessions, watched_jobs
-from store.watched_jobs import job_columns, mark_superseded
+from store.watched_jobs import job_columns, job_from_row, mark_superseded
 
 # Sessions that still have checks scheduled: polling ("active"), or past the max wait
 # with jobs still running ("timed_out", checked at each long-running reminder).
 WATCHING = ("active", "timed_out")
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +231,7 @@ class MonitoringStore:
         )
         async with self._db.sessions() as session:
             value = await session.scalar(query)
-        return _aware(value)
+        return as_utc(value)
 
     # --- jobs --------------------------------------------------------------------------
     async def session_jobs(self, session_id: int) -> list[JobRecord]:
@@ -461,49 +455,26 @@ def _session(row: Any) -> SessionRecord:
         workspace=row["workspace"],
         pipeline_run_id=row["pipeline_run_id"],
         status=row["status"],
-        started_at=_aware(row["started_at"]) or datetime.now(UTC),
+        started_at=as_utc(row["started_at"]) or datetime.now(UTC),
         checks_done=row["checks_done"],
-        last_check_at=_aware(row["last_check_at"]),
-        next_check_at=_aware(row["next_check_at"]),
+        last_check_at=as_utc(row["last_check_at"]),
+        next_check_at=as_utc(row["next_check_at"]),
         created_by=row["created_by"],
     )
 
 
-def _state_or_none(value: str | None) -> JobState | None:
-    if value is None:
-        return None
-    try:
-        return JobState(value)
-    except ValueError:
-        return None
-
-
 def _job_record(row: Any) -> JobRecord:
-    job = TrainingJob(
-        workspace=row["workspace"],
-        name=row["name"],
-        display_name=row["display_name"],
-        experiment=row["experiment"],
-        circuit=row["circuit"],
-        status=row["status"],
-        state=_state_or_none(row["state"]) or JobState.UNKNOWN,
-        created_at=_aware(row["created_at"]),
-        started_at=_aware(row["started_at"]),
-        ended_at=_aware(row["ended_at"]),
-        studio_url=row["studio_url"],
-        error_summary=row["error_summary"],
-        attempt=row["attempt"],
-    )
+    job = job_from_row(row)
     return JobRecord(
         job=job,
         session_id=row["session_id"],
-        first_seen_at=_aware(row["first_seen_at"]),
-        observed_at=_aware(row["observed_at"]),
-        running_since=_aware(row["running_since"]),
+        first_seen_at=as_utc(row["first_seen_at"]),
+        observed_at=as_utc(row["observed_at"]),
+        running_since=as_utc(row["running_since"]),
         announced_start=bool(row["announced_start"]),
         timed_out=bool(row["timed_out"]),
         reminders_sent=row["reminders_sent"] or 0,
-        cancel_requested_at=_aware(row["cancel_requested_at"]),
+        cancel_requested_at=as_utc(row["cancel_requested_at"]),
     )
 
 
@@ -517,8 +488,8 @@ def _event(row: Any) -> EventRecord:
         workspace=row["workspace"],
         job_name=row["job_name"],
         circuit=row["circuit"],
-        created_at=_aware(row["created_at"]) or datetime.now(UTC),
-        delivered_at=_aware(row["delivered_at"]),
+        created_at=as_utc(row["created_at"]) or datetime.now(UTC),
+        delivered_at=as_utc(row["delivered_at"]),
         delivery_attempts=row["delivery_attempts"],
         last_error=row["last_error"],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, Select, String, and_, bindparam, func, or_, select
@@ -10,15 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.status_report import STATE_RANK, JobPage
-from store.database import Database
+from store.database import Database, as_utc
 from store.tables import watched_jobs
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite drops tzinfo; everything mlbot stores is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 class WatchedJobStore:
@@ -43,10 +36,6 @@ class WatchedJobStore:
                 )
             await mark_superseded(session, job)
 
-    async def upsert_many(self, jobs: list[TrainingJob], *, now: datetime) -> None:
-        for job in jobs:
-            await self.upsert(job, now=now)
-
     async def list(self, *, limit: int | None = None) -> list[TrainingJob]:
         """Active jobs first, then the most recently updated."""
         query = select(watched_jobs).order_by(
@@ -56,7 +45,7 @@ class WatchedJobStore:
             query = query.limit(limit)
         async with self._db.sessions() as session:
             rows = (await session.execute(query)).all()
-        return [_job(row._mapping) for row in rows]
+        return [job_from_row(row._mapping) for row in rows]
 
     async def status_page(self, filter_text: str, limit: int) -> JobPage:
         """Jobs in status order (attention first), filtered, limited, with state counts.
@@ -77,7 +66,7 @@ class WatchedJobStore:
         for state_value, number in count_rows:
             state = _state(state_value)
             counts[state] = counts.get(state, 0) + int(number)
-        return JobPage([_job(row._mapping) for row in rows], counts)
+        return JobPage([job_from_row(row._mapping) for row in rows], counts)
 
     async def known_circuits(self) -> set[str]:
         """Every circuit a training job has been seen for (to catch typos in `retry`)."""
@@ -92,9 +81,8 @@ class WatchedJobStore:
         return {str(row[0]) for row in rows}
 
     async def count(self) -> int:
-        async with self._db.sessions() as session:
-            rows = (await session.execute(select(watched_jobs.c.id))).all()
-        return len(rows)
+        async with self._db.engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(watched_jobs)) or 0)
 
 
 def job_columns(job: TrainingJob, now: datetime) -> dict[str, Any]:
@@ -167,7 +155,8 @@ def _state(value: str) -> JobState:
         return JobState.UNKNOWN
 
 
-def _job(row: Any) -> TrainingJob:
+def job_from_row(row: Any) -> TrainingJob:
+    """The job a `watched_jobs` row (or a mapping with its columns) describes."""
     state = _state(row["state"])
     return TrainingJob(
         workspace=row["workspace"],
@@ -177,9 +166,9 @@ def _job(row: Any) -> TrainingJob:
         circuit=row["circuit"],
         status=row["status"],
         state=state,
-        created_at=_aware(row["created_at"]),
-        started_at=_aware(row["started_at"]),
-        ended_at=_aware(row["ended_at"]),
+        created_at=as_utc(row["created_at"]),
+        started_at=as_utc(row["started_at"]),
+        ended_at=as_utc(row["ended_at"]),
         studio_url=row["studio_url"],
         error_summary=row["error_summary"],
         attempt=row["attempt"],
