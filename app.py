@@ -64,7 +64,7 @@ from monitoring.status_report import StatusService
 from monitoring.variable_group import VariableGroupRefresher
 from monitoring.watch import WatchExit, WatchOptions, WatchTarget, run_watch, watch_engine
 from monitoring.workspaces import WorkspaceSettingError, parse_workspaces
-from service.devops_hooks import DevOpsHook
+from service.devops_hooks import DevOpsHook, store_recorder
 from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
 from service.logs import configure_logging
@@ -73,8 +73,7 @@ from store.card_actions import CardActionStore
 from store.conversations import ConversationStore
 from store.database import Database
 from store.deliveries import DeliveryStore
-from store.monitoring import EventRecord, MonitoringStore, NewEvent
-from store.monitoring import Observation as StoreObservation
+from store.monitoring import EventRecord, MonitoringStore
 from store.watched_jobs import WatchedJobStore
 
 if TYPE_CHECKING:
@@ -233,7 +232,7 @@ async def build_runtime(
     )
     handlers = build_handlers(
         ChatServices(
-            status=StatusService(jobs, DeliveryStore(db), MonitoringStore(db)),
+            status=StatusService(jobs, deliveries, monitoring),
             bot_name=settings.bot_display_name,
             operations=operations,
             signer=signer,
@@ -254,10 +253,7 @@ async def build_runtime(
 
     def roles_use_upns() -> bool:
         policy = access_policy()
-        entries = policy.operators | policy.approvers
-        for narrowed in policy.approvers_by_environment.values():
-            entries |= narrowed
-        return any("@" in entry for entry in entries)
+        return any("@" in entry for entry in policy.operators | policy.any_approvers)
 
     bot = MlbotActivityHandler(
         needs_upn=roles_use_upns,
@@ -336,12 +332,10 @@ async def build_runtime(
     web_app.router.add_post("/api/hooks/eventgrid", eventgrid.post)
     web_app.router.add_route("OPTIONS", "/api/hooks/eventgrid", eventgrid.options)
 
-    async def record_hook_event(event: NewEvent) -> bool:
-        created = await monitoring.apply(StoreObservation(clock(), events=[event]))
-        if created and scheduler is not None:
-            scheduler.poke()  # deliver now rather than at the next timer
-        return bool(created)
-
+    # New events are delivered now rather than at the scheduler's next timer.
+    record_hook_event = store_recorder(
+        monitoring, clock, scheduler.poke if scheduler is not None else None
+    )
     devops_hook = DevOpsHook(
         lambda: settings.hook_secret.get_secret_value(), record_hook_event, clock
     )

@@ -145,6 +145,11 @@ class AccessPolicy:
                 return own
         return self.approvers
 
+    @property
+    def any_approvers(self) -> frozenset[str]:
+        """Approvers of any environment (the general list and every per-environment one)."""
+        return self.approvers.union(*self.approvers_by_environment.values())
+
     def is_production(self, environment: str) -> bool:
         return environment_key(environment) in self.production_environments
 
@@ -181,8 +186,7 @@ def roles_of(policy: AccessPolicy, actor: Actor, environment: str | None = None)
         return frozenset()
     ids = actor.identities
     roles = {Role.VIEWER}
-    any_approver = policy.approvers.union(*policy.approvers_by_environment.values())
-    if ids & (policy.operators | any_approver):
+    if ids & (policy.operators | policy.any_approvers):
         roles.add(Role.OPERATOR)
     if ids & policy.approvers_for(environment):
         roles.add(Role.APPROVER)

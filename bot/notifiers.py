@@ -115,11 +115,7 @@ class TeamsNotifier:
         wanted = SUBSCRIPTION_KIND.get(event.kind)
         if wanted is None:
             return []
-        found = []
-        for record in await self._conversations.all():
-            if wanted in await self._conversations.event_kinds(record.conversation_id):
-                found.append(f"teams:{record.conversation_id}")
-        return found
+        return [f"teams:{r.conversation_id}" for r in await self._conversations.subscribed(wanted)]
 
     async def deliver(self, event: EventRecord, destination: str) -> str | None:
         conversation_id = destination.removeprefix("teams:")

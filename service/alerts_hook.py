@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from monitoring.health import AlertPayloadError, AlertSignal, parse_common_alert
-from service.hook_auth import check_hook_secret, refusal
+from service.hook_auth import refuse_request
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,8 @@ class AlertsHook:
         self._secret = secret
         self._on_alert = on_alert
 
-    def _refused(self, request: web.Request) -> web.Response | None:
-        access = check_hook_secret(
-            self._secret(), request.query.get("key"), request.headers.get("Authorization")
-        )
-        return refusal(access)
-
     async def post(self, request: web.Request) -> web.Response:
-        refused = self._refused(request)
+        refused = refuse_request(request, self._secret())
         if refused is not None:
             return refused
         try:

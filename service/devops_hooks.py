@@ -42,7 +42,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
-from service.hook_auth import check_hook_secret, refusal
+from service.hook_auth import refuse_request
 from store.monitoring import MonitoringStore, NewEvent, Observation
 
 __all__ = [
@@ -591,14 +591,8 @@ class DevOpsHook:
         self._record = record
         self._clock = clock
 
-    def _refused(self, request: web.Request) -> web.Response | None:
-        access = check_hook_secret(
-            self._secret(), request.query.get("key"), request.headers.get("Authorization")
-        )
-        return refusal(access, basic_auth=True)
-
     async def post(self, request: web.Request) -> web.Response:
-        refused = self._refused(request)
+        refused = refuse_request(request, self._secret(), basic_auth=True)
         if refused is not None:
             return refused
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service.hook_auth import check_hook_secret, refusal
+from service.hook_auth import refuse_request
 
 log = logging.getLogger(__name__)
 
@@ -97,22 +97,16 @@ class EventGridHook:
         self._secret = secret
         self._on_push = on_push
 
-    def _refused(self, request: web.Request) -> web.Response | None:
-        access = check_hook_secret(
-            self._secret(), request.query.get("key"), request.headers.get("Authorization")
-        )
-        return refusal(access)
-
     async def options(self, request: web.Request) -> web.Response:
         """CloudEvents abuse-protection handshake."""
-        refused = self._refused(request)
+        refused = refuse_request(request, self._secret())
         if refused is not None:
             return refused
         origin = request.headers.get("WebHook-Request-Origin", "*")
         return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin})
 
     async def post(self, request: web.Request) -> web.Response:
-        refused = self._refused(request)
+        refused = refuse_request(request, self._secret())
         if refused is not None:
             return refused
         try:

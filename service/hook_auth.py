@@ -66,3 +66,13 @@ def refusal(access: HookAccess, *, basic_auth: bool = False) -> web.Response | N
             headers={"WWW-Authenticate": 'Basic realm="mlbot hooks"'},
         )
     return web.json_response({"error": "a valid ?key= is required"}, status=401)
+
+
+def refuse_request(
+    request: web.Request, secret: str, *, basic_auth: bool = False
+) -> web.Response | None:
+    """Check the secret a hook request presents; the refusal to answer, or None."""
+    access = check_hook_secret(
+        secret, request.query.get("key"), request.headers.get("Authorization")
+    )
+    return refusal(access, basic_auth=basic_auth)
