@@ -8,20 +8,17 @@ process. Tests queue faults for the next requests and read the request log.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
 from monitoring.jobs import Workspace
+from sandbox.faults import FaultKind, FaultQueue, LoggedRequest, arm_error
 from sandbox.https_site import HttpsSite
 from sandbox.tls import TlsMaterial
 
@@ -31,30 +28,6 @@ _WORKSPACE_PREFIX = (
 )
 _TERMINAL = frozenset({"Completed", "Failed", "Canceled"})
 LIST_VIEW_TYPES = ("ActiveOnly", "ArchivedOnly", "All")
-
-
-class FaultKind(StrEnum):
-    THROTTLE = "throttle"  # 429 with Retry-After
-    SERVER_ERROR = "server_error"  # 500
-    SLOW = "slow"  # the normal answer, after a delay
-    MALFORMED = "malformed"  # 200 with a body that is not JSON
-    UNAUTHORIZED = "unauthorized"  # 401
-    FORBIDDEN = "forbidden"  # 403
-    NOT_FOUND = "not_found"  # 404
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    kind: FaultKind
-    retry_after_s: float = 1.0
-    delay_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -151,11 +124,6 @@ def _service_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _arm_error(status: int, code: str, message: str) -> web.Response:
-    body = {"error": {"code": code, "message": message}}
-    return web.json_response(body, status=status)
-
-
 class AzureMLEmulator:
     """In-memory Azure ML jobs behind an HTTPS aiohttp server on 127.0.0.1."""
 
@@ -173,9 +141,8 @@ class AzureMLEmulator:
         self.instant_cancel = instant_cancel
         self.jobs: dict[tuple[str, str], EmulatedJob] = {}  # (workspace key, job name)
         self.requests: list[LoggedRequest] = []
-        self._faults: deque[Fault] = deque()
+        self._faults = FaultQueue(f"{_PROVIDER}/workspaces/jobs/read")
         self._site = HttpsSite(self.app, tls, name="the emulator")
-        self._closing = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -198,11 +165,11 @@ class AzureMLEmulator:
 
     async def start(self) -> str:
         """Serve on an ephemeral port of 127.0.0.1; return the base URL."""
-        self._closing.clear()
+        self._faults.open()
         return await self._site.start()
 
     async def stop(self) -> None:
-        self._closing.set()  # releases answers held back by SLOW faults
+        self._faults.close()  # releases answers held back by SLOW faults
         await self._site.stop()
 
     # --- state -------------------------------------------------------------------------
@@ -258,8 +225,7 @@ class AzureMLEmulator:
 
     def inject(self, kind: FaultKind | str, count: int = 1, **params: float) -> None:
         """Answer the next `count` requests with a fault (`retry_after_s`, `delay_s`)."""
-        fault = Fault(FaultKind(kind), **params)
-        self._faults.extend([fault] * count)
+        self._faults.inject(kind, count, **params)
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -272,36 +238,7 @@ class AzureMLEmulator:
     async def _admit(self, request: web.Request) -> web.Response | None:
         """Log the request, check the bearer token and apply a queued fault."""
         self.requests.append(LoggedRequest(request.method, request.path, dict(request.query)))
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not auth[len("Bearer ") :].strip():
-            return _arm_error(401, "AuthenticationFailed", "Authentication failed.")
-        if not self._faults:
-            return None
-        fault = self._faults.popleft()
-        if fault.kind is FaultKind.THROTTLE:
-            response = _arm_error(429, "TooManyRequests", "Too many requests.")
-            response.headers["Retry-After"] = f"{fault.retry_after_s:g}"
-            return response
-        if fault.kind is FaultKind.SERVER_ERROR:
-            return _arm_error(500, "InternalServerError", "Something went wrong.")
-        if fault.kind is FaultKind.MALFORMED:
-            return web.Response(status=200, text='{"value": [', content_type="application/json")
-        if fault.kind is FaultKind.UNAUTHORIZED:
-            return _arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.")
-        if fault.kind is FaultKind.FORBIDDEN:
-            return _arm_error(
-                403,
-                "AuthorizationFailed",
-                "The client does not have authorization to perform action "
-                f"'{_PROVIDER}/workspaces/jobs/read'.",
-            )
-        if fault.kind is FaultKind.NOT_FOUND:
-            return _arm_error(404, "ResourceNotFound", "The resource was not found.")
-        if fault.kind is FaultKind.SLOW:
-            # Held back until the delay passes or the emulator stops, whichever is first.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=fault.delay_s)
-        return None
+        return await self._faults.admit(request)
 
     def _workspace(self, request: web.Request) -> Workspace:
         info = request.match_info
@@ -309,7 +246,7 @@ class AzureMLEmulator:
 
     def _api_version_error(self, request: web.Request) -> web.Response | None:
         if not request.query.get("api-version"):
-            return _arm_error(400, "MissingApiVersionParameter", "api-version is required.")
+            return arm_error(400, "MissingApiVersionParameter", "api-version is required.")
         return None
 
     async def _list_jobs(self, request: web.Request) -> web.Response:
@@ -318,7 +255,7 @@ class AzureMLEmulator:
             return refused
         view = request.query.get("listViewType", "ActiveOnly")
         if view not in LIST_VIEW_TYPES:
-            return _arm_error(400, "InvalidListViewType", f"Unknown listViewType {view!r}.")
+            return arm_error(400, "InvalidListViewType", f"Unknown listViewType {view!r}.")
         key = self._workspace(request).key.lower()
         selected = [
             job
@@ -334,7 +271,7 @@ class AzureMLEmulator:
         try:
             offset = int(request.query.get("$skip", "0"))
         except ValueError:
-            return _arm_error(400, "InvalidSkipToken", "The continuation token is invalid.")
+            return arm_error(400, "InvalidSkipToken", "The continuation token is invalid.")
         page = selected[offset : offset + self.page_size]
         body: dict[str, Any] = {"value": [job.to_rest(self.studio_base) for job in page]}
         if offset + self.page_size < len(selected):
@@ -349,7 +286,7 @@ class AzureMLEmulator:
             return refused
         job = self.jobs.get((self._workspace(request).key.lower(), request.match_info["name"]))
         if job is None:
-            return _arm_error(404, "UserError", f"Job {request.match_info['name']} not found.")
+            return arm_error(404, "UserError", f"Job {request.match_info['name']} not found.")
         return web.json_response(job.to_rest(self.studio_base))
 
     async def _cancel_job(self, request: web.Request) -> web.Response:
@@ -359,7 +296,7 @@ class AzureMLEmulator:
         name = request.match_info["name"]
         job = self.jobs.get((self._workspace(request).key.lower(), name))
         if job is None:
-            return _arm_error(404, "UserError", f"Job {name} not found.")
+            return arm_error(404, "UserError", f"Job {name} not found.")
         if job.status not in _TERMINAL:
             self.set_status(
                 job.workspace, name, "Canceled" if self.instant_cancel else "CancelRequested"
@@ -377,7 +314,7 @@ class AzureMLEmulator:
             return refused
         job = self.jobs.get((self._workspace(request).key.lower(), request.match_info["name"]))
         if job is None:
-            return _arm_error(404, "UserError", "Job not found.")
+            return arm_error(404, "UserError", "Job not found.")
         if job.status == "CancelRequested":
             return web.Response(status=202, headers={"Retry-After": "1"})
         return web.Response(status=200)

@@ -12,20 +12,17 @@ in one `MetricsEmulator`, so several can run in one process.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
 
 from sandbox.clock import SandboxClock
+from sandbox.faults import FaultKind, FaultQueue, LoggedRequest, arm_error
 from sandbox.https_site import HttpsSite
 from sandbox.tls import TlsMaterial
 
@@ -41,30 +38,6 @@ _LATENCY_DIMENSIONS = ("deployment",)
 # How the other percentiles relate to the P95 a phase states.
 _PERCENTILE_FACTORS = {"P50": 0.5, "P90": 0.85, "P95": 1.0, "P99": 1.4}
 _FILTER_TERM = re.compile(r"^\s*(\w+)\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
-
-
-class FaultKind(StrEnum):
-    THROTTLE = "throttle"  # 429 with Retry-After
-    SERVER_ERROR = "server_error"  # 500
-    SLOW = "slow"  # the normal answer, after a delay
-    MALFORMED = "malformed"  # 200 with a body that is not JSON
-    UNAUTHORIZED = "unauthorized"  # 401
-    FORBIDDEN = "forbidden"  # 403
-    NOT_FOUND = "not_found"  # 404
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    kind: FaultKind
-    retry_after_s: float = 1.0
-    delay_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +126,6 @@ def _service_time(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _arm_error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
 class _BadRequest(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -174,9 +143,8 @@ class MetricsEmulator:
         self.region = region
         self.endpoints: dict[str, EndpointTraffic] = {}  # by lower-cased resource id
         self.requests: list[LoggedRequest] = []
-        self._faults: deque[Fault] = deque()
+        self._faults = FaultQueue("Microsoft.Insights/metrics/read")
         self._site = HttpsSite(self.app, tls, name="the emulator")
-        self._closing = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -196,11 +164,11 @@ class MetricsEmulator:
 
     async def start(self) -> str:
         """Serve on an ephemeral port of 127.0.0.1; return the base URL."""
-        self._closing.clear()
+        self._faults.open()
         return await self._site.start()
 
     async def stop(self) -> None:
-        self._closing.set()  # releases answers held back by SLOW faults
+        self._faults.close()  # releases answers held back by SLOW faults
         await self._site.stop()
 
     # --- state -------------------------------------------------------------------------
@@ -249,8 +217,7 @@ class MetricsEmulator:
 
     def inject(self, kind: FaultKind | str, count: int = 1, **params: float) -> None:
         """Answer the next `count` requests with a fault (`retry_after_s`, `delay_s`)."""
-        fault = Fault(FaultKind(kind), **params)
-        self._faults.extend([fault] * count)
+        self._faults.inject(kind, count, **params)
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -341,35 +308,7 @@ class MetricsEmulator:
     async def _admit(self, request: web.Request) -> web.Response | None:
         """Log the request, check the bearer token and apply a queued fault."""
         self.requests.append(LoggedRequest(request.method, request.path, dict(request.query)))
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not auth[len("Bearer ") :].strip():
-            return _arm_error(401, "AuthenticationFailed", "Authentication failed.")
-        if not self._faults:
-            return None
-        fault = self._faults.popleft()
-        if fault.kind is FaultKind.THROTTLE:
-            response = _arm_error(429, "TooManyRequests", "Too many requests.")
-            response.headers["Retry-After"] = f"{fault.retry_after_s:g}"
-            return response
-        if fault.kind is FaultKind.SERVER_ERROR:
-            return _arm_error(500, "InternalServerError", "Something went wrong.")
-        if fault.kind is FaultKind.MALFORMED:
-            return web.Response(status=200, text='{"value": [', content_type="application/json")
-        if fault.kind is FaultKind.UNAUTHORIZED:
-            return _arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.")
-        if fault.kind is FaultKind.FORBIDDEN:
-            return _arm_error(
-                403,
-                "AuthorizationFailed",
-                "The client does not have authorization to perform action "
-                "'Microsoft.Insights/metrics/read'.",
-            )
-        if fault.kind is FaultKind.NOT_FOUND:
-            return _arm_error(404, "ResourceNotFound", "The resource was not found.")
-        if fault.kind is FaultKind.SLOW:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=fault.delay_s)
-        return None
+        return await self._faults.admit(request)
 
     def _parse(
         self, request: web.Request
@@ -425,17 +364,17 @@ class MetricsEmulator:
         try:
             names, start, end, filters = self._parse(request)
         except _BadRequest as bad:
-            return _arm_error(400, bad.code, bad.message)
+            return arm_error(400, bad.code, bad.message)
         resource = "/" + request.match_info["resource"]
         traffic = self.endpoints.get(_key(resource))
         if traffic is None:  # Azure knows only resources that exist
-            return _arm_error(404, "ResourceNotFound", f"The resource {resource} was not found.")
+            return arm_error(404, "ResourceNotFound", f"The resource {resource} was not found.")
         minutes = list(self._minutes(start, end))
         value = []
         for name in names:
             canonical = self._metric_name(name)
             if canonical is None:
-                return _arm_error(
+                return arm_error(
                     400,
                     "BadRequest",
                     f"Failed to find metric configuration for provider: {NAMESPACE}, "
@@ -446,7 +385,7 @@ class MetricsEmulator:
             )
             extra = [d for d in filters if d not in allowed]
             if extra:
-                return _arm_error(
+                return arm_error(
                     400,
                     "BadRequest",
                     f"Metric: {canonical} does not support requested dimension combination: "

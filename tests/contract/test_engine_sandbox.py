@@ -6,23 +6,20 @@ A manual clock plays hours of schedule in moments: nothing sleeps for real.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from config.settings import Settings, settings_from_mapping
-from monitoring.azure_calls import RetryPolicy
 from monitoring.azureml import AzureMLJobSource
 from monitoring.devops import AzureDevOpsPipelines
 from monitoring.engine import EngineConfig, MonitoringEngine, TickReport
 from sandbox.clock import ManualClock
-from sandbox.scenario import parse_scenario
 from sandbox.stack import SandboxStack
 from store.database import Database
 from store.monitoring import MonitoringStore
+from tests.contract.sandbox_world import WorldFactory
 
 START = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 
@@ -77,25 +74,10 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    clock = ManualClock(START)
-    stack = SandboxStack(parse_scenario(SCENARIO), clock=clock, tick_interval_s=None)
-    endpoints = await stack.start()
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/engine.db")
-    await db.migrate()
-    policy = RetryPolicy(attempts=2, base_delay_s=0.0, timeout_s=10.0)
-    source = AzureMLJobSource(
-        endpoints.credential_factory,
-        endpoints.workspaces,
-        endpoints.azureml_options(retry=policy),
-    )
-    pipelines = AzureDevOpsPipelines(
-        endpoints.devops_org_url, endpoints.devops_project, pat=endpoints.devops_pat, policy=policy
-    )
+async def world(make_world: WorldFactory) -> World:
+    w = await make_world(SCENARIO, START)
     settings = settings_from_mapping({})
-    yield World(stack, clock, db, MonitoringStore(db), settings, source, pipelines)
-    await db.dispose()
-    await stack.stop()
+    return World(w.stack, w.clock, w.db, w.store, settings, w.source, w.pipelines)
 
 
 async def play(

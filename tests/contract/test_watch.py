@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config.settings import Settings, settings_from_mapping
-from monitoring.azure_calls import RetryPolicy
 from monitoring.azureml import AzureMLJobSource
 from monitoring.devops import AzureDevOpsPipelines
 from monitoring.engine import EngineConfig
@@ -30,10 +28,9 @@ from monitoring.watch import (
     watch_engine,
 )
 from sandbox.clock import ManualClock
-from sandbox.scenario import parse_scenario
 from sandbox.stack import SandboxStack
-from store.database import Database
 from store.monitoring import EventRecord, MonitoringStore
+from tests.contract.sandbox_world import WorldFactory
 
 START = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 
@@ -139,34 +136,12 @@ WatchFactory = Callable[[str], Any]
 
 
 @pytest.fixture
-async def make_watch(tmp_path: Path) -> AsyncIterator[WatchFactory]:
-    started: list[tuple[SandboxStack, Database]] = []
-
+def make_watch(make_world: WorldFactory) -> WatchFactory:
     async def make(scenario: str = SCENARIO) -> Watch:
-        clock = ManualClock(START)
-        stack = SandboxStack(parse_scenario(scenario), clock=clock, tick_interval_s=None)
-        endpoints = await stack.start()
-        db = Database(f"sqlite+aiosqlite:///{tmp_path}/watch-{len(started)}.db")
-        await db.migrate()
-        started.append((stack, db))
-        policy = RetryPolicy(attempts=2, base_delay_s=0.0, timeout_s=10.0)
-        source = AzureMLJobSource(
-            endpoints.credential_factory,
-            endpoints.workspaces,
-            endpoints.azureml_options(retry=policy),
-        )
-        pipelines = AzureDevOpsPipelines(
-            endpoints.devops_org_url,
-            endpoints.devops_project,
-            pat=endpoints.devops_pat,
-            policy=policy,
-        )
-        return Watch(stack, clock, MonitoringStore(db), source, pipelines)
+        w = await make_world(scenario, START)
+        return Watch(w.stack, w.clock, w.store, w.source, w.pipelines)
 
-    yield make
-    for stack, db in started:
-        await db.dispose()
-        await stack.stop()
+    return make
 
 
 DEFAULTS = settings_from_mapping({})
