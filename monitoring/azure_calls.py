@@ -11,7 +11,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -101,3 +101,22 @@ async def call_blocking(
         await sleep(policy.delay_for(attempt, last.retry_after_s, chooser))
     assert last is not None
     raise last
+
+
+async def cached_client(
+    clients: dict[str, Any],
+    key: str,
+    lock: asyncio.Lock,
+    connect: Callable[[], Awaitable[Any]],
+) -> Any:
+    """The SDK client cached under `key`, made by `connect` on first use only.
+
+    `lock` keeps concurrent first uses from connecting twice.
+    """
+    existing = clients.get(key)
+    if existing is not None:
+        return existing
+    async with lock:
+        if key not in clients:
+            clients[key] = await connect()
+    return clients[key]

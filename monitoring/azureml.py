@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from monitoring.azure_calls import (
     AzureCallError,
     RetryPolicy,
+    cached_client,
     call_blocking,
 )
 from monitoring.azure_core_errors import classify_azure_core
@@ -269,18 +270,17 @@ class AzureMLJobSource:
         )
 
     async def _client(self, workspace: Workspace) -> Any:
-        existing = self._clients.get(workspace.key)
-        if existing is not None:
-            return existing
-        lock = self._locks.setdefault(workspace.key, asyncio.Lock())
-        async with lock:
-            if workspace.key not in self._clients:
-                self._clients[workspace.key] = await self._call(
-                    partial(self._create_client, workspace),
-                    "connect",
-                    f"workspace {workspace.name}",
-                )
-        return self._clients[workspace.key]
+        return await cached_client(
+            self._clients,
+            workspace.key,
+            self._locks.setdefault(workspace.key, asyncio.Lock()),
+            partial(
+                self._call,
+                partial(self._create_client, workspace),
+                "connect",
+                f"workspace {workspace.name}",
+            ),
+        )
 
     def _create_client(self, workspace: Workspace) -> Any:
         from azure.ai.ml import MLClient  # lazy: the import costs about a second

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from monitoring.azure_calls import AzureCallError, AzureNotFoundError
 from monitoring.backoff import BackoffPolicy, PollState
@@ -40,6 +40,9 @@ from store.monitoring import (
     SessionSchedule,
 )
 from store.monitoring import Observation as StoreObservation
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class EngineConfig:
     training_pipeline: str
 
     @classmethod
-    def from_settings(cls, settings: Any) -> EngineConfig:
+    def from_settings(cls, settings: Settings) -> EngineConfig:
         return cls(
             backoff=BackoffPolicy.from_settings(settings),
             max_retries=settings.auto_retry_max_retries,
@@ -166,7 +169,6 @@ def _new_event(event: JobEvent, session_id: int | None) -> NewEvent:
 class _SessionWork:
     record: SessionRecord
     due: bool
-    activity: bool = False
     jobs: dict[str, TrainingJob] = field(default_factory=dict)  # latest view, by job name
     timed_out_jobs: set[str] = field(default_factory=set)
 
@@ -479,9 +481,6 @@ class MonitoringEngine:
         item.jobs[job.name] = stored
         if state.timed_out:
             item.timed_out_jobs.add(job.name)
-        meaningful = [e for e in transition.events if e.kind.value != "long_running"]
-        if meaningful:
-            item.activity = True
         changes.events.extend(_new_event(event, item.record.id) for event in transition.events)
         if transition.cancel_job and (
             cancel_requested_at is None or now - cancel_requested_at >= CANCEL_REPEAT

@@ -26,6 +26,7 @@ from monitoring.azure_calls import (
     AzureCallError,
     AzureResponseError,
     RetryPolicy,
+    cached_client,
     call_blocking,
 )
 from monitoring.azure_core_errors import classify_azure_core
@@ -296,17 +297,17 @@ class EndpointMetrics:
         )
 
     async def _client(self, subscription_id: str) -> Any:
-        existing = self._clients.get(subscription_id)
-        if existing is not None:
-            return existing
-        async with self._lock:
-            if subscription_id not in self._clients:
-                self._clients[subscription_id] = await self._call(
-                    partial(self._create_client, subscription_id),
-                    "connect",
-                    f"subscription {subscription_id}",
-                )
-        return self._clients[subscription_id]
+        return await cached_client(
+            self._clients,
+            subscription_id,
+            self._lock,
+            partial(
+                self._call,
+                partial(self._create_client, subscription_id),
+                "connect",
+                f"subscription {subscription_id}",
+            ),
+        )
 
     def _create_client(self, subscription_id: str) -> Any:
         from azure.mgmt.monitor import MonitorManagementClient  # lazy: large models module
