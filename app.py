@@ -238,7 +238,14 @@ async def build_runtime(
             signer=signer,
             policy=access_policy,
             audit=audit,
-            settings_rows=lambda: settings_report(current_settings(), env_snapshot),
+            settings_rows=lambda: settings_report(
+                current_settings(),
+                env_snapshot,
+                group_fields=refresher.applied_fields if refresher is not None else (),
+            ),
+            settings_problems=lambda: (
+                [str(problem) for problem in refresher.problems] if refresher is not None else []
+            ),
             # The engine is built further down; commands look it up when they run.
             engine=lambda: engine,
         )

@@ -18,7 +18,7 @@ from cards.actions import (
     render_retry_confirmation,
     render_rollback_confirmation,
 )
-from cards.common import Card, card, facts, heading
+from cards.common import Card, card, escape_markdown, facts, heading, text
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
 from monitoring.azure_calls import AzureCallError
@@ -36,6 +36,8 @@ class ChatServices:
     policy: Callable[[], AccessPolicy]
     audit: AuditTrail
     settings_rows: Callable[[], list[tuple[str, str, str]]]
+    # Bad values found in the variable group (the previous value is kept for each).
+    settings_problems: Callable[[], list[str]] = list
     # The monitoring engine, looked up when used (it is built after the handlers);
     # None when no Azure ML workspace is configured.
     engine: Callable[[], MonitoringEngine | None] = lambda: None
@@ -273,6 +275,8 @@ def build_handlers(services: ChatServices) -> Handlers:
             heading("⚙️ Effective settings"),
             facts([(name, f"{value}  ({source})") for name, value, source in interesting]),
         ]
+        for problem in services.settings_problems():
+            body.append(text(f"⚠️ {escape_markdown(problem)}", color="Warning"))
         await turn.reply_card(card(body), summary="mlbot settings")
 
     @registry.command(

@@ -8,7 +8,7 @@ Bot Framework settings keep Bot Framework's own names; everything else is `MLBOT
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -225,10 +225,17 @@ SECRET_MASK = "********"  # noqa: S105 - the mask, not a secret
 
 
 def settings_report(
-    settings: Settings, environ: Mapping[str, str] | None = None
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    *,
+    group_fields: Collection[str] = (),
 ) -> list[tuple[str, str, str]]:
-    """(name, shown value, source) for every setting; secrets are masked."""
+    """(name, shown value, source) for every setting; secrets are masked.
+
+    Sources follow the precedence: environment, .env, the variable group, default.
+    """
     env = os.environ if environ is None else environ
+    given = settings.model_fields_set  # set from the environment or .env
     rows: list[tuple[str, str, str]] = []
     for field_name, field in Settings.model_fields.items():
         name = field.alias or field_name
@@ -239,6 +246,13 @@ def settings_report(
             shown = ",".join(value) if value else "(none)"
         else:
             shown = "(auto)" if value is None else str(value)
-        source = "environment" if name in env else ("default" if value == field.default else ".env")
+        if name in env:
+            source = "environment"
+        elif field_name in group_fields:
+            source = f"variable group {settings.variable_group}"
+        elif field_name in given:
+            source = ".env"
+        else:
+            source = "default"
         rows.append((name, shown, source))
     return rows

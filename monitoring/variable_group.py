@@ -156,6 +156,7 @@ class VariableGroupRefresher:
         self._sleep = sleep
         self._current = base
         self._problems: tuple[VariableGroupProblem, ...] = ()
+        self._applied: frozenset[str] = frozenset()
         self._last_refreshed: datetime | None = None
         self._last_error: Exception | None = None
         self._listeners: list[SettingsListener] = []
@@ -167,6 +168,11 @@ class VariableGroupRefresher:
     @property
     def problems(self) -> tuple[VariableGroupProblem, ...]:
         return self._problems
+
+    @property
+    def applied_fields(self) -> frozenset[str]:
+        """Settings fields whose effective value comes from the variable group."""
+        return self._applied
 
     @property
     def last_refreshed(self) -> datetime | None:
@@ -210,6 +216,7 @@ class VariableGroupRefresher:
             for problem in merged.problems:
                 log.warning("%s", problem)
         self._problems = merged.problems
+        self._applied = frozenset(GROUP_KEYS[key] for key in merged.applied if key in GROUP_KEYS)
         if _same(merged.settings, self._current):
             return False
         old, self._current = self._current, merged.settings

@@ -248,3 +248,25 @@ async def test_listener_failure_does_not_block_others() -> None:
     source.values = {"monitoringMaxWaitHours": "3"}
     assert await refresher.refresh_once() is True
     assert got == [2.0]
+
+
+async def test_config_report_names_the_variable_group_as_the_source() -> None:
+    from config.settings import settings_report
+
+    base = settings_from_mapping({"MLBOT_MONITORING_MAX_WAIT_HOURS": "2"})
+    source = GroupSource({"monitoringPollIntervalSeconds": "15", "monitoringMaxWaitHours": "9"})
+    refresher = VariableGroupRefresher(base, source, interval_s=60)
+    await refresher.refresh_once()
+    assert refresher.applied_fields == {"monitoring_poll_interval_seconds"}
+    rows = {
+        name: (shown, origin)
+        for name, shown, origin in settings_report(
+            refresher.current, {}, group_fields=refresher.applied_fields
+        )
+    }
+    assert rows["MLBOT_MONITORING_POLL_INTERVAL_SECONDS"] == (
+        "15",
+        "variable group mlops-pipeline-settings",
+    )
+    assert rows["MLBOT_MONITORING_MAX_WAIT_HOURS"] == ("2.0", ".env")  # given explicitly
+    assert rows["MLBOT_PORT"] == ("3978", "default")
