@@ -16,12 +16,20 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-# The official Teams manifest JSON schemas ship in an npm package (dev only).
+# Dev-only npm tools: the official Teams manifest JSON schemas, the Adaptive Cards
+# renderer, Playwright and the Microsoft 365 Agents Playground.
 NODE_STAMP := node_modules/.installed
+# Card pictures and the end-to-end test drive Debian's Chromium headless.
+CHROMIUM ?= /usr/bin/chromium
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $(NODE_STAMP)
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium (Debian package chromium) or set CHROMIUM=/path/to/chromium"; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium || { \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium; }
 
 run: $(STAMP)
 	$(BIN)/mlbot serve
@@ -33,7 +41,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(NODE_STAMP)
+pytest: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
