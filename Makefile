@@ -19,8 +19,10 @@ $(STAMP): requirements.lock pyproject.toml
 # Dev-only npm tools: the official Teams manifest JSON schemas, the Adaptive Cards
 # renderer, Playwright and the Microsoft 365 Agents Playground.
 NODE_STAMP := node_modules/.installed
-# Card pictures and the end-to-end test drive Debian's Chromium headless.
+# Card pictures and the end-to-end test drive Debian's Chromium headless; the fonts make
+# the pictures look like Teams (a Segoe UI stand-in and colour emoji).
 CHROMIUM ?= /usr/bin/chromium
+BROWSER_PACKAGES := chromium fonts-open-sans fonts-noto-color-emoji
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -28,8 +30,8 @@ $(NODE_STAMP): package.json package-lock.json
 
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "install Chromium (Debian package chromium) or set CHROMIUM=/path/to/chromium"; exit 1; }
-	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium || { \
-	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends $(BROWSER_PACKAGES) || { \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends $(BROWSER_PACKAGES); }
 
 run: $(STAMP)
 	$(BIN)/mlbot serve
@@ -42,7 +44,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
-	$(BIN)/pytest
+	MLBOT_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 
 test: lint typecheck pytest
 
