@@ -198,25 +198,36 @@ _VIEWER_ACTIONS = {
     "status": "Showing the status",
     "help": "Showing help",
     "approvals": "Listing approvals",
+    "subscriptions": "Showing the notification subscriptions",
 }
 _OPERATOR_ACTIONS = {
     "retry": "Retrying training",
     "watch": "Watching a run",
     "unwatch": "Stopping a watch",
     "config": "Showing the configuration",
+    "subscribe": "Changing what this conversation is notified of",
+    "unsubscribe": "Changing what this conversation is notified of",
 }
+# Someone's personal chat concerns nobody else: there anyone chooses what it receives.
+_PERSONAL_ACTIONS = frozenset({"subscribe", "unsubscribe"})
 _APPROVAL_ACTIONS = {"approve": "Approving", "reject": "Rejecting"}
 
 KNOWN_ACTIONS = frozenset({*_VIEWER_ACTIONS, *_OPERATOR_ACTIONS, *_APPROVAL_ACTIONS, "rollback"})
 
 
 def decide(
-    policy: AccessPolicy, actor: Actor, action: str, environment: str | None = None
+    policy: AccessPolicy,
+    actor: Actor,
+    action: str,
+    environment: str | None = None,
+    *,
+    personal: bool = False,
 ) -> Decision:
     """May `actor` run `action` (for `environment`, where it matters)? Fails closed.
 
     A rollback with no environment is treated as a production rollback, and an approval
-    with no environment needs one of the general approvers.
+    with no environment needs one of the general approvers. `personal` says the action
+    happens in the actor's own personal chat, where changing subscriptions needs no role.
     """
     name = action.strip().casefold()
     if name not in KNOWN_ACTIONS:
@@ -233,6 +244,8 @@ def decide(
             "Ask the team that runs mlbot if you need access.",
         )
     roles = roles_of(policy, actor, environment)
+    if personal and name in _PERSONAL_ACTIONS:
+        return _granted(Role.VIEWER, roles, _OPERATOR_ACTIONS[name])
     if name in _VIEWER_ACTIONS:
         return _granted(Role.VIEWER, roles, _VIEWER_ACTIONS[name])
     if name in _OPERATOR_ACTIONS:

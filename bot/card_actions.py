@@ -115,7 +115,13 @@ class CardActionProcessor:
         environment = (
             str(signed.data.get(spec.environment_key) or "") if spec.environment_key else None
         )
-        decision = decide(self._policy(), actor, spec.permission, environment or None)
+        decision = decide(
+            self._policy(),
+            actor,
+            spec.permission,
+            environment or None,
+            personal=facts.conversation_type == "personal",
+        )
         if not decision.allowed:
             await self._record(facts, actor, now, verb, "refused", decision.reason, signed)
             return ActionOutcome(render_action_refused(decision.reason), "refused")

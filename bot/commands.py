@@ -40,6 +40,8 @@ class CommandSpec(Generic[Ctx]):
     summary: str
     handler: Callable[[Ctx, str], Awaitable[None]]
     aliases: tuple[str, ...] = ()
+    # Listed in the Teams compose-box menu, which holds at most 10 commands.
+    in_menu: bool = True
 
 
 @dataclass
@@ -50,12 +52,18 @@ class CommandRegistry(Generic[Ctx]):
     _names: dict[str, str] = field(default_factory=dict)
 
     def command(
-        self, name: str, *, usage: str, summary: str, aliases: tuple[str, ...] = ()
+        self,
+        name: str,
+        *,
+        usage: str,
+        summary: str,
+        aliases: tuple[str, ...] = (),
+        in_menu: bool = True,
     ) -> Callable[[Callable[[Ctx, str], Awaitable[None]]], Callable[[Ctx, str], Awaitable[None]]]:
         def register(
             handler: Callable[[Ctx, str], Awaitable[None]],
         ) -> Callable[[Ctx, str], Awaitable[None]]:
-            spec = CommandSpec(name, usage, summary, handler, aliases)
+            spec = CommandSpec(name, usage, summary, handler, aliases, in_menu)
             self._specs[name] = spec
             for key in (name, *aliases):
                 self._names[key] = name

@@ -151,7 +151,9 @@ def registered_commands() -> tuple[BotCommand, ...]:
     from bot.chat_commands import ChatServices, build_handlers
 
     handlers = build_handlers(cast(ChatServices, _Unwired()))
-    return tuple(BotCommand(spec.name, spec.summary) for spec in handlers.commands.specs())
+    return tuple(
+        BotCommand(spec.name, spec.summary) for spec in handlers.commands.specs() if spec.in_menu
+    )
 
 
 def _clip(value: str, limit: int) -> str:

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, func, literal, select
 from sqlalchemy.exc import IntegrityError
 
-from store.database import Database
-from store.tables import conversations, subscriptions
+from monitoring.subscriptions import DEFAULT_KINDS, Subscription, default_subscription
+from store.database import Database, as_utc
+from store.tables import conversations, subscriptions, watched_jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,29 +28,42 @@ class ConversationRecord:
     installed_at: datetime
 
 
-# Every event kind but "training started": the default for a new installation.
-DEFAULT_EVENT_KINDS: tuple[str, ...] = (
-    "training_completed",
-    "training_failed",
-    "training_timed_out",
-    "long_running",
-    "approval_required",
-    "deployment_completed",
-    "deployment_failed",
-    "rollback",
-)
+# Every event kind but "training started": the default where the bot is installed.
+DEFAULT_EVENT_KINDS: tuple[str, ...] = DEFAULT_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSubscription:
+    subscription: Subscription
+    updated_at: datetime | None
+    updated_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribers:
+    """Every conversation's subscription (oldest installation first), and the experiment
+    of the event's job or session when the store knows it (None otherwise)."""
+
+    subscriptions: list[tuple[str, Subscription]]
+    experiment: str | None
 
 
 class ConversationStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def remember(self, record: ConversationRecord) -> bool:
-        """Store or refresh a conversation; True when it was new (then subscribe defaults).
+    async def remember(
+        self, record: ConversationRecord, initial: Subscription | None = None
+    ) -> bool:
+        """Store or refresh a conversation; True when it was new (then it gets `initial`,
+        by default `default_subscription` of its type: nothing for a personal chat).
 
         Teams sends `conversationUpdate` and `installationUpdate` for one install at the
         same moment; whichever inserts second sees the conflict and refreshes instead.
         """
+        subscription = (
+            initial if initial is not None else default_subscription(record.conversation_type)
+        )
         values = {
             "channel_id": record.channel_id,
             "service_url": record.service_url,
@@ -72,8 +86,8 @@ class ConversationStore:
                 await session.execute(
                     subscriptions.insert().values(
                         conversation_id=record.conversation_id,
-                        event_kinds=list(DEFAULT_EVENT_KINDS),
-                        filters={},
+                        event_kinds=list(subscription.kinds),
+                        filters=subscription.filters.to_json(),
                         created_at=record.installed_at,
                     )
                 )
@@ -135,7 +149,7 @@ class ConversationStore:
         return [_record(row._mapping) for row in rows]
 
     async def subscribed(self, kind: str) -> list[ConversationRecord]:
-        """Conversations subscribed to `kind`, oldest installation first, in one query."""
+        """Conversations subscribed to `kind` (filters aside), oldest installation first."""
         query = (
             select(conversations, subscriptions.c.event_kinds)
             .join(
@@ -146,26 +160,111 @@ class ConversationStore:
         )
         async with self._db.sessions() as session:
             rows = (await session.execute(query)).all()
-        found: dict[str, ConversationRecord] = {}
-        for row in rows:
-            mapping = row._mapping
-            if kind in mapping["event_kinds"] and mapping["conversation_id"] not in found:
-                found[mapping["conversation_id"]] = _record(mapping)
-        return list(found.values())
+        return [_record(row._mapping) for row in rows if kind in (row.event_kinds or [])]
 
-    async def event_kinds(self, conversation_id: str) -> list[str]:
+    async def subscribers(
+        self,
+        *,
+        workspace: str | None = None,
+        job_name: str | None = None,
+        session_id: int | None = None,
+    ) -> Subscribers:
+        """Every subscription, plus the experiment of a job (`workspace`, `job_name`) or of a
+        session whose jobs share one experiment, in one query: routing an event costs one
+        round trip however many conversations there are."""
+        experiment: ColumnElement[Any]
+        if workspace and job_name:
+            experiment = (
+                select(watched_jobs.c.experiment)
+                .where(watched_jobs.c.workspace == workspace, watched_jobs.c.name == job_name)
+                .limit(1)
+                .scalar_subquery()
+            )
+        elif session_id is not None:
+            experiment = (
+                select(func.min(watched_jobs.c.experiment))
+                .where(watched_jobs.c.session_id == session_id)
+                .having(func.count(func.distinct(watched_jobs.c.experiment)) == 1)
+                .scalar_subquery()
+            )
+        else:
+            experiment = literal(None)
+        query = (
+            select(
+                subscriptions.c.conversation_id,
+                subscriptions.c.event_kinds,
+                subscriptions.c.filters,
+                experiment.label("experiment"),
+            )
+            .join(
+                conversations,
+                subscriptions.c.conversation_id == conversations.c.conversation_id,
+            )
+            .order_by(conversations.c.installed_at, conversations.c.conversation_id)
+        )
         async with self._db.sessions() as session:
-            rows = (
-                await session.scalars(
-                    select(subscriptions.c.event_kinds).where(
-                        subscriptions.c.conversation_id == conversation_id
+            rows = (await session.execute(query)).all()
+        found = [
+            (row.conversation_id, Subscription.from_stored(row.event_kinds, row.filters))
+            for row in rows
+        ]
+        known = rows[0].experiment if rows else None
+        return Subscribers(found, known if isinstance(known, str) and known else None)
+
+    async def subscription(self, conversation_id: str) -> StoredSubscription | None:
+        async with self._db.sessions() as session:
+            row = (
+                await session.execute(
+                    select(
+                        subscriptions.c.event_kinds,
+                        subscriptions.c.filters,
+                        subscriptions.c.updated_at,
+                        subscriptions.c.updated_by,
+                    ).where(subscriptions.c.conversation_id == conversation_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        return StoredSubscription(
+            Subscription.from_stored(row.event_kinds, row.filters),
+            as_utc(row.updated_at),
+            row.updated_by,
+        )
+
+    async def save_subscription(
+        self, conversation_id: str, subscription: Subscription, *, by: str, now: datetime
+    ) -> bool:
+        """Replace a known conversation's subscription; False when the conversation is unknown."""
+        values = {
+            "event_kinds": list(subscription.kinds),
+            "filters": subscription.filters.to_json(),
+            "updated_at": now,
+            "updated_by": by[:256],
+        }
+        async with self._db.sessions.begin() as session:
+            known = await session.scalar(
+                select(conversations.c.conversation_id).where(
+                    conversations.c.conversation_id == conversation_id
+                )
+            )
+            if known is None:
+                return False
+            result = await session.execute(
+                subscriptions.update()
+                .where(subscriptions.c.conversation_id == conversation_id)
+                .values(**values)
+            )
+            if not getattr(result, "rowcount", 0):
+                await session.execute(
+                    subscriptions.insert().values(
+                        conversation_id=conversation_id, created_at=now, **values
                     )
                 )
-            ).all()
-        kinds: list[str] = []
-        for row in rows:
-            kinds.extend(k for k in row if k not in kinds)
-        return kinds
+        return True
+
+    async def event_kinds(self, conversation_id: str) -> list[str]:
+        stored = await self.subscription(conversation_id)
+        return list(stored.subscription.kinds) if stored is not None else []
 
 
 def _record(row: Any) -> ConversationRecord:

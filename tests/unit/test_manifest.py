@@ -157,9 +157,11 @@ def test_bot_is_offered_in_team_group_chat_and_personal_scopes() -> None:
 
 
 def test_command_lists_cover_every_registered_command() -> None:
-    """The compose box menu is the bot's own registry: same names, same order, same words."""
-    specs = registry_specs()
+    """The compose box menu is the bot's own registry: same names, same order, same words
+    (commands kept out of the menu, which holds 10, are answered all the same)."""
+    specs = [s for s in registry_specs() if s.in_menu]
     assert specs, "the bot registers no commands"
+    assert "help" in [s.name for s in specs]
     manifest = build_manifest(values())  # commands read from the registry
     for entry in manifest["bots"][0]["commandLists"]:
         assert [c["title"] for c in entry["commands"]] == [s.name for s in specs]

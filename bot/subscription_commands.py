@@ -1,0 +1,295 @@
+"""`subscribe`, `unsubscribe`, `subscriptions` and the Save button of the subscriptions card.
+
+Anyone may look at what a conversation receives. Changing it needs an operator in a team
+channel or group chat (everyone there gets the cards) and nobody special in someone's own
+personal chat. Every change, allowed or refused, lands in the audit trail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from botbuilder.core import TurnContext
+
+from bot.access import AccessPolicy, Actor, decide
+from bot.card_actions import ActionRegistry, ActionTurn
+from bot.card_signing import CardSigner
+from bot.chat import ChatTurn
+from bot.commands import CommandError, CommandRegistry
+from bot.turns import TurnFacts
+from cards.common import Card
+from cards.subscriptions import (
+    SAVE_VERB,
+    SUBSCRIBE_HELP,
+    SUBSCRIPTIONS_HELP,
+    UNSUBSCRIBE_HELP,
+    SubscriptionsView,
+    render_subscriptions_card,
+    where,
+)
+from monitoring.subscriptions import (
+    Subscription,
+    SubscriptionInputError,
+    apply_subscribe,
+    apply_unsubscribe,
+    describe,
+    parse_subscribe,
+    parse_unsubscribe,
+    subscription_from_inputs,
+)
+from store.audit import AuditEntry, AuditTrail
+from store.conversations import ConversationRecord, ConversationStore, StoredSubscription
+
+
+class SubscriptionServices(Protocol):
+    """What these handlers use of the chat services."""
+
+    @property
+    def signer(self) -> CardSigner: ...
+    @property
+    def policy(self) -> Callable[[], AccessPolicy]: ...
+    @property
+    def audit(self) -> AuditTrail: ...
+    @property
+    def conversations(self) -> ConversationStore | None: ...
+
+
+def conversation_key(conversation_id: str) -> str:
+    """The conversation a subscription belongs to: a channel, not one thread of it.
+
+    Teams gives a message in a channel thread the id `19:…@thread.tacv2;messageid=…`;
+    notifications go to the channel itself.
+    """
+    return conversation_id.split(";messageid=", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    conversation_id: str
+    conversation_type: str | None
+    personal: bool
+
+
+def _where(facts: TurnFacts) -> _Where:
+    return _Where(
+        conversation_key(facts.conversation_id),
+        facts.conversation_type,
+        facts.conversation_type == "personal",
+    )
+
+
+def register_subscription_commands(
+    registry: CommandRegistry[ChatTurn],
+    actions: ActionRegistry,
+    services: SubscriptionServices,
+) -> None:
+    def store() -> ConversationStore:
+        conversations = services.conversations
+        if conversations is None:
+            raise CommandError("Subscriptions are not available on this bot.")
+        return conversations
+
+    async def audit(
+        facts: TurnFacts,
+        actor: Actor,
+        now: datetime,
+        action: str,
+        outcome: str,
+        detail: str,
+        target: str | None = None,
+    ) -> None:
+        await services.audit.record(
+            AuditEntry(
+                at=now,
+                action=action,
+                outcome=outcome,
+                actor_id=actor.aad_object_id,
+                actor_name=actor.name,
+                tenant_id=actor.tenant_id,
+                conversation_id=facts.conversation_id,
+                target=target,
+                detail=detail[:2000],
+            )
+        )
+
+    async def require(turn: ChatTurn, action: str) -> None:
+        decision = decide(
+            services.policy(), turn.actor, action, personal=_where(turn.facts).personal
+        )
+        if not decision.allowed:
+            await audit(
+                turn.facts, turn.actor, turn.now, f"command:{action}", "refused", decision.reason
+            )
+            raise CommandError(decision.reason)
+
+    def may_change(actor: Actor, facts: TurnFacts) -> bool:
+        return decide(
+            services.policy(), actor, "subscribe", personal=_where(facts).personal
+        ).allowed
+
+    async def ensure_conversation(context: TurnContext, facts: TurnFacts, now: datetime) -> str:
+        """The conversation's id in the store; one the bot never saw installed (another
+        channel of the team, a chat Teams did not announce) is remembered from this turn,
+        starting with no subscription."""
+        here = _where(facts)
+        if await store().get(here.conversation_id) is None:
+            await store().remember(_record_of(context, facts, here, now), Subscription())
+        return here.conversation_id
+
+    async def current(conversation_id: str) -> Subscription:
+        stored = await store().subscription(conversation_id)
+        return stored.subscription if stored is not None else Subscription()
+
+    def view(
+        facts: TurnFacts,
+        actor: Actor,
+        stored: StoredSubscription | None,
+        **extra: Any,
+    ) -> SubscriptionsView:
+        here = _where(facts)
+        save = (
+            services.signer.sign(SAVE_VERB, {"conversation": here.conversation_id})
+            if may_change(actor, facts)
+            else None
+        )
+        return SubscriptionsView(
+            subscription=stored.subscription if stored is not None else Subscription(),
+            conversation_type=here.conversation_type,
+            save=save,
+            updated_by=stored.updated_by if stored is not None else None,
+            updated_at=stored.updated_at if stored is not None else None,
+            **extra,
+        )
+
+    async def changed(
+        turn: ChatTurn, command: str, before: Subscription, after: Subscription
+    ) -> None:
+        conversation_id = await ensure_conversation(turn.context, turn.facts, turn.now)
+        await store().save_subscription(conversation_id, after, by=turn.actor.label, now=turn.now)
+        await audit(
+            turn.facts,
+            turn.actor,
+            turn.now,
+            f"command:{command}",
+            "ok",
+            f"{describe(before)} -> {describe(after)}",
+            target=conversation_id,
+        )
+
+    @registry.command("subscribe", usage=SUBSCRIBE_HELP.usage, summary=SUBSCRIBE_HELP.summary)
+    async def subscribe(turn: ChatTurn, args: str) -> None:
+        await require(turn, "subscribe")
+        try:
+            request = parse_subscribe(args)
+        except SubscriptionInputError as exc:
+            raise CommandError(f"{exc} Usage: `subscribe failed circuit=PLANT001/`.") from None
+        before = await current(conversation_key(turn.facts.conversation_id))
+        after = apply_subscribe(before, request)
+        await changed(turn, "subscribe", before, after)
+        place = where(turn.facts.conversation_type)
+        await turn.reply_text(
+            f"Done: {place} now gets {describe(after)}. Type `subscriptions` to see or edit it."
+        )
+
+    # The Teams menu holds 10 commands; switching kinds off is also on the card.
+    @registry.command(
+        "unsubscribe",
+        usage=UNSUBSCRIBE_HELP.usage,
+        summary=UNSUBSCRIBE_HELP.summary,
+        in_menu=False,
+    )
+    async def unsubscribe(turn: ChatTurn, args: str) -> None:
+        await require(turn, "unsubscribe")
+        try:
+            request = parse_unsubscribe(args)
+        except SubscriptionInputError as exc:
+            raise CommandError(
+                f"{exc} Usage: `unsubscribe reminders` or `unsubscribe all`."
+            ) from None
+        before = await current(conversation_key(turn.facts.conversation_id))
+        after = apply_unsubscribe(before, request)
+        await changed(turn, "unsubscribe", before, after)
+        place = where(turn.facts.conversation_type)
+        if not after.kinds:
+            await turn.reply_text(
+                f"Done: nothing is posted to {place} any more. Type `subscribe` to choose again."
+            )
+        else:
+            await turn.reply_text(f"Done: {place} now gets {describe(after)}.")
+
+    @registry.command(
+        "subscriptions", usage=SUBSCRIPTIONS_HELP.usage, summary=SUBSCRIPTIONS_HELP.summary
+    )
+    async def subscriptions(turn: ChatTurn, args: str) -> None:
+        await require(turn, "subscriptions")
+        stored = await store().subscription(conversation_key(turn.facts.conversation_id))
+        card = render_subscriptions_card(view(turn.facts, turn.actor, stored))
+        await turn.reply_card(
+            card, summary=f"Notifications for {where(turn.facts.conversation_type)}"
+        )
+
+    @actions.action(SAVE_VERB, permission="subscribe")
+    async def save(turn: ActionTurn) -> Card:
+        here = _where(turn.facts)
+        if turn.action.data.get("conversation") != here.conversation_id:
+            raise CommandError("This card belongs to another conversation; nothing was changed.")
+        stored = await store().subscription(here.conversation_id)
+        before = stored.subscription if stored is not None else Subscription()
+        inputs = {str(k): v for k, v in turn.action.inputs.items()}
+        try:
+            after = subscription_from_inputs(inputs)
+        except SubscriptionInputError as exc:
+            typed = {k: str(v) for k, v in inputs.items() if isinstance(v, str | int | bool)}
+            return render_subscriptions_card(
+                view(
+                    turn.facts,
+                    turn.actor,
+                    stored,
+                    notice=f"Nothing saved: {exc}",
+                    notice_is_error=True,
+                    typed=typed,
+                )
+            )
+        await ensure_conversation(turn.context, turn.facts, turn.now)
+        await store().save_subscription(
+            here.conversation_id, after, by=turn.actor.label, now=turn.now
+        )
+        await audit(
+            turn.facts,
+            turn.actor,
+            turn.now,
+            "subscriptions:save",
+            "ok",
+            f"{describe(before)} -> {describe(after)}",
+            target=here.conversation_id,
+        )
+        saved = await store().subscription(here.conversation_id)
+        notice = "Saved." if after.kinds else "Saved: nothing will be posted here."
+        return render_subscriptions_card(view(turn.facts, turn.actor, saved, notice=notice))
+
+
+def _record_of(
+    context: TurnContext, facts: TurnFacts, here: _Where, now: datetime
+) -> ConversationRecord:
+    """A conversation reference from this turn, pointing at the channel, not the thread."""
+    activity = context.activity
+    reference: dict[str, Any] = TurnContext.get_conversation_reference(activity).serialize()
+    reference["conversation"] = {
+        **(reference.get("conversation") or {}),
+        "id": here.conversation_id,
+    }
+    return ConversationRecord(
+        conversation_id=here.conversation_id,
+        channel_id=activity.channel_id or "msteams",
+        service_url=activity.service_url or "",
+        tenant_id=facts.tenant_id,
+        conversation_type=here.conversation_type,
+        team_id=facts.team_id,
+        title=getattr(activity.conversation, "name", None),
+        reference=reference,
+        installed_by=facts.user_aad_id or facts.user_id,
+        installed_at=now,
+    )
