@@ -1,18 +1,22 @@
 """Who has received which event: one row per (event, destination).
 
 Recording each destination separately means a retry after a partial failure resends
-only to the destinations that did not get the event.
+only to the destinations that did not get the event. Writes go through a group commit:
+the delivery worker sends to many conversations at once, and their rows share commits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.database import Database, as_utc
+from store.group_commit import GroupCommit, upsert
 from store.tables import deliveries, events
 
 
@@ -28,27 +32,38 @@ class DeliveryRecord:
 
 
 class DeliveryStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, writes: GroupCommit | None = None) -> None:
         self._db = db
+        self._writes = writes or GroupCommit(db)
 
     async def for_event(self, event_id: int) -> dict[str, DeliveryRecord]:
-        async with self._db.sessions() as session:
-            rows = (
-                await session.execute(select(deliveries).where(deliveries.c.event_id == event_id))
-            ).all()
-        records = [
-            DeliveryRecord(
-                event_id=row.event_id,
-                destination=row.destination,
-                status=row.status,
-                attempts=row.attempts,
-                activity_id=row.activity_id,
-                last_error=row.last_error,
-                next_attempt_at=as_utc(row.next_attempt_at),
-            )
-            for row in rows
-        ]
-        return {record.destination: record for record in records}
+        return (await self.for_events([event_id])).get(event_id, {})
+
+    async def for_events(self, event_ids: Sequence[int]) -> dict[int, dict[str, DeliveryRecord]]:
+        """The rows of several events at once: {event id: {destination: record}}."""
+        found: dict[int, dict[str, DeliveryRecord]] = {}
+        ids = list(dict.fromkeys(event_ids))
+        async with self._db.engine.connect() as conn:
+            # In slices: a database limits the parameters of one statement.
+            for start in range(0, len(ids), 500):
+                rows = (
+                    await conn.execute(
+                        select(deliveries).where(
+                            deliveries.c.event_id.in_(ids[start : start + 500])
+                        )
+                    )
+                ).all()
+                for row in rows:
+                    found.setdefault(row.event_id, {})[row.destination] = DeliveryRecord(
+                        event_id=row.event_id,
+                        destination=row.destination,
+                        status=row.status,
+                        attempts=row.attempts,
+                        activity_id=row.activity_id,
+                        last_error=row.last_error,
+                        next_attempt_at=as_utc(row.next_attempt_at),
+                    )
+        return found
 
     async def record(
         self,
@@ -68,34 +83,50 @@ class DeliveryStore:
             "next_attempt_at": next_attempt_at,
             "updated_at": now,
         }
-        async with self._db.sessions.begin() as session:
-            updated = await session.execute(
-                deliveries.update()
-                .where(
-                    and_(deliveries.c.event_id == event_id, deliveries.c.destination == destination)
+
+        async def write(conn: AsyncConnection) -> None:
+            await _upsert(conn, [event_id], destination, values)
+
+        await self._writes.run(write)
+
+    async def record_sent(
+        self,
+        event_ids: list[int],
+        destination: str,
+        *,
+        now: datetime,
+        activity_id: str | None,
+    ) -> None:
+        """Several events reached `destination` in one message: recorded together, so a
+        crash leaves either all of them to send again or none."""
+        values = {
+            "status": "sent",
+            "activity_id": activity_id,
+            "last_error": None,
+            "next_attempt_at": None,
+            "updated_at": now,
+        }
+
+        async def write(conn: AsyncConnection) -> None:
+            await _upsert(conn, event_ids, destination, values)
+
+        await self._writes.run(write)
+
+    async def complete_events(self, event_ids: Sequence[int], now: datetime) -> None:
+        """Every destination of these events has received them or failed for good."""
+        ids = list(event_ids)
+        if not ids:
+            return
+
+        async def write(conn: AsyncConnection) -> None:
+            for start in range(0, len(ids), 500):
+                await conn.execute(
+                    events.update()
+                    .where(events.c.id.in_(ids[start : start + 500]))
+                    .values(delivered_at=now, delivery_attempts=events.c.delivery_attempts + 1)
                 )
-                .values(attempts=deliveries.c.attempts + 1, **values)
-            )
-            if getattr(updated, "rowcount", 0):
-                return
-        try:
-            async with self._db.sessions.begin() as session:
-                await session.execute(
-                    deliveries.insert().values(
-                        event_id=event_id, destination=destination, attempts=1, **values
-                    )
-                )
-        except IntegrityError:
-            # Another worker recorded it in between: count this attempt on that row.
-            await self.record(
-                event_id,
-                destination,
-                status=status,
-                now=now,
-                activity_id=activity_id,
-                error=error,
-                next_attempt_at=next_attempt_at,
-            )
+
+        await self._writes.run(write)
 
     async def stuck(self, limit: int = 20) -> list[tuple[str, str, str]]:
         """(event kind, destination, error) of deliveries that failed for good."""
@@ -109,3 +140,30 @@ class DeliveryStore:
         async with self._db.sessions() as session:
             rows = (await session.execute(query)).all()
         return [(row[0], row[1], row[2] or "") for row in rows]
+
+
+async def _upsert(
+    conn: AsyncConnection, event_ids: list[int], destination: str, values: dict[str, Any]
+) -> None:
+    """Count one more attempt on each (event, destination) row, creating it on the first."""
+    rows = [
+        {"event_id": event_id, "destination": destination, "attempts": 1, **values}
+        for event_id in event_ids
+    ]
+    update = {"attempts": deliveries.c.attempts + 1, **values}
+    if await upsert(conn, deliveries, rows, ["event_id", "destination"], update):
+        return
+    for event_id in event_ids:
+        # A row another worker creates in between makes the insert fail, and the group
+        # commit runs this write again alone: the update then finds the row.
+        updated = await conn.execute(
+            deliveries.update()
+            .where(and_(deliveries.c.event_id == event_id, deliveries.c.destination == destination))
+            .values(**update)
+        )
+        if not updated.rowcount:
+            await conn.execute(
+                deliveries.insert().values(
+                    event_id=event_id, destination=destination, attempts=1, **values
+                )
+            )

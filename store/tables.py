@@ -43,10 +43,14 @@ subscriptions = Table(
     "subscriptions",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("conversation_id", String(512), nullable=False, index=True),
-    Column("event_kinds", JSON, nullable=False),  # list of event kind names
-    Column("filters", JSON, nullable=False),  # {"experiment": ..., "circuit_prefix": ...}
+    # One subscription per conversation (revision 0005).
+    Column("conversation_id", String(512), nullable=False, unique=True),
+    Column("event_kinds", JSON, nullable=False),  # list of subscription kind names
+    # {"experiment": ..., "circuit_prefix": ..., "environment": ...}; absent = any
+    Column("filters", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+    Column("updated_by", String(256), nullable=True),
 )
 
 watched_jobs = Table(
@@ -168,4 +172,25 @@ card_actions = Table(
     Column("result", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+posted_activities = Table(
+    "posted_activities",
+    metadata,
+    # One row per message the bot creates in Teams, keyed by a key mlbot chooses
+    # (revision 0006). The row is written *before* the POST ("posting") and completed
+    # with the activity id Teams assigned ("posted"): a resend after a crash finds the
+    # id and updates that activity instead of posting a second message.
+    Column("key", String(80), primary_key=True),
+    Column("destination", String(600), nullable=False),
+    Column("kind", String(16), nullable=False),  # session_card | reply | message
+    Column("session_id", Integer, nullable=True),
+    Column("event_id", Integer, nullable=True),  # the first event it announced
+    Column("status", String(16), nullable=False),  # posting | posted
+    Column("activity_id", String(256), nullable=True),
+    # Times a post was started without knowing whether an earlier one arrived.
+    Column("uncertain_posts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_posted_activities_session", "session_id", "destination"),
 )

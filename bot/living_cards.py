@@ -1,0 +1,223 @@
+"""How events become Teams messages: one living card per session, details in its thread.
+
+- A session's events keep one card per conversation up to date (PUT, in place), rendered
+  from the store so it always shows the session's latest state. A job that starts or
+  completes only changes that card: recoveries update it rather than add noise.
+- Failures, timeouts, reminders and retries are details: after the card is updated they
+  go as a reply in the card's thread (team channels) or as a message of their own (chats,
+  which have no threads). Several failures of one session arrive as one grouped reply.
+- Everything else (deployments, approvals, rollbacks) is a card of its own.
+
+Every message is created at most once per key (see `store.posted_activities`): a resend
+after a crash updates the stored activity or skips the post.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from msrest.exceptions import HttpOperationError
+
+from bot.proactive import ProactiveMessenger, UnknownConversationError
+from cards.common import Card
+from cards.events import event_summary, render_event_card
+from cards.session import group_summary, render_group_card, render_session_card, session_summary
+from monitoring.send_gate import SendGate
+from store.monitoring import EventRecord, MonitoringStore
+from store.posted_activities import (
+    MESSAGE,
+    POSTED,
+    REPLY,
+    SESSION_CARD,
+    PostedActivityStore,
+    message_key,
+)
+
+log = logging.getLogger(__name__)
+
+# A job that starts or ends well: the card changes, nothing else is posted.
+CARD_ONLY_KINDS = frozenset({"training_started", "training_completed"})
+# Something people should read: a reply under the card as well.
+DETAIL_KINDS = frozenset(
+    {
+        "training_failed",
+        "training_canceled",
+        "attempt_timed_out",
+        "long_running",
+        "monitoring_timed_out",
+        "retry_queued",
+    }
+)
+# Failures of one session close together are announced together.
+GROUPED_KINDS = frozenset({"training_failed", "training_canceled", "attempt_timed_out"})
+SESSION_KINDS = CARD_ONLY_KINDS | DETAIL_KINDS
+
+Decorate = Callable[[Card, EventRecord], Card]
+
+# Statuses that prove the connector did not create the activity: safe to post again.
+_REFUSED = frozenset({400, 401, 403, 404, 409, 410, 412, 413, 429})
+
+
+def _status(exc: HttpOperationError) -> int:
+    response = getattr(exc, "response", None)
+    return int(getattr(response, "status_code", 0) or 0)
+
+
+class LivingCards:
+    def __init__(
+        self,
+        messenger: ProactiveMessenger,
+        monitoring: MonitoringStore,
+        posted: PostedActivityStore,
+        clock: Callable[[], datetime],
+        gate: SendGate | None = None,
+    ) -> None:
+        self._messenger = messenger
+        self._monitoring = monitoring
+        self._posted = posted
+        self._clock = clock
+        self._gate = gate
+        self._unconfirmed = asyncio.Lock()
+
+    @staticmethod
+    def group_of(event: EventRecord) -> str | None:
+        if event.kind in GROUPED_KINDS and event.session_id is not None:
+            return f"failures:{event.session_id}"
+        return None
+
+    async def deliver(
+        self, events: Sequence[EventRecord], destination: str, decorate: Decorate
+    ) -> str | None:
+        """Send `events` (one, or a group sharing `group_of`) to a Teams conversation.
+
+        Returns the id of the activity that carries them (the reply, or the card).
+        """
+        lead = events[0]
+        if lead.session_id is None or lead.kind not in SESSION_KINDS:
+            return await self._post_once(
+                message_key(MESSAGE, lead.key, destination),
+                kind=MESSAGE,
+                destination=destination,
+                card=decorate(render_event_card(lead), lead),
+                summary=event_summary(lead),
+                event_id=lead.id,
+            )
+        root = await self._session_card(lead.session_id, destination, lead.id)
+        details = [e for e in events if e.kind in DETAIL_KINDS]
+        if not details:
+            return root
+        card = render_group_card(details)
+        if len(details) == 1:
+            card = decorate(card, details[0])
+        return await self._post_once(
+            message_key(REPLY, lead.key, destination),
+            kind=REPLY,
+            destination=destination,
+            card=card,
+            summary=group_summary(details),
+            session_id=lead.session_id,
+            event_id=lead.id,
+            reply_to=root,
+        )
+
+    async def _session_card(self, session_id: int, destination: str, event_id: int) -> str | None:
+        """Bring the session's card up to date in this conversation; returns its activity id."""
+        key = message_key(SESSION_CARD, session_id, destination)
+        session = await self._monitoring.session(session_id)
+        if session is None:
+            raise LookupError(f"session {session_id} is not in the store")
+        jobs = await self._monitoring.session_jobs(session_id)
+        card = render_session_card(session, jobs, self._clock())
+        existing = await self._posted.get(key)
+        if existing is not None and existing.status == POSTED and existing.activity_id:
+            try:
+                async with self._turn(destination):
+                    await self._messenger.update_card(
+                        destination.removeprefix("teams:"),
+                        existing.activity_id,
+                        card,
+                        client_key=key,
+                    )
+                return existing.activity_id
+            except HttpOperationError as exc:
+                if _status(exc) != 404:
+                    raise
+                # Someone deleted the card: post a fresh one (if the conversation is
+                # gone, that post fails for good and the delivery says so).
+                log.info("the card of session %s was deleted; posting it again", session_id)
+                await self._posted.forget(key)
+        return await self._post_once(
+            key,
+            kind=SESSION_CARD,
+            destination=destination,
+            card=card,
+            summary=session_summary(session, jobs),
+            session_id=session_id,
+            event_id=event_id,
+        )
+
+    async def _post_once(
+        self,
+        key: str,
+        *,
+        kind: str,
+        destination: str,
+        card: Card,
+        summary: str,
+        session_id: int | None = None,
+        event_id: int | None = None,
+        reply_to: str | None = None,
+    ) -> str | None:
+        intent = await self._posted.begin(
+            key,
+            destination=destination,
+            kind=kind,
+            now=self._clock(),
+            session_id=session_id,
+            event_id=event_id,
+        )
+        if intent.status == POSTED:
+            return intent.activity_id  # it reached Teams before: never post it twice
+        if intent.uncertain_posts:
+            log.warning(
+                "posting %s to %s again: an earlier attempt ended without an answer, "
+                "so it may show twice",
+                kind,
+                destination,
+            )
+        # One message at a time between its POST and the commit of its id: a crash can
+        # then leave at most one message whose fate is unknown, however many
+        # conversations are being served at once.
+        try:
+            message = await self._messenger.prepare_card(
+                destination.removeprefix("teams:"),
+                card,
+                summary,
+                client_key=key,
+                reply_to=reply_to,
+            )
+        except UnknownConversationError:
+            await self._posted.forget(key)  # nothing was sent
+            raise
+        async with self._unconfirmed:
+            try:
+                async with self._turn(destination):
+                    activity_id = await self._messenger.post(message)
+            except HttpOperationError as exc:
+                if _status(exc) in _REFUSED:
+                    await self._posted.forget(key)  # refused: certainly not created
+                raise
+            await self._posted.posted(key, activity_id, self._clock())
+        return activity_id
+
+    @asynccontextmanager
+    async def _turn(self, destination: str) -> AsyncIterator[None]:
+        if self._gate is None:
+            yield
+            return
+        async with self._gate.turn(destination):
+            yield
