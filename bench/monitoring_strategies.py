@@ -7,7 +7,13 @@ played three times, each strategy asking the same in-memory job source:
   (b) backoff - the documented loop run per job: `get` at submission, then after 30 s,
                 doubling to 300 s, giving up 3 h after submission (BackoffPolicy defaults);
   (c) engine  - mlbot's real `MonitoringEngine` with a real `MonitoringStore` on SQLite,
-                ticked whenever `next_wakeup()` is due.
+                ticked whenever `next_wakeup()` is due: one listing per workspace serves
+                every session due; a session follows the same backoff, tightened so that
+                no job waits longer than its own backoff (b) would allow
+                (`monitoring.job_deadlines`), and new jobs are discovered by listing.
+
+All three see the same world (same submissions, durations and failures) through the same
+source. (a) and (b) are handed each job at its submission; (c) has to find it.
 
 The source answers from the world at the current simulated time and counts the calls it
 gets: the benchmark measures strategies, not the Azure SDK nor the network. An API call is

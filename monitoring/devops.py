@@ -29,7 +29,7 @@ import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -370,6 +370,35 @@ class AzureDevOpsPipelines:
             return self._to_run(found, "")
 
         return await self._call(f"get run {run_id}", run, f"pipeline {pipeline_id} run {run_id}")
+
+    async def find_run(
+        self, pipeline_name: str, template_parameters: Mapping[str, str], since: datetime
+    ) -> PipelineRun | None:
+        """A run of `pipeline_name` created at or after `since` with these parameters.
+
+        A caller that stopped between queuing a run and recording it finds that run here
+        instead of queuing a second one. The run list carries no parameters, so each
+        recent run is read (only after such a stop: rare, and few runs are that recent).
+        """
+        wanted = {str(k): str(v) for k, v in template_parameters.items()}
+        floor = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+
+        def run() -> PipelineRun | None:
+            ref = self._find_pipeline(pipeline_name)
+            client = self._sdk("pipelines")
+            for item in client.list_runs(self.project, ref.id) or []:
+                created = item.created_date
+                if created is not None:
+                    created = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+                    if created < floor:
+                        continue
+                found = client.get_run(self.project, ref.id, item.id)
+                params = {str(k): str(v) for k, v in (found.template_parameters or {}).items()}
+                if params == wanted:
+                    return self._to_run(found, ref.name)
+            return None
+
+        return await self._call(f"find a run of {pipeline_name}", run, PIPELINE_SETTINGS)
 
     async def list_pending_approvals(self) -> list[Approval]:
         def run() -> list[Approval]:

@@ -2,7 +2,9 @@
 
 One `tick` checks every session that is due (and, now and then, discovers new jobs):
 one listing per workspace covers all of them, plus one `get` for each watched job that
-has just left the listing. What it learns — job rows, session schedules and the events
+has just left the listing. Each session follows the documented backoff, brought forward
+when one of its jobs would otherwise wait longer than its own backoff allows
+(`monitoring.job_deadlines`). What it learns — job rows, session schedules and the events
 the changes caused — is written in one transaction. Side effects that reach Azure
 (cancelling an attempt that ran past its timeout, queuing the retry run) happen after
 that commit and are driven from the stored state, so a restart repeats none of them
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from monitoring.azure_calls import AzureCallError, AzureNotFoundError
 from monitoring.backoff import BackoffPolicy, PollState
+from monitoring.job_deadlines import next_look_due
 from monitoring.jobs import JobState, TrainingJob, Workspace
 from monitoring.lifecycle import (
     Attempt,
@@ -49,6 +52,9 @@ log = logging.getLogger(__name__)
 RETRY_QUEUED = "retry_queued"
 # A cancel that Azure ML has not acknowledged yet is asked for again after this long.
 CANCEL_REPEAT = timedelta(minutes=5)
+# A run found created this long before the queue was requested still counts as that queue:
+# the pipeline service's clock may be a little behind ours.
+QUEUE_CLOCK_SLACK = timedelta(minutes=5)
 # A job someone stopped watching: its session is never checked, and its job is neither
 # followed nor attached to an experiment session again.
 UNWATCHED = "unwatched"
@@ -64,6 +70,15 @@ class EngineJobSource(Protocol):
 
 class PipelineQueue(Protocol):
     async def queue_run(self, pipeline_name: str, template_parameters: dict[str, str]) -> Any: ...
+
+
+@runtime_checkable
+class RunFinder(Protocol):
+    """Pipelines that can find a run already queued (Azure DevOps can)."""
+
+    async def find_run(
+        self, pipeline_name: str, template_parameters: Mapping[str, str], since: datetime
+    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +186,7 @@ class _SessionWork:
     due: bool
     jobs: dict[str, TrainingJob] = field(default_factory=dict)  # latest view, by job name
     timed_out_jobs: set[str] = field(default_factory=set)
+    looked_at: bool = False  # its workspace was listed in this pass: every job was seen
 
 
 class MonitoringEngine:
@@ -319,6 +335,7 @@ class MonitoringEngine:
         due_workspaces = {w.record.workspace for w in work.values()}
         changes = StoreObservation(now)
         cancels: list[tuple[Workspace, str]] = []
+        listed_workspaces: set[str] = set()
 
         for workspace in self._workspaces:
             last = self._last_listed.get(workspace.key)
@@ -330,9 +347,14 @@ class MonitoringEngine:
             except AzureCallError as exc:
                 report.failures.append(str(exc))
                 log.warning("monitoring: %s", exc)
+                # Look for new jobs again after the poll interval, not at once: an outage
+                # must not turn discovery into a request every few milliseconds.
+                retry_in = timedelta(seconds=config.backoff.initial_s)
+                self._last_listed[workspace.key] = now - config.discovery_interval + retry_in
                 continue
             report.listings += 1
             self._last_listed[workspace.key] = now
+            listed_workspaces.add(workspace.key)
             records = await self._store.job_records(workspace.key)
             listed: set[str] = set()
             for job in listing:
@@ -361,6 +383,7 @@ class MonitoringEngine:
                 self._observe(latest, record, item, config, now, changes, cancels)
 
         for item in work.values():
+            item.looked_at = item.record.workspace in listed_workspaces
             await self._schedule(item, config, now, changes)
 
         report.events = await self._store.apply(changes)
@@ -547,6 +570,20 @@ class MonitoringEngine:
         next_check = poll.next_check_at
         if not unfinished and not plan.retry:
             status, next_check = "done", None
+        elif status == "active" and not poll.finished and item.looked_at:
+            # The session's own backoff, tightened so that no job in it waits longer than
+            # its own backoff would make it wait (young jobs joining an older session).
+            own = (
+                poll.next_check_at
+                if item.due
+                else backoff.next_check(poll.started_at, poll.last_check_at, poll.checks_done)
+            )
+            if own is not None:
+                looks = (
+                    next_look_due(backoff, _submitted(job, stored.get(job.name), now), now)
+                    for job in unfinished
+                )
+                next_check = min([own, *(t for t in looks if t is not None)])
         elif poll.finished:
             event = monitoring_timed_out(session.key, poll, now, unfinished)
             if event is not None and session.status == "active":
@@ -627,23 +664,32 @@ class MonitoringEngine:
             await self._store.mark_cancel_requested(workspace.key, name, now)
 
     async def _drive_retries(self, report: TickReport) -> None:
-        """Queue every recorded retry that has no pipeline run yet (also after a restart)."""
+        """Queue every recorded retry that has no pipeline run yet (also after a restart).
+
+        The intent to queue is stored first. A retry found with that intent but no run
+        may have been queued just before the process stopped (or by a POST that timed
+        out): the run is looked for before queuing, so a retry is queued once.
+        """
         if self._pipelines is None:
             return
         for event in await self._store.events_of_kind(RETRY_QUEUED):
             if event.payload.get("run_id") is not None:
                 continue
+            payload = dict(event.payload)
+            pipeline = str(payload["pipeline"])
+            parameters = {"manualCircuits": str(payload["manualCircuits"])}
             try:
-                run = await self._pipelines.queue_run(
-                    str(event.payload["pipeline"]),
-                    {"manualCircuits": str(event.payload["manualCircuits"])},
-                )
+                run = await self._earlier_run(payload, pipeline, parameters)
+                if run is None:
+                    if "queue_requested_at" not in payload:
+                        payload["queue_requested_at"] = self._clock().isoformat()
+                        await self._store.update_payload(event.id, payload)
+                    run = await self._pipelines.queue_run(pipeline, parameters)
+                    report.runs_queued += 1
             except AzureCallError as exc:
                 report.failures.append(str(exc))
                 log.warning("monitoring: queuing the retry run failed: %s", exc)
                 continue
-            report.runs_queued += 1
-            payload = dict(event.payload)
             payload["run_id"] = getattr(run, "run_id", None)
             payload["run_url"] = getattr(run, "web_url", None)
             await self._store.update_payload(event.id, payload)
@@ -653,6 +699,16 @@ class MonitoringEngine:
                 payload["manualCircuits"],
                 payload["run_id"],
             )
+
+    async def _earlier_run(
+        self, payload: dict[str, Any], pipeline: str, parameters: dict[str, str]
+    ) -> Any:
+        """The run an earlier attempt to queue this retry may have created, if any."""
+        requested = payload.get("queue_requested_at")
+        if requested is None or not isinstance(self._pipelines, RunFinder):
+            return None
+        since = datetime.fromisoformat(str(requested)) - QUEUE_CLOCK_SLACK
+        return await self._pipelines.find_run(pipeline, parameters, since)
 
 
 def _progress(job: TrainingJob, record: JobRecord | None, session_id: int) -> JobProgress:
@@ -666,6 +722,11 @@ def _progress(job: TrainingJob, record: JobRecord | None, session_id: int) -> Jo
         reminders_sent=record.reminders_sent if record else 0,
         cancel_requested_at=record.cancel_requested_at if record else None,
     )
+
+
+def _submitted(job: TrainingJob, record: JobRecord | None, now: datetime) -> datetime:
+    """When the job's own wait began: its submission, else when it was first seen."""
+    return job.created_at or (record.first_seen_at if record else None) or now
 
 
 def _finished(job: TrainingJob, timed_out: bool) -> bool:

@@ -4,6 +4,7 @@
 - `POST /_sandbox/jobs`                submit a circuit's next attempt now (201)
 - `POST /_sandbox/jobs/{name}/status`  force a job's Azure ML status
 - `POST /_sandbox/approvals`           open a pending approval on a new run (201)
+- `GET  /_sandbox/emails`              the emails the sandbox's mail sink received
 
 Bad input is answered 400 (or 404 for an unknown job) with `{"error": "..."}`.
 These routes exist only in sandbox mode; they carry no authentication.
@@ -31,6 +32,7 @@ def add_sandbox_routes(app: web.Application, stack: SandboxStack) -> None:
     """Register the control and inspection routes of `stack` on `app`."""
     app[_STACK_KEY] = stack
     app.router.add_get("/_sandbox/state", _state)
+    app.router.add_get("/_sandbox/emails", _emails)
     app.router.add_post("/_sandbox/jobs", _submit_job)
     app.router.add_post("/_sandbox/jobs/{name}/status", _set_job_status)
     app.router.add_post("/_sandbox/approvals", _add_approval)
@@ -67,6 +69,18 @@ def _stack(request: web.Request) -> SandboxStack:
 
 async def _state(request: web.Request) -> web.Response:
     return web.json_response(_stack(request).state())
+
+
+async def _emails(request: web.Request) -> web.Response:
+    """`{"emails": [...], "received": n, "smtp": "127.0.0.1:port" | null}`, oldest first."""
+    sink = _stack(request).smtp
+    return web.json_response(
+        {
+            "emails": sink.views(),
+            "received": sink.received,
+            "smtp": f"127.0.0.1:{sink.port}" if sink.port else None,
+        }
+    )
 
 
 async def _submit_job(request: web.Request) -> web.Response:
