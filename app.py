@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
+import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from aiohttp import web
 from botbuilder.core import TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
 from botframework.connector.auth import ServiceClientCredentialsFactory
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from bot.access import AccessPolicy
 from bot.activity_handler import MlbotActivityHandler
@@ -33,6 +35,7 @@ from bot.card_actions import CardActionProcessor
 from bot.card_signing import CardSigner, ephemeral_key
 from bot.chat_commands import ChatServices, build_handlers
 from bot.endpoint import MessagesEndpoint
+from bot.living_cards import LivingCards
 from bot.notifiers import WEBHOOK_DESTINATION, TeamsNotifier, WebhookNotifier
 from bot.operations import Operations
 from bot.proactive import ProactiveMessenger
@@ -44,14 +47,24 @@ from config.settings import (
     settings_report,
 )
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions
+from monitoring.deployment_watch import DeploymentWatcher, environments_from_settings
 from monitoring.devops import AzureDevOpsPipelines
 from monitoring.dispatch import EventDispatcher, Notifier
 from monitoring.email_delivery import EmailSender, SmtpSettings
 from monitoring.email_notifier import EmailNotifier
 from monitoring.engine import EngineConfig, MonitoringEngine
+from monitoring.health import HealthPolicy
 from monitoring.jobs import Workspace
+from monitoring.metrics import EndpointMetrics, MetricsOptions
 from monitoring.pacing import SendPacer
+from monitoring.rollback_targets import (
+    EndpointTarget,
+    RollbackTargetError,
+    parse_targets,
+    targets_for,
+)
 from monitoring.scheduler import EngineScheduler
+from monitoring.send_gate import SendGate
 from monitoring.service_check import (
     CheckResult,
     Verdict,
@@ -64,16 +77,22 @@ from monitoring.status_report import StatusService
 from monitoring.variable_group import VariableGroupRefresher
 from monitoring.watch import WatchExit, WatchOptions, WatchTarget, run_watch, watch_engine
 from monitoring.workspaces import WorkspaceSettingError, parse_workspaces
-from service.devops_hooks import DevOpsHook, store_recorder
+from service.alerts_hook import AlertsHook
+from service.devops_hooks import DevOpsEventKind, DevOpsHook, store_recorder
 from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
 from service.logs import configure_logging
+from service.prometheus import MetricsRoute
 from store.audit import AuditTrail
 from store.card_actions import CardActionStore
 from store.conversations import ConversationStore
 from store.database import Database
 from store.deliveries import DeliveryStore
-from store.monitoring import EventRecord, MonitoringStore
+from store.deployment_watches import DeploymentWatchStore
+from store.gauges import GaugeReader
+from store.group_commit import GroupCommit
+from store.monitoring import EventRecord, MonitoringStore, NewEvent
+from store.posted_activities import PostedActivityStore
 from store.watched_jobs import WatchedJobStore
 
 if TYPE_CHECKING:
@@ -89,6 +108,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def mlbot_version() -> str:
+    try:
+        return importlib.metadata.version("mlbot")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 @dataclass
 class AzureClients:
     """The production adapters, pointed at real Azure or at the sandbox emulators."""
@@ -97,6 +123,10 @@ class AzureClients:
     workspaces: list[Workspace] = field(default_factory=list)
     pipelines: AzureDevOpsPipelines | None = None
     description: str = "not configured"
+    # Azure Monitor metrics of online endpoints, for the deployment health watch.
+    metrics: EndpointMetrics | None = None
+    # `MLBOT_AUTO_ROLLBACK_ENDPOINTS` entries; None reads them from the settings.
+    rollback_targets: tuple[str, ...] | None = None
 
 
 def _default_credential() -> Any:
@@ -127,8 +157,27 @@ def azure_clients_from_settings(settings: Settings) -> AzureClients:
     if settings.devops_org_url and settings.devops_project:
         credential = None if settings.devops_pat.get_secret_value() else _default_credential()
         pipelines = AzureDevOpsPipelines.from_settings(settings, credential=credential)
+    metrics = None
+    if settings.auto_rollback_endpoints:
+        metrics = EndpointMetrics(
+            _default_credential,
+            MetricsOptions(endpoint=settings.azure_resource_manager_url or None),
+        )
     described = "Azure" if job_source or pipelines else "not configured"
-    return AzureClients(job_source, workspaces, pipelines, described)
+    return AzureClients(job_source, workspaces, pipelines, described, metrics)
+
+
+def rollback_targets_from(settings: Settings, clients: AzureClients) -> tuple[EndpointTarget, ...]:
+    """The endpoints to watch per environment; raises SettingsError naming the setting."""
+    entries = (
+        clients.rollback_targets
+        if clients.rollback_targets is not None
+        else settings.auto_rollback_endpoints
+    )
+    try:
+        return parse_targets(entries, settings.azure_subscription_id, settings.azure_resource_group)
+    except RollbackTargetError as exc:
+        raise SettingsError(f"invalid setting MLBOT_AUTO_ROLLBACK_ENDPOINTS: {exc}") from None
 
 
 @dataclass
@@ -149,6 +198,8 @@ class Runtime:
     monitoring: MonitoringStore
     deliveries: DeliveryStore
     settings_source: Callable[[], Settings]
+    # The deployment health watch; None without endpoints to watch or a metrics client.
+    watcher: DeploymentWatcher | None = None
 
 
 def _turn_error_handler(bot_name: str) -> Callable[[TurnContext, Exception], object]:
@@ -182,6 +233,8 @@ async def build_runtime(
     environ: Mapping[str, str] | None = None,
 ) -> Runtime:
     """Open the store (migrating it), wire the bot and return the web application."""
+    clients = azure or AzureClients()
+    rollback_targets = rollback_targets_from(settings, clients)
     db = Database(settings.database_url)
     await db.migrate()
     conversations = ConversationStore(db)
@@ -192,9 +245,10 @@ async def build_runtime(
     adapter = CloudAdapter(authentication)
     adapter.on_turn_error = _turn_error_handler(settings.bot_display_name)
 
-    clients = azure or AzureClients()
     monitoring = MonitoringStore(db)
-    deliveries = DeliveryStore(db)
+    # Delivery rows and idempotency keys share commits (one writer for both).
+    delivery_writes = GroupCommit(db)
+    deliveries = DeliveryStore(db, delivery_writes)
 
     # Settings the variable group may change while running (see monitoring.variable_group).
     refresher: VariableGroupRefresher | None = None
@@ -248,6 +302,8 @@ async def build_runtime(
             ),
             # The engine is built further down; commands look it up when they run.
             engine=lambda: engine,
+            watcher=lambda: watcher,
+            conversations=conversations,
         )
     )
     processor = CardActionProcessor(
@@ -287,6 +343,12 @@ async def build_runtime(
     web_app.router.add_get("/healthz", health.healthz)
     web_app.router.add_get("/readyz", health.readyz)
 
+    async def schema_revision() -> str | None:
+        return (await db.readiness()).revision
+
+    metrics_route = MetricsRoute(GaugeReader(db).read, schema_revision, mlbot_version())
+    web_app.router.add_get("/metrics", metrics_route.get)
+
     engine = (
         MonitoringEngine(
             store=monitoring,
@@ -299,9 +361,33 @@ async def build_runtime(
         if clients.job_source is not None
         else None
     )
+    watcher = (
+        DeploymentWatcher(
+            store=DeploymentWatchStore(db),
+            metrics=clients.metrics,
+            pipelines=clients.pipelines,
+            events=monitoring,
+            policy=lambda: HealthPolicy.from_settings(current_settings()),
+            clock=clock,
+            rollback_pipeline=lambda: current_settings().rollback_pipeline,
+            dry_run=lambda: current_settings().auto_rollback_dry_run,
+            grace=timedelta(seconds=settings.auto_rollback_grace_seconds),
+            enabled_for=lambda environment: environments_from_settings(current_settings())(
+                environment
+            ),
+            cooldown=timedelta(minutes=settings.auto_rollback_cooldown_minutes),
+        )
+        if clients.metrics is not None and rollback_targets
+        else None
+    )
     http = _HttpSessionHolder()
+    # Every request to Teams takes a turn under its rate limits (sleeping in sim time).
+    gate = SendGate(SendPacer(), clock, sleep=lambda seconds: asyncio.sleep(seconds / speed))
+    living = LivingCards(
+        messenger, monitoring, PostedActivityStore(db, delivery_writes), clock, gate
+    )
     notifiers: list[Notifier] = [
-        TeamsNotifier(conversations, messenger, signer),
+        TeamsNotifier(conversations, messenger, signer, living=living),
         WebhookNotifier(http.get, lambda: current_settings().teams_webhook_url.get_secret_value()),
         EmailNotifier(
             EmailSender(SmtpSettings.from_settings(settings)),
@@ -317,10 +403,16 @@ async def build_runtime(
         deliveries=deliveries,
         notifiers=notifiers,
         clock=clock,
-        pacer=SendPacer(),
+        gate=gate,
+        group_wait=lambda: timedelta(seconds=current_settings().group_wait_seconds),
     )
     web_app.cleanup_ctx.append(http.context)
-    scheduler = EngineScheduler(engine, dispatcher, clock=clock, speed=speed) if engine else None
+    # Hook events need delivering even when no Azure ML workspace is watched.
+    scheduler = (
+        EngineScheduler(engine, dispatcher, clock=clock, speed=speed, watcher=watcher)
+        if engine is not None or watcher is not None or clients.pipelines is not None
+        else None
+    )
     if background:
         if refresher is not None:
             web_app.cleanup_ctx.append(_refresh_variable_group(refresher))
@@ -343,10 +435,17 @@ async def build_runtime(
     record_hook_event = store_recorder(
         monitoring, clock, scheduler.poke if scheduler is not None else None
     )
+    if watcher is not None:
+        record_hook_event = _watching_deployments(record_hook_event, watcher, rollback_targets)
     devops_hook = DevOpsHook(
         lambda: settings.hook_secret.get_secret_value(), record_hook_event, clock
     )
     web_app.router.add_post("/api/hooks/devops", devops_hook.post)
+    alerts = AlertsHook(
+        lambda: settings.hook_secret.get_secret_value(),
+        watcher.on_alert if watcher is not None else None,
+    )
+    web_app.router.add_post("/api/hooks/alerts", alerts.post)
 
     async def close_store(_: web.Application) -> None:
         await db.dispose()
@@ -367,7 +466,43 @@ async def build_runtime(
         monitoring=monitoring,
         deliveries=deliveries,
         settings_source=current_settings,
+        watcher=watcher,
     )
+
+
+def _watching_deployments(
+    record: Callable[[NewEvent], Awaitable[bool]],
+    watcher: DeploymentWatcher,
+    targets: tuple[EndpointTarget, ...],
+) -> Callable[[NewEvent], Awaitable[bool]]:
+    """Record hook events; a completed deployment also starts its endpoints' health watch.
+
+    Starting is idempotent, so a redelivered hook (or one whose first delivery failed
+    after recording) starts nothing twice and misses nothing.
+    """
+
+    async def record_and_watch(event: NewEvent) -> bool:
+        created = await record(event)
+        payload = event.payload
+        if event.kind != DevOpsEventKind.DEPLOYMENT_COMPLETED.value or payload.get("rollback"):
+            return created
+        environment = str(payload.get("environment") or "")
+        run = str(payload.get("run_id") or payload.get("event_id") or "")
+        for target in targets_for(targets, environment) if environment and run else []:
+            try:
+                await watcher.start(
+                    environment, target.endpoint_resource_id, target.deployment, run
+                )
+            except Exception:
+                log.exception("could not start the health watch of %s", target.label)
+                # Azure DevOps redelivers on a 5xx; the recorded event is not repeated.
+                raise web.HTTPServiceUnavailable(
+                    text='{"error": "the health watch could not be started; retry"}',
+                    content_type="application/json",
+                ) from None
+        return created
+
+    return record_and_watch
 
 
 class _HttpSessionHolder:
@@ -464,8 +599,30 @@ async def start_sandbox(
         endpoints.azureml_options(circuit_tag=settings.circuit_tag),
     )
     pipelines = AzureDevOpsPipelines(org_url, project, pat=endpoints.devops_pat)
+    metrics = EndpointMetrics(
+        endpoints.credential_factory,
+        MetricsOptions(
+            endpoint=endpoints.metrics_base_url, connection_verify=endpoints.metrics_ca_path
+        ),
+    )
+    targets = None if "auto_rollback_endpoints" in explicit else endpoints.rollback_targets
     description = f"sandbox emulators ({Path(path).name}, speed {options.speed:g}x)"
-    return stack, AzureClients(job_source, endpoints.workspaces, pipelines, description)
+    return stack, AzureClients(
+        job_source, endpoints.workspaces, pipelines, description, metrics, targets
+    )
+
+
+def sandbox_hook_settings(settings: Settings) -> Settings:
+    """The sandbox posts Azure DevOps service hooks to the bot: they need a hook secret."""
+    if settings.hook_secret.get_secret_value():
+        return settings
+    return settings.model_copy(update={"hook_secret": SecretStr(secrets.token_urlsafe(24))})
+
+
+def subscribe_sandbox_hooks(stack: SandboxStack, settings: Settings, base_url: str) -> None:
+    """Point the emulated Azure DevOps' service hooks at this bot's `/api/hooks/devops`."""
+    key = settings.hook_secret.get_secret_value()
+    stack.service_hooks.subscribe(f"{base_url}/api/hooks/devops?key={key}")
 
 
 def _announce_sandbox(clients: AzureClients, stack: SandboxStack, settings: Settings) -> None:
@@ -485,8 +642,12 @@ async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> No
     clock: Callable[[], datetime] = utc_now
     if settings.use_sandbox:
         log.warning("SANDBOX MODE: no Azure settings, starting local Azure emulators")
+        settings = sandbox_hook_settings(settings)
         stack, clients = await start_sandbox(settings, sandbox or SandboxOptions())
         _announce_sandbox(clients, stack, settings)
+        from sandbox.smtp_sink import sandbox_email_settings
+
+        settings = sandbox_email_settings(settings, stack)
         # Emulated jobs live on the sandbox's (possibly faster) clock.
         clock = stack.clock.now
     else:
@@ -501,6 +662,9 @@ async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> No
             from sandbox.control_api import add_sandbox_routes
 
             add_sandbox_routes(runtime.web_app, stack)
+            host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+            host = f"[{host}]" if ":" in host else host
+            subscribe_sandbox_hooks(stack, settings, f"http://{host}:{settings.port}")
         await _serve_forever(runtime, settings)
     finally:
         if stack is not None:
@@ -712,9 +876,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     manifest_cmd.add_argument("--out", type=Path, default=Path("mlbot-teams-app.zip"))
     cards_cmd = commands.add_parser(
-        "cards", help="write every card mlbot can send, with sample data, as JSON"
+        "cards",
+        help="write every card mlbot can send, with sample data, as JSON (--out) "
+        "and/or as pictures drawn by the official renderer (--png)",
     )
-    cards_cmd.add_argument("--out", type=Path, default=Path("cards-out"))
+    cards_cmd.add_argument(
+        "--out", type=Path, help="folder for the JSON files (default cards-out without --png)"
+    )
+    cards_cmd.add_argument(
+        "--png",
+        type=Path,
+        help="folder for one PNG per card, rendered in Teams' light theme by headless "
+        "Chromium (MLBOT_CHROMIUM, default /usr/bin/chromium); exits 1 if a card is rejected",
+    )
     return parser
 
 
@@ -759,8 +933,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return manifest_command(settings, args.out)
         if command == "cards":
             from cards.catalog import cards_command
+            from cards.pictures import pictures_command
 
-            return cards_command(args.out)
+            status = 0
+            if args.out is not None or args.png is None:
+                status = cards_command(args.out or Path("cards-out"))
+            if args.png is not None:
+                status = max(status, pictures_command(args.png))
+            return status
         if command == "watch":
             try:
                 target = WatchTarget(tuple(args.job), args.experiment, args.circuit_prefix)

@@ -11,6 +11,7 @@ from bot.card_signing import CardSigner
 from bot.chat import ChatTurn
 from bot.commands import CommandError, CommandRegistry, CommandSpec
 from bot.operations import Operations, parse_rollback
+from bot.subscription_commands import register_subscription_commands
 from cards.actions import (
     ApprovalLine,
     render_action_done,
@@ -22,9 +23,11 @@ from cards.common import Card, card, escape_markdown, facts, heading, text
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
 from monitoring.azure_calls import AzureCallError
+from monitoring.deployment_watch import CancelOutcome, DeploymentWatcher
 from monitoring.engine import MonitoringEngine
 from monitoring.status_report import StatusService
 from store.audit import AuditEntry, AuditTrail
+from store.conversations import ConversationStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,10 @@ class ChatServices:
     # The monitoring engine, looked up when used (it is built after the handlers);
     # None when no Azure ML workspace is configured.
     engine: Callable[[], MonitoringEngine | None] = lambda: None
+    # The deployment health watch (its Cancel button); None when no endpoint is watched.
+    watcher: Callable[[], DeploymentWatcher | None] = lambda: None
+    # Where the bot is installed and what each conversation is subscribed to.
+    conversations: ConversationStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +201,21 @@ def build_handlers(services: ChatServices) -> Handlers:
     async def rollback_confirmed(turn: ActionTurn) -> Card:
         environment = str(turn.action.data.get("environment", ""))
         reason = str(turn.action.data.get("reason", ""))
+        watcher = services.watcher()
+        busy = await watcher.rollback_in_progress(environment) if watcher is not None else None
+        if busy is not None:
+            run_no = f"run #{busy.rollback_run_id}" if busy.rollback_run_id else "being queued"
+            return render_action_done(
+                f"Not queued: an automatic rollback of {environment} is already under way",
+                [("Pipeline", f"{ops.rollback_pipeline()} {run_no}"), ("Deployment", busy.key)],
+                turn.actor.label,
+                turn.now,
+                ok=False,
+            )
         run = await ops.queue_rollback(environment, reason, turn.actor.label)
+        if watcher is not None:
+            # The deployment being judged is gone: no automatic rollback may follow.
+            await watcher.supersede(environment, f"{turn.actor.label} (manual rollback)")
         return render_action_done(
             f"Rollback of {environment} queued",
             [
@@ -203,6 +224,25 @@ def build_handlers(services: ChatServices) -> Handlers:
             ],
             turn.actor.label,
             turn.now,
+        )
+
+    @actions.action("rollback.cancel", permission="approve", environment_key="environment")
+    async def automatic_rollback_cancelled(turn: ActionTurn) -> Card:
+        data = turn.action.data
+        environment = str(data.get("environment") or "—")
+        watcher = services.watcher()
+        outcome = (
+            await watcher.cancel_rollback(str(data.get("watch_key", "")), turn.actor.label)
+            if watcher is not None
+            else CancelOutcome.NOT_FOUND
+        )
+        title, ok = _CANCEL_OUTCOMES[outcome]
+        return render_action_done(
+            title.format(environment=environment),
+            [("Environment", environment)],
+            turn.actor.label,
+            turn.now,
+            ok=ok,
         )
 
     @actions.action("action.cancel", permission="status")
@@ -279,6 +319,8 @@ def build_handlers(services: ChatServices) -> Handlers:
             body.append(text(f"⚠️ {escape_markdown(problem)}", color="Warning"))
         await turn.reply_card(card(body), summary="mlbot settings")
 
+    register_subscription_commands(registry, actions, services)
+
     @registry.command(
         "help", usage="help", summary="What I can do for you.", aliases=("?", "commands")
     )
@@ -292,9 +334,19 @@ def build_handlers(services: ChatServices) -> Handlers:
     return Handlers(registry, actions)
 
 
+# What the person who pressed Cancel on a pending automatic rollback is told.
+_CANCEL_OUTCOMES: dict[CancelOutcome, tuple[str, bool]] = {
+    CancelOutcome.CANCELLED: ("Automatic rollback of {environment} cancelled", True),
+    CancelOutcome.TOO_LATE: ("Too late: the rollback of {environment} is already queued", False),
+    CancelOutcome.NOT_PENDING: ("No rollback of {environment} is waiting to be cancelled", False),
+    CancelOutcome.NOT_FOUND: ("This deployment of {environment} is no longer watched", False),
+}
+
+
 def _may_run(services: ChatServices, turn: ChatTurn, spec: CommandSpec[ChatTurn]) -> bool:
     # `rollback` is listed for operators; prod additionally needs an approver when used.
-    return decide(services.policy(), turn.actor, spec.name, "staging").allowed
+    personal = turn.facts.conversation_type == "personal"
+    return decide(services.policy(), turn.actor, spec.name, "staging", personal=personal).allowed
 
 
 def _environment_of(*hints: str | None) -> str:

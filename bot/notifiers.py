@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -10,12 +10,14 @@ import aiohttp
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bot.card_signing import CardSigner
+from bot.living_cards import LivingCards
 from bot.proactive import ProactiveMessenger, UnknownConversationError
 from cards.actions import execute
 from cards.common import Card
 from cards.events import event_summary, render_event_card
 from cards.webhook import webhook_payload
 from monitoring.dispatch import DeliveryFailed
+from monitoring.subscriptions import event_facts, selected
 from store.conversations import ConversationStore
 from store.monitoring import EventRecord
 
@@ -100,30 +102,86 @@ def with_approval_buttons(card: Card, event: EventRecord, signer: CardSigner) ->
     return {**card, "actions": [*buttons, *card.get("actions", [])]}
 
 
+# A Cancel button outlives the grace period only by a little: pressing it later gets
+# "too late" from the watcher, which is the truth.
+CANCEL_CARD_TTL = timedelta(hours=1)
+
+
+def with_cancel_button(card: Card, event: EventRecord, signer: CardSigner) -> Card:
+    """Add a signed Cancel button to a "rollback pending" card that has a grace period."""
+    payload = event.payload
+    key = payload.get("watch_key")
+    grace = payload.get("grace_seconds")
+    if (
+        event.kind != "rollback_pending"
+        or payload.get("dry_run")
+        or not isinstance(key, str)
+        or not key
+        or not isinstance(grace, int | float)
+        or grace <= 0
+    ):
+        return card
+    data = {"watch_key": key, "environment": str(payload.get("environment") or "")}
+    button = execute(
+        "Cancel the rollback",
+        "rollback.cancel",
+        signer.sign("rollback.cancel", data, ttl=CANCEL_CARD_TTL),
+        style="destructive",
+    )
+    return {**card, "actions": [button, *card.get("actions", [])]}
+
+
+def with_action_buttons(card: Card, event: EventRecord, signer: CardSigner) -> Card:
+    """The signed buttons an event's card carries in Teams (never on the webhook)."""
+    return with_cancel_button(with_approval_buttons(card, event, signer), event, signer)
+
+
 class TeamsNotifier:
     def __init__(
         self,
         conversations: ConversationStore,
         messenger: ProactiveMessenger,
         signer: CardSigner | None = None,
+        *,
+        living: LivingCards | None = None,
     ) -> None:
         self._conversations = conversations
         self._messenger = messenger
         self._signer = signer
+        # Living session cards, thread replies and send-once keys; without it every
+        # event is a card of its own (as `mlbot watch`-style tools need nothing more).
+        self._living = living
 
     async def destinations(self, event: EventRecord) -> list[str]:
+        """Subscribed conversations whose filters let the event through: one query."""
         wanted = SUBSCRIPTION_KIND.get(event.kind)
         if wanted is None:
             return []
-        return [f"teams:{r.conversation_id}" for r in await self._conversations.subscribed(wanted)]
+        found = await self._conversations.subscribers(
+            workspace=event.workspace, job_name=event.job_name, session_id=event.session_id
+        )
+        facts = event_facts(
+            wanted, event.payload, circuit=event.circuit, experiment=found.experiment
+        )
+        return [f"teams:{c}" for c in selected(found.subscriptions, facts)]
+
+    def group_of(self, event: EventRecord) -> str | None:
+        """Events of one group bound for one conversation close together go as one."""
+        return self._living.group_of(event) if self._living is not None else None
 
     async def deliver(self, event: EventRecord, destination: str) -> str | None:
-        conversation_id = destination.removeprefix("teams:")
-        card = render_event_card(event)
-        if self._signer is not None:
-            card = with_approval_buttons(card, event, self._signer)
+        return await self.deliver_group([event], destination)
+
+    async def deliver_group(self, events: Sequence[EventRecord], destination: str) -> str | None:
         try:
-            return await self._messenger.send_card(conversation_id, card, event_summary(event))
+            if self._living is not None:
+                return await self._living.deliver(events, destination, self._decorate)
+            event = events[0]
+            return await self._messenger.send_card(
+                destination.removeprefix("teams:"),
+                self._decorate(render_event_card(event), event),
+                event_summary(event),
+            )
         except UnknownConversationError:
             raise DeliveryFailed(
                 "the bot is no longer in this conversation", permanent=True
@@ -136,6 +194,9 @@ class TeamsNotifier:
             raise DeliveryFailed(
                 f"Teams unreachable: {type(exc).__name__}", permanent=False
             ) from None
+
+    def _decorate(self, card: Card, event: EventRecord) -> Card:
+        return with_action_buttons(card, event, self._signer) if self._signer else card
 
 
 class WebhookNotifier:

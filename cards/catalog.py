@@ -19,6 +19,7 @@ from typing import Any
 
 from cards.actions import (
     ApprovalLine,
+    execute,
     render_action_done,
     render_action_refused,
     render_approvals,
@@ -29,8 +30,11 @@ from cards.common import Card
 from cards.events import render_event_card
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
+from cards.subscriptions import SAVE_VERB, SUBSCRIPTION_COMMANDS, subscription_sample_cards
 from cards.welcome import render_welcome_card
+from monitoring.deployment_watch import check_to_json, thresholds_to_json, watch_key
 from monitoring.engine import RETRY_QUEUED, event_payload
+from monitoring.health import HealthPolicy, MetricPoint, MetricsSample, evaluate
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.lifecycle import (
     AttemptTimedOut,
@@ -42,6 +46,7 @@ from monitoring.lifecycle import (
     TrainingFailed,
     TrainingStarted,
 )
+from monitoring.metrics import online_endpoint_id
 from monitoring.status_report import JobPage, build_status_report
 from store.monitoring import EventRecord
 
@@ -59,7 +64,15 @@ __all__ = [
 # Every Action.Execute verb the sample cards carry. Each must have a handler in the bot's
 # action registry, or pressing the button answers with an error.
 KNOWN_VERBS: frozenset[str] = frozenset(
-    {"retry.confirm", "rollback.confirm", "action.cancel", "approval.approve", "approval.reject"}
+    {
+        "retry.confirm",
+        "rollback.confirm",
+        "rollback.cancel",
+        "action.cancel",
+        "approval.approve",
+        "approval.reject",
+        SAVE_VERB,
+    }
 )
 # A fixed moment, so `mlbot cards` writes the same files each run and pictures don't churn.
 SAMPLE_NOW = datetime(2026, 3, 17, 14, 30, tzinfo=UTC)
@@ -84,6 +97,7 @@ SAMPLE_COMMANDS: tuple[CommandHelp, ...] = (
     ),
     CommandHelp("approvals", "Pending Azure DevOps approvals, with Approve and Reject buttons."),
     CommandHelp("config", "The effective settings and where each came from (secrets masked)."),
+    *SUBSCRIPTION_COMMANDS,
     CommandHelp("help", "What I can do for you."),
 )
 
@@ -235,7 +249,7 @@ def _job_fields(now: datetime, circuit: str, job: str, status: str, attempt: int
 
 
 def sample_events(now: datetime) -> dict[str, EventRecord]:
-    """One stored event per kind the engine and the DevOps hooks raise.
+    """One stored event per kind the engine, the DevOps hooks and the health watch raise.
 
     Plus the variants people meet often: a failure with no retry left, an auto-rollback.
     """
@@ -330,6 +344,7 @@ def sample_events(now: datetime) -> dict[str, EventRecord]:
             circuit=None,
         ),
         **_devops_events(now),
+        **_health_events(now),
     }
 
 
@@ -413,6 +428,196 @@ def _devops_events(now: datetime) -> dict[str, EventRecord]:
             comment="Staging has been clean for 24 h.",
         ),
     }
+
+
+# --- the deployment health watch (monitoring.deployment_watch) -----------------------------
+
+_HEALTH_POLICY = HealthPolicy()  # the documented defaults: 5 %, 2000 ms P95, 3 in a row
+# One minute of prod traffic per entry: (requests, 5xx errors, P95 latency in ms). Quiet
+# noise after the 14:00 deployment, then the new model starts failing at 14:22.
+_HEALTHY_MINUTES = (
+    (118, 1, 182.0),
+    (124, 0, 175.0),
+    (131, 1, 196.0),
+    (122, 0, 188.0),
+    (127, 1, 204.0),
+    (119, 0, 171.0),
+    (133, 2, 213.0),
+    (125, 0, 190.0),
+)
+_DEGRADING_MINUTES = ((126, 3, 1310.0), (122, 9, 2150.0), (129, 15, 2480.0), (124, 20, 2710.0))
+
+
+def _window(first: datetime, minutes: Sequence[tuple[float, float, float]]) -> list[MetricPoint]:
+    return [MetricPoint(first + timedelta(minutes=n), *m) for n, m in enumerate(minutes)]
+
+
+def _point_json(point: MetricPoint) -> dict[str, Any]:
+    """One chart point as `DeploymentWatcher` stores it (`points`)."""
+    rate = 100.0 * point.errors_5xx / point.requests if point.requests > 0 else None
+    return {
+        "at": point.at.isoformat(),
+        "requests": round(point.requests, 2),
+        "errors_5xx": round(point.errors_5xx, 2),
+        "error_rate_percent": round(rate, 2) if rate is not None else None,
+        "latency_ms": round(point.latency_ms, 2) if point.latency_ms is not None else None,
+    }
+
+
+def _check(point: MetricPoint) -> dict[str, Any]:
+    """The watcher's verdict on one minute, judged by the real rules (`evaluate`)."""
+    end = point.at + timedelta(minutes=1)
+    sample = MetricsSample(
+        point.at, end, point.requests, point.errors_5xx, point.latency_ms, points=(point,)
+    )
+    return check_to_json(evaluate(sample, _HEALTH_POLICY, at=end))
+
+
+def _thresholds() -> dict[str, Any]:
+    return thresholds_to_json(_HEALTH_POLICY)
+
+
+def _endpoint_id(endpoint: str) -> str:
+    subscription, group, workspace = _WORKSPACE.split("/")
+    return online_endpoint_id(subscription, group, workspace, endpoint)
+
+
+def _health(
+    kind: str,
+    at: datetime,
+    watched: tuple[str, str, str, datetime],
+    **fields: Any,
+) -> EventRecord:
+    """A stored health-watch event: the watch (endpoint, deployment, deployment run, start),
+    then the kind's own fields.
+
+    Spelled out like the DevOps samples; a test runs the real watcher and compares keys.
+    """
+    endpoint, deployment, run, started = watched
+    resource = _endpoint_id(endpoint)
+    payload: dict[str, Any] = {
+        "watch_key": watch_key("prod", resource, deployment, run),
+        "environment": "prod",
+        "endpoint": endpoint,
+        "endpoint_resource_id": resource,
+        "deployment": deployment,
+        "deployment_run_id": run,
+        "started_at": started.isoformat(),
+        **fields,
+        "at": at.isoformat(),
+    }
+    return _record(kind, payload, at, circuit=None)
+
+
+def _health_events(now: datetime) -> dict[str, EventRecord]:
+    """One sample per kind the health watch records, around one degrading prod deployment.
+
+    `circuits-prod / blue` was deployed at 14:00 by run 20231; from 14:22 its errors and
+    latency climb, the third failed check in a row (14:28) makes the rollback due, and it
+    is queued when the two-minute grace ends at 14:30.
+    """
+    deployed = now.replace(minute=0, second=0, microsecond=0)
+    due = now - timedelta(minutes=2)
+    # Each check measures the minute that ended two minutes earlier (Azure publishes late),
+    # so at 14:28 the points run from 13:58 (before the deployment) to 14:25.
+    quiet = [_HEALTHY_MINUTES[n % len(_HEALTHY_MINUTES)] for n in range(24)]
+    points = _window(deployed - timedelta(minutes=2), [*quiet, *_DEGRADING_MINUTES])
+    failed = [_check(p) for p in points[-3:]]
+    reason = f"automatic rollback: 3 failed health checks in a row; last: {failed[-1]['reason']}"
+    chart = [_point_json(p) for p in points]
+    evidence = {"checks": failed, "thresholds": _thresholds(), "points": chart}
+    grace = 120.0
+    pending = {
+        "reason": reason,
+        **evidence,
+        "dry_run": False,
+        "grace_seconds": grace,
+        "rollback_at": (due + timedelta(seconds=grace)).isoformat(),
+    }
+    queued = {"reason": reason, "pipeline": "rollback-pipeline", **evidence}
+    parameters = {
+        "environment": "prod",
+        "endpoint": "circuits-prod",
+        "deployment": "blue",
+        "reason": reason,
+    }
+    prod = ("circuits-prod", "blue", "20231", deployed)
+    # An earlier deployment that stayed healthy for its whole window.
+    earlier = deployed - timedelta(hours=1)
+    healthy_points = _window(
+        earlier - timedelta(minutes=2),
+        [_HEALTHY_MINUTES[n % len(_HEALTHY_MINUTES)] for n in range(32)],
+    )
+    return {
+        "rollback-pending": _health("rollback_pending", due, prod, **pending),
+        "rollback-queued": _health(
+            "rollback_queued",
+            now,
+            prod,
+            **queued,
+            run_id=20233,
+            web_url=_DEVOPS_RUN.format(run=20233),
+        ),
+        "rollback-dry-run": _health(
+            "rollback_dry_run",
+            now,
+            prod,
+            **queued,
+            template_parameters=parameters,
+            why="dry run",
+        ),
+        "rollback-cancelled": _health(
+            "rollback_cancelled", now - timedelta(minutes=1), prod, cancelled_by="Dana Whitfield"
+        ),
+        "rollback-skipped": _health(
+            "rollback_skipped",
+            due,
+            ("circuits-prod-eu", "blue", "20232", deployed),
+            **pending,
+            blocking_watch=watch_key("prod", _endpoint_id("circuits-prod"), "blue", "20231"),
+            blocking_run_id=20233,
+        ),
+        "rollback-failed": _health(
+            "rollback_failed",
+            now,
+            prod,
+            **queued,
+            error="Azure DevOps answered 503 Service Unavailable (3 attempts)",
+        ),
+        "health-inconclusive": _health(
+            "health_inconclusive",
+            deployed + timedelta(minutes=9),
+            prod,
+            inconclusive_checks=4,
+            reason="metrics unavailable: Azure Monitor answered 503 Service Unavailable",
+            window_ends_at=(deployed + _HEALTH_POLICY.window).isoformat(),
+        ),
+        "deployment-healthy": _health(
+            "deployment_healthy",
+            earlier + _HEALTH_POLICY.window + timedelta(minutes=2),
+            ("circuits-prod", "green", "20229", earlier),
+            checks=30,
+            failed_checks=0,
+            inconclusive_checks=0,
+            low_traffic_checks=0,
+            watched_seconds=_HEALTH_POLICY.window.total_seconds(),
+            thresholds=_thresholds(),
+            points=[_point_json(p) for p in healthy_points],
+        ),
+    }
+
+
+def _with_cancel_button(card: Card, record: EventRecord) -> Card:
+    """The "rollback pending" card as Teams shows it: with the bot's signed Cancel button
+    (`bot.notifiers.with_cancel_button`; a test checks the two agree)."""
+    data = {"watch_key": record.payload["watch_key"], "environment": "prod"}
+    button = execute(
+        "Cancel the rollback",
+        "rollback.cancel",
+        _signed("rollback.cancel", data),
+        style="destructive",
+    )
+    return {**card, "actions": [button, *card.get("actions", [])]}
 
 
 def _signed(verb: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -500,9 +705,13 @@ def sample_cards(
     ):
         cards[f"welcome-{label}"] = render_welcome_card(bot_name, kind)
     cards.update(_action_cards(now))
+    cards.update(subscription_sample_cards(now))
     events = sample_events(now)
     for name, record in events.items():
         cards[f"event-{name}"] = render_event_card(record, version="1.5")
+    cards["event-rollback-pending-with-cancel"] = _with_cancel_button(
+        cards["event-rollback-pending"], events["rollback-pending"]
+    )
     for name, record in events.items():
         cards[f"webhook-{name}"] = render_event_card(record, version="1.4")
     return cards

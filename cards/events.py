@@ -1,9 +1,11 @@
-"""Cards for the monitoring engine's events: what subscribers see when a training job changes.
+"""Cards for mlbot's events: what subscribers see when a training job, a deployment or a
+deployment's health changes.
 
 Each stored event (`EventRecord`: a kind plus the JSON payload written by
-`monitoring.engine.event_payload`) becomes one Adaptive Card and one plain-text summary line
-for notification previews. Payloads are read defensively: rows written by older versions may
-lack fields or hold odd types, and a card must still go out rather than block the outbox.
+`monitoring.engine.event_payload`, the Azure DevOps hooks or `monitoring.deployment_watch`)
+becomes one Adaptive Card and one plain-text summary line for notification previews.
+Payloads are read defensively: rows written by older versions may lack fields or hold odd
+types, and a card must still go out rather than block the outbox.
 
 Bot messages use card version 1.5; Workflows webhooks may refuse anything above 1.4, so
 `version="1.4"` sticks to elements and properties that exist in 1.4 (no `style` on
@@ -12,6 +14,7 @@ TextBlocks, no Table, no Action.Execute).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -259,12 +262,13 @@ def _footer(view: _View) -> Element:
 def _retry_command(view: _View) -> str:
     """The command that queues this circuit again, ready to copy.
 
-    Inside a code span markdown escapes show literally, so only a well-formed circuit (letters,
-    digits, `_`, `-`) goes in raw; anything else gets a placeholder.
+    Card markdown has no code spans (backticks show literally in Teams), so it is bold and
+    escaped; only a well-formed circuit (letters, digits, `_`, `-`) is offered, anything
+    else gets a placeholder.
     """
     circuit = view.record.circuit or view.string("circuit") or ""
     target = circuit if CIRCUIT_PATTERN.fullmatch(circuit) else "<PLANT>/<CIRCUIT>"
-    return f"`@mlbot retry {target}`"
+    return f"**@mlbot retry {_safe(target)}**"
 
 
 def _attempt_suffix(view: _View) -> str:
@@ -433,7 +437,7 @@ def _monitoring_timed_out(view: _View) -> _Parts:
         ),
         text(
             "mlbot reached its maximum wait with these jobs unfinished. Running jobs still "
-            "get long-running reminders; `@mlbot status` shows where they are."
+            "get long-running reminders; **@mlbot status** shows where they are."
         ),
     ]
     if shown:
@@ -638,7 +642,7 @@ def _deployment_failed(view: _View) -> _Parts:
     if _ROLLBACK_ENVIRONMENT.fullmatch(environment) and not view.flag("rollback"):
         body.append(
             text(
-                f"If {_safe(environment)} misbehaves, `@mlbot rollback {environment.lower()}` "
+                f"If {_safe(environment)} misbehaves, **@mlbot rollback {environment.lower()}** "
                 "puts the previous model back."
             )
         )
@@ -703,17 +707,46 @@ def _approval_decided(view: _View) -> _Parts:
 
 # --- deployment health watch (monitoring.deployment_watch) ---------------------------------
 
-_SPARK = "▁▂▃▄▅▆▇█"
+# The chart of the observation window is text: one row of block characters per figure,
+# one bar per minute. Teams shows card images only as PNG, JPEG or GIF (no SVG), its
+# desktop and web clients have at times dropped `data:` image URIs, an https image would
+# need a public image host, and Workflows cards (1.4) keep to 1.4 elements. Block
+# characters render in every Teams client, in the official renderer and in the card's
+# plain-text fallback, and a 30-minute row costs about 100 bytes.
+_BARS = "▁▂▃▄▅▆▇█"
+_NO_DATA = "·"
+_CHART_BARS = 32  # wider rows wrap on phones; longer windows get 2+ minutes per bar
+_CHART_MINUTES = 60  # monitoring.deployment_watch keeps at most this many points
+_MAX_CHART_INPUT = 500  # points read from one row at most, however many it holds
 
 
 def _figure(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _fmt_number(value: float) -> str:
+    if abs(value) >= 1e6:  # only a damaged row holds such figures; keep the card short
+        return f"{value:.3g}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
     return f"{value:.1f}".removesuffix(".0")
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _clock_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%H:%M")
 
 
 def _watch_subject(view: _View) -> str:
@@ -725,98 +758,274 @@ def _watch_subject(view: _View) -> str:
     return f"{where} in {environment}" if environment else where
 
 
-def _thresholds_fact(view: _View) -> str | None:
-    limits = view.payload.get("thresholds")
-    if not isinstance(limits, Mapping):
-        return None
-    error = _figure(limits.get("error_rate_percent"))
-    latency = _figure(limits.get("latency_ms"))
-    percentile = limits.get("latency_percentile")
-    label = f"{percentile} latency" if isinstance(percentile, str) else "latency"
-    parts = []
-    if error is not None:
-        parts.append(f"error rate > {_fmt_number(error)} %")
-    if latency is not None:
-        parts.append(f"{_safe(label, 20)} > {_fmt_number(latency)} ms")
-    runs = limits.get("failure_threshold")
-    suffix = f", {runs} checks in a row" if isinstance(runs, int) else ""
-    return (" or ".join(parts) + suffix) if parts else None
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """The thresholds the watch judged by (payload `thresholds`), each None when unknown."""
+
+    error_rate: float | None
+    latency: float | None
+    percentile: str
+    in_a_row: int | None
+    min_requests: int | None
+
+    @classmethod
+    def of(cls, view: _View) -> _Limits:
+        limits = view.payload.get("thresholds")
+        if not isinstance(limits, Mapping):
+            limits = {}
+        percentile = limits.get("latency_percentile")
+        if not (isinstance(percentile, str) and re.fullmatch(r"P\d{2}", percentile)):
+            percentile = ""
+
+        def count(key: str) -> int | None:
+            value = limits.get(key)
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            return value if ok else None
+
+        def limit(key: str) -> float | None:
+            value = _figure(limits.get(key))
+            return value if value is not None and value >= 0 else None
+
+        return cls(
+            error_rate=limit("error_rate_percent"),
+            latency=limit("latency_ms"),
+            percentile=percentile,
+            in_a_row=count("failure_threshold"),
+            min_requests=count("min_requests"),
+        )
+
+    @property
+    def latency_label(self) -> str:
+        return f"{self.percentile} latency" if self.percentile else "Latency"
+
+    def fact(self) -> str | None:
+        """`error rate > 5 % or P95 latency > 2000 ms, 3 checks in a row (…)`."""
+        parts = []
+        if self.error_rate is not None:
+            parts.append(f"error rate > {_fmt_number(self.error_rate)} %")
+        if self.latency is not None:
+            parts.append(f"{self.latency_label} > {_fmt_number(self.latency)} ms")
+        if not parts:
+            return None
+        rule = " or ".join(parts)
+        if self.in_a_row and self.in_a_row > 1:
+            rule += f", {self.in_a_row} checks in a row"
+        if self.min_requests:
+            rule += f" (min. {self.min_requests} requests per check)"
+        return rule
 
 
-def _sparkline(values: list[float | None]) -> str:
-    """A one-line chart that renders in every client (no chart element in cards 1.4/1.5)."""
+class _Point(NamedTuple):
+    at: datetime
+    error_rate: float | None
+    latency: float | None
+    requests: float | None
+
+
+def _chart_points(view: _View) -> list[_Point]:
+    """The payload's per-minute `points`, oldest first, from the newest hour only."""
+    raw = view.payload.get("points")
+    if not isinstance(raw, list):
+        return []
+    points = []
+    for item in raw[-_MAX_CHART_INPUT:]:
+        if not isinstance(item, Mapping):
+            continue
+        at = _moment(item.get("at"))
+        if at is None:
+            continue
+        points.append(
+            _Point(
+                at,
+                _figure(item.get("error_rate_percent")),
+                _figure(item.get("latency_ms")),
+                _figure(item.get("requests")),
+            )
+        )
+    if not points:
+        return []
+    points.sort(key=lambda point: point.at)
+    newest = points[-1].at
+    return [p for p in points if newest - p.at < timedelta(minutes=_CHART_MINUTES)]
+
+
+def _bars(values: list[float | None], limit: float | None, width: int = 1) -> str:
+    """One block character per value, scaled from 0 to the larger of the peak and the limit.
+
+    A flat bottom row then reads "well below the limit" and a full bar "at the peak, which
+    is over the limit"; scaling to the window's own low and high would blow a 0.1 % wobble
+    up to full height.
+    """
+    known = [max(v, 0.0) for v in values if v is not None]
+    top = max([*known, limit or 0.0])
+    out = []
+    for value in values:
+        if value is None:
+            out.append(_NO_DATA)
+        elif top <= 0:
+            out.append(_BARS[0])
+        else:
+            level = int(max(value, 0.0) / top * len(_BARS))
+            out.append(_BARS[min(level, len(_BARS) - 1)])
+    return "".join(bar * width for bar in out)
+
+
+def _bucketed(points: list[_Point], per_bar: int) -> list[list[_Point]]:
+    """Points grouped into bars of `per_bar` minutes from the first point; a missing minute
+    (a check that could not be measured) is an empty bar."""
+    first = points[0].at
+    count = int((points[-1].at - first).total_seconds() // 60) // per_bar + 1
+    buckets: list[list[_Point]] = [[] for _ in range(count)]
+    for point in points:
+        minute = int((point.at - first).total_seconds() // 60)
+        buckets[minute // per_bar].append(point)
+    return buckets
+
+
+def _peak(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
-    if not known:
-        return ""
-    low, high = min(known), max(known)
-    span = (high - low) or 1.0
-    return "".join(
-        " " if v is None else _SPARK[round((v - low) / span * (len(_SPARK) - 1))] for v in values
-    )
+    return max(known) if known else None
+
+
+def _chart_row(
+    label: str,
+    unit: str,
+    values: list[float | None],
+    latest: float | None,
+    limit: float | None,
+    width: int,
+) -> list[Element]:
+    peak = _peak(values)
+    if peak is None:
+        return []
+    figures = [f"**{label}**"]
+    if latest is not None:
+        figures.append(f"now {_fmt_number(latest)}{unit}")
+    figures.append(f"peak {_fmt_number(peak)}{unit}")
+    if limit is not None:
+        figures.append(f"limit {_fmt_number(limit)}{unit}")
+    over = limit is not None and peak > limit
+    return [
+        text(" · ".join(figures), size="Small", spacing="Small"),
+        text(
+            _bars(values, limit, width),
+            fontType="Monospace",
+            spacing="None",
+            **({"color": "Attention"} if over else {}),
+        ),
+    ]
 
 
 def _chart(view: _View) -> list[Element]:
-    points = view.payload.get("points")
-    if not isinstance(points, list):
+    """Error rate, latency and traffic over the watched window, one bar per minute."""
+    points = _chart_points(view)
+    if not points:
         return []
-    rows = [p for p in points if isinstance(p, Mapping)][-30:]
+    minutes = int((points[-1].at - points[0].at).total_seconds() // 60) + 1
+    per_bar = -(-minutes // _CHART_BARS)
+    buckets = _bucketed(points, per_bar)
+    # A short window gets wider bars, so ten minutes do not shrink to a speck.
+    width = max(1, min(3, _CHART_BARS // len(buckets)))
+    limits = _Limits.of(view)
+    figures: tuple[tuple[str, str, Callable[[_Point], float | None], float | None], ...] = (
+        ("Error rate", " %", lambda p: p.error_rate, limits.error_rate),
+        (limits.latency_label, " ms", lambda p: p.latency, limits.latency),
+        ("Requests", "/min", lambda p: p.requests, None),
+    )
+    rows: list[Element] = []
+    gaps = False
+    for label, unit, pick, limit in figures:
+        # The worst minute of a bar: a short breach must not be averaged away.
+        values = [_peak([pick(p) for p in bucket]) for bucket in buckets]
+        known = [value for p in points if (value := pick(p)) is not None]
+        latest = known[-1] if known else None
+        shown = _chart_row(label, unit, values, latest, limit, width)
+        rows.extend(shown)
+        gaps = gaps or (bool(shown) and None in values)
     if not rows:
         return []
-    rates = [_figure(p.get("error_rate_percent")) for p in rows]
-    latency = [_figure(p.get("latency_ms")) for p in rows]
-    lines = []
-    for label, values, unit in (("errors ", rates, "%"), ("latency", latency, "ms")):
-        known = [v for v in values if v is not None]
-        if known:
-            lines.append(
-                f"{label} {_sparkline(values)} {_fmt_number(min(known))} to "
-                f"{_fmt_number(max(known))} {unit}"
-            )
-    if not lines:
-        return []
+    span = f"{_clock_time(points[0].at)} to {_clock_time(points[-1].at)} UTC"
+    scale = "one bar per minute" if per_bar == 1 else f"one bar per {per_bar} minutes"
+    legend = f"{span} · {scale}" + (f" · {_NO_DATA} no data" if gaps else "")
     return [
-        text(f"Last {len(rows)} minutes", weight="Bolder", spacing="Medium"),
-        text("\n\n".join(lines), fontType="Monospace"),
+        {
+            "type": "Container",
+            "style": "emphasis",
+            "spacing": "Medium",
+            "items": [
+                text(f"Last {minutes} minute{'s' if minutes != 1 else ''}", weight="Bolder"),
+                text(legend, isSubtle=True, size="Small", spacing="None"),
+                *rows,
+            ],
+        }
     ]
 
 
 def _failed_checks(view: _View) -> list[Element]:
+    """The failed checks that triggered the rollback: when, and the figures that breached."""
     checks = view.payload.get("checks")
     if not isinstance(checks, list):
         return []
     rows = []
-    for check in [c for c in checks if isinstance(c, Mapping)][:MAX_LISTED]:
+    for check in [c for c in checks if isinstance(c, Mapping)][-MAX_LISTED:]:
         reason = check.get("reason")
-        at = check.get("at")
-        when = ""
-        if isinstance(at, str):
-            try:
-                when = datetime.fromisoformat(at).astimezone(UTC).strftime("%H:%M")
-            except ValueError:
-                when = ""
-        if isinstance(reason, str) and reason.strip():
-            rows.append((when or "—", _safe(reason, MAX_ERROR_CHARS)))
+        if not (isinstance(reason, str) and reason.strip()):
+            continue
+        at = _moment(check.get("at"))
+        source = " (alert)" if check.get("source") == "alert" else ""
+        when = _clock_time(at) if at else "—"
+        rows.append((when + source, _safe(_one_line(reason), MAX_ERROR_CHARS)))
     if not rows:
         return []
-    return [text("Failed checks", weight="Bolder", spacing="Medium"), facts(rows)]
+    return [text("Failed checks (UTC)", weight="Bolder", spacing="Medium"), facts(rows)]
+
+
+def _evidence(view: _View) -> list[Element]:
+    """Why the deployment was judged unhealthy: the failed checks and the window's chart."""
+    return [*_failed_checks(view), *_chart(view)]
+
+
+def _reason_fact(view: _View) -> tuple[str, str | None]:
+    reason = view.string("reason")
+    return "Reason", _safe(_one_line(reason), MAX_ERROR_CHARS) if reason else None
+
+
+def _rollback_reason_fact(view: _View) -> tuple[str, str | None]:
+    """The reason the pipeline was given; it repeats the last failed check, so it is shown
+    only when the checks themselves are not (rows written before they were stored)."""
+    return ("Reason", None) if _failed_checks(view) else _reason_fact(view)
 
 
 def _rollback_pending(view: _View) -> _Parts:
     rollback_at = view.when("rollback_at")
+    grace = view.seconds("grace_seconds")
     dry = view.flag("dry_run")
+    pipeline = _safe(view.string("pipeline") or "rollback-pipeline")
+    when = None
+    if rollback_at is not None:
+        when = _stamp(rollback_at)
+        if grace is not None and grace > timedelta(0):
+            when += f" (in {format_duration(grace)})"
+    if dry:
+        next_step = (
+            "**Dry run**: when the grace period ends mlbot describes the rollback it would "
+            "queue, and queues nothing."
+        )
+    elif grace is not None and grace <= timedelta(0):
+        next_step = f"mlbot queues {pipeline} now."
+    else:
+        at = f" at {_stamp(rollback_at)}" if rollback_at else " when the grace period ends"
+        next_step = f"mlbot queues {pipeline}{at} unless an approver cancels it before then."
+    title = "rollback pending (dry run)" if dry else "rolling back"
     body: list[Element] = [
-        view.heading(f"🚨 {_safe(_watch_subject(view))} is unhealthy — rolling back"),
+        view.heading(f"🚨 {_safe(_watch_subject(view))} is unhealthy — {title}"),
         _facts(
-            ("Thresholds", _thresholds_fact(view)),
-            ("Rollback at", _stamp(rollback_at) if rollback_at else None),
+            ("Thresholds", _Limits.of(view).fact()),
+            ("Rollback at", when),
             ("Mode", "Dry run: nothing will be queued" if dry else None),
         ),
-        *_failed_checks(view),
-        *_chart(view),
-        text(
-            "mlbot queues rollback-pipeline when the grace period ends unless an approver "
-            "cancels it."
-        ),
+        *_evidence(view),
+        text(next_step, spacing="Medium"),
         _footer(view),
     ]
     return _Parts(body, [])
@@ -831,21 +1040,40 @@ def _rollback_queued(view: _View) -> _Parts:
         _facts(
             ("Pipeline", _safe(view.string("pipeline") or "rollback-pipeline")),
             ("Run", _md_link(label, url) if label and url else label),
-            ("Reason", _safe(view.string("reason") or "", MAX_ERROR_CHARS) or None),
+            _rollback_reason_fact(view),
+            ("Thresholds", _Limits.of(view).fact()),
         ),
+        *_evidence(view),
         _footer(view),
     ]
     return _Parts(body, _open_url("Open pipeline run", url))
 
 
+def _template_parameters(view: _View) -> str | None:
+    params = view.payload.get("template_parameters")
+    if not isinstance(params, Mapping):
+        return None
+    shown = [
+        f"{_safe(str(key), 40)}={_safe(_one_line(value), 80)}"
+        for key, value in list(params.items())[:MAX_LISTED]
+        if isinstance(value, str) and value.strip() and key != "reason"
+    ]
+    return ", ".join(shown) or None
+
+
 def _rollback_dry_run(view: _View) -> _Parts:
+    why = view.string("why") or "dry run"
     body: list[Element] = [
-        view.heading(f"📝 Rollback not queued ({_safe(view.string('why') or 'dry run')})"),
+        view.heading(f"📝 Rollback not queued ({_safe(why)})"),
         _facts(
             ("Deployment", _safe(_watch_subject(view))),
             ("Would queue", _safe(view.string("pipeline") or "rollback-pipeline")),
-            ("Reason", _safe(view.string("reason") or "", MAX_ERROR_CHARS) or None),
+            ("Parameters", _template_parameters(view)),
+            _rollback_reason_fact(view),
+            ("Thresholds", _Limits.of(view).fact()),
         ),
+        *_evidence(view),
+        text("Nothing was queued; roll back by hand if the deployment stays unhealthy."),
         _footer(view),
     ]
     return _Parts(body, [])
@@ -863,14 +1091,19 @@ def _rollback_cancelled(view: _View) -> _Parts:
 
 
 def _rollback_skipped(view: _View) -> _Parts:
+    blocking = view.string("blocking_watch")
+    run = view.number("blocking_run_id")
+    held_by = None
+    if blocking:
+        held_by = _safe(blocking) + (f" (run #{run})" if run is not None else "")
     body: list[Element] = [
         view.heading(f"⚠️ {_safe(_watch_subject(view))} is unhealthy — rollback held"),
         text(
-            "Another rollback of this environment is in progress, so mlbot did not start a "
-            "second one. Check the deployment and roll back by hand if needed."
+            "Another rollback of this environment is in progress or has just run, so mlbot "
+            "did not start a second one. Check the deployment and roll back by hand if needed."
         ),
-        _facts(("Thresholds", _thresholds_fact(view))),
-        *_failed_checks(view),
+        _facts(("Held by", held_by), ("Thresholds", _Limits.of(view).fact())),
+        *_evidence(view),
         _footer(view),
     ]
     return _Parts(body, [])
@@ -881,6 +1114,11 @@ def _rollback_failed(view: _View) -> _Parts:
         view.heading(f"❌ Could not queue the rollback — {_safe(_watch_subject(view))}"),
         text(_safe(view.string("error") or "Azure DevOps refused the run.", MAX_ERROR_CHARS)),
         text("Roll back by hand; the deployment is still unhealthy."),
+        _facts(
+            ("Pipeline", _safe(view.string("pipeline") or "rollback-pipeline")),
+            _rollback_reason_fact(view),
+        ),
+        *_evidence(view),
         _footer(view),
     ]
     return _Parts(body, [])
@@ -888,11 +1126,13 @@ def _rollback_failed(view: _View) -> _Parts:
 
 def _health_inconclusive(view: _View) -> _Parts:
     count = view.number("inconclusive_checks")
+    ends = view.when("window_ends_at")
     body: list[Element] = [
         view.heading(f"❓ Cannot judge {_safe(_watch_subject(view))}"),
         _facts(
             ("Checks", f"{count} in a row could not be measured" if count else None),
-            ("Last", _safe(view.string("reason") or "", MAX_ERROR_CHARS) or None),
+            _reason_fact(view),
+            ("Watch ends", _stamp(ends) if ends else None),
         ),
         text("No automatic rollback follows from this; please look at the endpoint."),
         _footer(view),
@@ -902,12 +1142,18 @@ def _health_inconclusive(view: _View) -> _Parts:
 
 def _deployment_healthy(view: _View) -> _Parts:
     checks = view.number("checks")
+    failed = view.number("failed_checks")
+    quiet = view.number("low_traffic_checks")
+    detail = [f"{n} {what}" for n, what in ((failed, "failed"), (quiet, "low traffic")) if n]
+    counted = None
+    if checks is not None:
+        counted = str(checks) + (f" ({', '.join(detail)})" if detail else "")
     body: list[Element] = [
         view.heading(f"💚 {_safe(_watch_subject(view))} is healthy"),
         _facts(
             ("Watched", format_duration(view.seconds("watched_seconds"))),
-            ("Checks", str(checks) if checks is not None else None),
-            ("Thresholds", _thresholds_fact(view)),
+            ("Checks", counted),
+            ("Thresholds", _Limits.of(view).fact()),
         ),
         *_chart(view),
         _footer(view),
@@ -916,7 +1162,8 @@ def _deployment_healthy(view: _View) -> _Parts:
 
 
 def _summary_rollback_pending(view: _View) -> str:
-    return f"🚨 {_watch_subject(view)} unhealthy: rollback pending"
+    mode = " (dry run)" if view.flag("dry_run") else ""
+    return f"🚨 {_watch_subject(view)} unhealthy: rollback pending{mode}"
 
 
 def _summary_rollback_queued(view: _View) -> str:
@@ -1045,9 +1292,7 @@ _KINDS: Mapping[str, _Kind] = MappingProxyType(
 )
 _GENERIC = _Kind(_generic, _summary_generic)
 
-SUPPORTED_KINDS: frozenset[str] = frozenset(_KINDS)
-# The deployment health watch's kinds. Kept apart from SUPPORTED_KINDS until the card
-# catalog carries samples of them; rendering already uses them.
+# The deployment health watch's kinds (monitoring.deployment_watch.EventKind).
 _HEALTH_KINDS: Mapping[str, _Kind] = MappingProxyType(
     {
         "rollback_pending": _Kind(_rollback_pending, _summary_rollback_pending),
@@ -1060,8 +1305,11 @@ _HEALTH_KINDS: Mapping[str, _Kind] = MappingProxyType(
         "deployment_healthy": _Kind(_deployment_healthy, _summary_deployment_healthy),
     }
 )
-HEALTH_KINDS: frozenset[str] = frozenset(_HEALTH_KINDS)
 _RENDERERS: Mapping[str, _Kind] = MappingProxyType({**_KINDS, **_HEALTH_KINDS})
+
+# Every kind with its own card; the catalog and the tests cover each one.
+SUPPORTED_KINDS: frozenset[str] = frozenset(_RENDERERS)
+HEALTH_KINDS: frozenset[str] = frozenset(_HEALTH_KINDS)  # a subset of SUPPORTED_KINDS
 
 
 def event_summary(event: EventRecord) -> str:

@@ -17,7 +17,7 @@ def render_help_card(commands: list[CommandHelp], bot_name: str) -> Card:
     body = [
         heading(f"{bot_name} commands"),
         text(
-            f"In a channel, mention me first (`@{bot_name} status`); in a personal chat "
+            f"In a channel, mention me first (**@{bot_name} status**); in a personal chat "
             "just type the command."
         ),
         facts([(c.usage, c.summary) for c in commands]),

@@ -9,7 +9,7 @@ from monitoring.durations import format_duration
 from monitoring.jobs import JobState
 from monitoring.status_report import StatusReport
 
-_STATE_LABEL = {
+STATE_LABEL = {
     JobState.WAITING: "⏳ Waiting",
     JobState.RUNNING: "▶️ Running",
     JobState.COMPLETED: "✅ Completed",
@@ -56,7 +56,7 @@ def render_status_card(report: StatusReport) -> Card:
         name = escape_markdown(job.display_name or job.name)
         link = f"[{name}]({job.studio_url})" if job.studio_url else name
         detail = (
-            f"{_STATE_LABEL[job.state]} · {format_duration(line.elapsed)} · "
+            f"{STATE_LABEL[job.state]} · {format_duration(line.elapsed)} · "
             f"attempt {job.attempt} · {link}"
         )
         rows.append((escape_markdown(job.circuit or "—"), detail))
@@ -64,7 +64,8 @@ def render_status_card(report: StatusReport) -> Card:
     if report.hidden:
         body.append(
             text(
-                f"…and {report.hidden} more. Narrow it down with `status <circuit or experiment>`.",
+                f"…and {report.hidden} more. Narrow it down with **status** and a circuit "
+                "or experiment.",
                 isSubtle=True,
             )
         )
@@ -83,7 +84,7 @@ def _append_deployments(body: list[dict[str, Any]], report: StatusReport) -> Non
                     (
                         escape_markdown(a.environment or "—"),
                         f"{escape_markdown(a.pipeline)} {escape_markdown(a.stage)}".strip()
-                        + " · `approvals` to decide",
+                        + " · **approvals** to decide",
                     )
                     for a in report.approvals
                 ]

@@ -11,14 +11,23 @@ def render_welcome_card(bot_name: str, conversation_kind: str) -> Card:
         "groupChat": "this chat",
         "personal": "our chat",
     }.get(conversation_kind, "this conversation")
+    if conversation_kind == "personal":
+        # A personal chat receives nothing until its person subscribes.
+        alerts = (
+            "I watch Azure ML training jobs (one per circuit) and the Azure DevOps "
+            "pipelines that ship them. Type **subscribe** to get alerts here too: failures, "
+            "long-running jobs, approvals and deployments (**subscriptions** to fine-tune)."
+        )
+    else:
+        alerts = (
+            "I watch Azure ML training jobs (one per circuit) and the Azure DevOps "
+            f"pipelines that ship them, and I'll post alerts to {where}: failures, "
+            "long-running jobs, approvals and deployments."
+        )
     return card(
         [
             heading(f"👋 {bot_name} is here"),
-            text(
-                "I watch Azure ML training jobs (one per circuit) and the Azure DevOps "
-                f"pipelines that ship them, and I'll post alerts to {where}: failures, "
-                "long-running jobs, approvals and deployments."
-            ),
-            text(f"Try `@{bot_name} status` now, or `@{bot_name} help` for every command."),
+            text(alerts),
+            text(f"Try **@{bot_name} status** now, or **@{bot_name} help** for every command."),
         ]
     )

@@ -11,6 +11,7 @@ import os
 from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -93,6 +94,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr = Field(SecretStr(""), alias="MLBOT_SMTP_PASSWORD")
     smtp_sender: str = Field("mlbot@localhost", alias="MLBOT_SMTP_SENDER")
     smtp_timeout_seconds: float = Field(30.0, alias="MLBOT_SMTP_TIMEOUT_SECONDS", gt=0, le=600)
+    # How long the first failure of a session waits for others to join its Teams reply.
+    group_wait_seconds: float = Field(30.0, alias="MLBOT_GROUP_WAIT_SECONDS", ge=0, le=3600)
 
     # --- Monitoring strategy (variable group `mlops-pipeline-settings`) ------------------
     monitoring_poll_interval_seconds: int = Field(
@@ -128,6 +131,39 @@ class Settings(BaseSettings):
     auto_rollback_environments: CommaList = Field(
         ("prod",), alias="MLBOT_AUTO_ROLLBACK_ENVIRONMENTS"
     )
+    # What to watch when a deployment to an environment completes:
+    # `env=workspace/endpoint[@deployment]` or `env=<online endpoint ARM id>[@deployment]`.
+    auto_rollback_endpoints: CommaList = Field((), alias="MLBOT_AUTO_ROLLBACK_ENDPOINTS")
+    auto_rollback_latency_percentile: Literal["P50", "P90", "P95", "P99"] = Field(
+        "P95", alias="MLBOT_AUTO_ROLLBACK_LATENCY_PERCENTILE"
+    )
+    # Below this many requests in an interval a check cannot fail (1 error in 2 is not 50 %).
+    auto_rollback_min_requests: int = Field(
+        20, alias="MLBOT_AUTO_ROLLBACK_MIN_REQUESTS", ge=0, le=1_000_000
+    )
+    auto_rollback_failure_threshold: int = Field(
+        3, alias="MLBOT_AUTO_ROLLBACK_FAILURE_THRESHOLD", ge=1, le=100
+    )
+    auto_rollback_inconclusive_limit: int = Field(
+        4, alias="MLBOT_AUTO_ROLLBACK_INCONCLUSIVE_LIMIT", ge=1, le=100
+    )
+    auto_rollback_window_minutes: float = Field(
+        30.0, alias="MLBOT_AUTO_ROLLBACK_WINDOW_MINUTES", gt=0, le=24 * 60
+    )
+    auto_rollback_interval_seconds: int = Field(
+        60, alias="MLBOT_AUTO_ROLLBACK_INTERVAL_SECONDS", ge=60, le=3600
+    )
+    # An approver may cancel a due rollback for this long; 0 queues it at once.
+    auto_rollback_grace_seconds: int = Field(
+        120, alias="MLBOT_AUTO_ROLLBACK_GRACE_SECONDS", ge=0, le=3600
+    )
+    auto_rollback_cooldown_minutes: float = Field(
+        60.0, alias="MLBOT_AUTO_ROLLBACK_COOLDOWN_MINUTES", ge=0, le=7 * 24 * 60
+    )
+    # Post what would be done without queuing the rollback pipeline.
+    auto_rollback_dry_run: bool = Field(False, alias="MLBOT_AUTO_ROLLBACK_DRY_RUN")
+    # Resource Manager base URL for Azure Monitor; empty is public Azure.
+    azure_resource_manager_url: str = Field("", alias="MLBOT_AZURE_RESOURCE_MANAGER_URL")
 
     _split = field_validator(
         "allowed_tenants",
@@ -137,6 +173,7 @@ class Settings(BaseSettings):
         "ml_engineers_email",
         "manual_circuits",
         "auto_rollback_environments",
+        "auto_rollback_endpoints",
         mode="before",
     )(_split_commas)
 
@@ -152,7 +189,26 @@ class Settings(BaseSettings):
             raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
         return value
 
-    @field_validator("devops_org_url", "teams_webhook_url", mode="after")
+    @field_validator("auto_rollback_error_threshold_percent", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        # The documented spelling is `5%`.
+        return value.strip().removesuffix("%").strip() if isinstance(value, str) else value
+
+    @field_validator("auto_rollback_latency_threshold_ms", mode="before")
+    @classmethod
+    def _milliseconds(cls, value: Any) -> Any:
+        # The documented spelling is `2000ms`.
+        return value.strip().removesuffix("ms").strip() if isinstance(value, str) else value
+
+    @field_validator("auto_rollback_latency_percentile", mode="before")
+    @classmethod
+    def _upper_percentile(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "devops_org_url", "teams_webhook_url", "azure_resource_manager_url", mode="after"
+    )
     @classmethod
     def _http_url(cls, value: Any) -> Any:
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -224,18 +280,26 @@ def settings_from_mapping(values: Mapping[str, Any]) -> Settings:
 SECRET_MASK = "********"  # noqa: S105 - the mask, not a secret
 
 
+def _env_file_names(path: str | None) -> frozenset[str]:
+    if not path or not os.path.isfile(path):
+        return frozenset()
+    return frozenset(dotenv_values(path))
+
+
 def settings_report(
     settings: Settings,
     environ: Mapping[str, str] | None = None,
     *,
     group_fields: Collection[str] = (),
+    env_file: str | None = ".env",
 ) -> list[tuple[str, str, str]]:
     """(name, shown value, source) for every setting; secrets are masked.
 
     Sources follow the precedence: environment, .env, the variable group, default.
     """
     env = os.environ if environ is None else environ
-    given = settings.model_fields_set  # set from the environment or .env
+    given = settings.model_fields_set  # from the environment, .env, or set at start-up
+    in_env_file = _env_file_names(env_file)
     rows: list[tuple[str, str, str]] = []
     for field_name, field in Settings.model_fields.items():
         name = field.alias or field_name
@@ -250,8 +314,11 @@ def settings_report(
             source = "environment"
         elif field_name in group_fields:
             source = f"variable group {settings.variable_group}"
-        elif field_name in given:
+        elif name in in_env_file:
             source = ".env"
+        elif field_name in given:
+            # The command line (--host, --port, --sandbox) or sandbox mode set it.
+            source = "start-up"
         else:
             source = "default"
         rows.append((name, shown, source))

@@ -157,6 +157,19 @@ def _round(value: float | None) -> float | None:
     return round(value, 2) if value is not None else None
 
 
+def thresholds_to_json(policy: HealthPolicy) -> dict[str, Any]:
+    """The policy as events carry it, so cards can state the thresholds."""
+    return {
+        "error_rate_percent": policy.error_threshold_percent,
+        "latency_ms": policy.latency_threshold_ms,
+        "latency_percentile": policy.latency_percentile.value,
+        "failure_threshold": policy.failure_threshold,
+        "min_requests": policy.min_requests,
+        "interval_seconds": policy.interval.total_seconds(),
+        "window_seconds": policy.window.total_seconds(),
+    }
+
+
 def check_to_json(result: CheckResult) -> dict[str, Any]:
     """The figures of one check, as stored and as shown on the cards."""
     return {
@@ -533,7 +546,15 @@ class DeploymentWatcher:
             "deployment": record.deployment,
             "reason": reason,
         }
-        about = {**self._about(record), "reason": reason, "pipeline": self._rollback_pipeline()}
+        about = {
+            **self._about(record),
+            "reason": reason,
+            "pipeline": self._rollback_pipeline(),
+            # The evidence again: the queued (or dry-run) card must say why on its own.
+            "checks": [check_to_json(r) for r in state.failure_streak],
+            "thresholds": self._thresholds(policy),
+            "points": record.state.get("points") or [],
+        }
         if self.dry_run or self._pipelines is None:
             if not await self._store.transition(
                 record.id, expected_status=ROLLBACK_PENDING, status=DRY_RUN, now=now
@@ -617,6 +638,34 @@ class DeploymentWatcher:
         )
         return CancelOutcome.CANCELLED
 
+    # --- manual rollbacks ----------------------------------------------------------------
+    async def rollback_in_progress(self, environment: str) -> WatchRecord | None:
+        """An automatic rollback of the environment being queued or just queued (in its
+        cooldown): a manual rollback now would roll back what it just restored."""
+        busy = await self._store.active_rollback(environment.strip().lower(), self._clock())
+        return busy if busy is not None and busy.status != ROLLBACK_PENDING else None
+
+    async def supersede(self, environment: str, actor: str) -> int:
+        """Someone rolled the environment back by hand: its watches have nothing left to
+        judge, and a pending automatic rollback must not follow. Returns how many ended."""
+        environment = environment.strip().lower()
+        ended = 0
+        async with self._lock:
+            now = self._clock()
+            for status in (ROLLBACK_PENDING, WATCHING):
+                for record in await self._store.with_status(environment, status):
+                    if status == ROLLBACK_PENDING:
+                        outcome = await self.cancel_rollback(record.key, actor)
+                        ended += outcome is CancelOutcome.CANCELLED
+                    elif await self._store.transition(
+                        record.id, expected_status=WATCHING, status=CANCELLED, now=now
+                    ):
+                        log.info(
+                            "health watch %s ended: %s rolled back by hand", record.key, environment
+                        )
+                        ended += 1
+        return ended
+
     # --- helpers -------------------------------------------------------------------------
     @staticmethod
     def _after(span_end: datetime, policy: HealthPolicy) -> datetime:
@@ -637,15 +686,7 @@ class DeploymentWatcher:
 
     @staticmethod
     def _thresholds(policy: HealthPolicy) -> dict[str, Any]:
-        return {
-            "error_rate_percent": policy.error_threshold_percent,
-            "latency_ms": policy.latency_threshold_ms,
-            "latency_percentile": policy.latency_percentile.value,
-            "failure_threshold": policy.failure_threshold,
-            "min_requests": policy.min_requests,
-            "interval_seconds": policy.interval.total_seconds(),
-            "window_seconds": policy.window.total_seconds(),
-        }
+        return thresholds_to_json(policy)
 
     async def _record(
         self, now: datetime, key: str, kind: EventKind, payload: dict[str, Any]

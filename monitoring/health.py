@@ -136,31 +136,16 @@ class HealthPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HealthPolicy:
-        """Thresholds from the `auto_rollback_*` settings; the rest as documented above.
-
-        Optional settings read when present: `auto_rollback_latency_percentile`,
-        `auto_rollback_min_requests`, `auto_rollback_failure_threshold`,
-        `auto_rollback_inconclusive_limit`, `auto_rollback_window_minutes`,
-        `auto_rollback_interval_seconds`.
-        """
-        window_min = getattr(settings, "auto_rollback_window_minutes", None)
-        interval_s = getattr(settings, "auto_rollback_interval_seconds", None)
-        percentile = getattr(settings, "auto_rollback_latency_percentile", None)
+        """The policy the `MLBOT_AUTO_ROLLBACK_*` settings describe."""
         return cls(
             error_threshold_percent=float(settings.auto_rollback_error_threshold_percent),
             latency_threshold_ms=float(settings.auto_rollback_latency_threshold_ms),
-            latency_percentile=Percentile(str(percentile).upper())
-            if percentile
-            else Percentile.P95,
-            min_requests=int(getattr(settings, "auto_rollback_min_requests", DEFAULT_MIN_REQUESTS)),
-            failure_threshold=int(
-                getattr(settings, "auto_rollback_failure_threshold", DEFAULT_FAILURE_THRESHOLD)
-            ),
-            inconclusive_limit=int(
-                getattr(settings, "auto_rollback_inconclusive_limit", DEFAULT_INCONCLUSIVE_LIMIT)
-            ),
-            window=timedelta(minutes=float(window_min)) if window_min else DEFAULT_WINDOW,
-            interval=timedelta(seconds=float(interval_s)) if interval_s else DEFAULT_INTERVAL,
+            latency_percentile=Percentile(settings.auto_rollback_latency_percentile),
+            min_requests=settings.auto_rollback_min_requests,
+            failure_threshold=settings.auto_rollback_failure_threshold,
+            inconclusive_limit=settings.auto_rollback_inconclusive_limit,
+            window=timedelta(minutes=settings.auto_rollback_window_minutes),
+            interval=timedelta(seconds=settings.auto_rollback_interval_seconds),
         )
 
     def check_span(self, now: datetime) -> tuple[datetime, datetime]:
@@ -224,6 +209,11 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
 
 
+def _count(value: float) -> str:
+    # Azure reports per-minute averages; people count requests in whole numbers.
+    return f"{round(value):,}"
+
+
 def evaluate(
     sample: MetricsSample | None,
     policy: HealthPolicy,
@@ -268,7 +258,7 @@ def evaluate(
         breaches.append("error_rate")
         parts.append(
             f"error rate {_fmt(rate)} % > {_fmt(policy.error_threshold_percent)} % "
-            f"({_fmt(sample.errors_5xx)} of {_fmt(sample.requests)} requests)"
+            f"({_count(sample.errors_5xx)} of {_count(sample.requests)} requests)"
         )
     label = f"{sample.percentile.value} latency"
     if sample.latency_ms is not None and sample.latency_ms > policy.latency_threshold_ms:

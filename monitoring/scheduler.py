@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -20,6 +21,14 @@ from monitoring.engine import MonitoringEngine
 log = logging.getLogger(__name__)
 
 JOB_ID = "mlbot-engine"
+
+
+class TimedWork(Protocol):
+    """Something else the timer drives: the deployment health watch."""
+
+    async def tick(self) -> int: ...
+
+    async def next_due_at(self) -> datetime | None: ...
 
 
 class EngineScheduler:
@@ -32,9 +41,11 @@ class EngineScheduler:
         speed: float = 1.0,
         max_sleep_s: float = 15.0,
         min_sleep_s: float = 0.05,
+        watcher: TimedWork | None = None,
     ) -> None:
         self._engine = engine
         self._dispatcher = dispatcher
+        self._watcher = watcher
         self._clock = clock
         self._speed = speed
         # Waking up at least this often lets delivery retries and settings changes apply.
@@ -78,16 +89,40 @@ class EngineScheduler:
                     report = await self._engine.tick()
                     if report.failures:
                         log.warning("monitoring pass: %s", "; ".join(report.failures[:3]))
-                if self._dispatcher is not None:
-                    await self._dispatcher.dispatch_pending()
             except Exception:
                 log.exception("monitoring pass failed; trying again shortly")
             try:
-                if self._engine is None:
-                    delay = self._max_sleep_s  # only deliveries to retry
-                else:
-                    wake = await self._engine.next_wakeup()
-                    delay = (wake - self._clock()).total_seconds() / self._speed
+                if self._watcher is not None:
+                    due = await self._watcher.next_due_at()
+                    if due is not None and due <= self._clock():
+                        await self._watcher.tick()
+            except Exception:
+                log.exception("deployment health pass failed; trying again shortly")
+            deliveries_due: datetime | None = None
+            try:
+                if self._dispatcher is not None:
+                    sent = await self._dispatcher.dispatch_pending()
+                    # Progress may have left more behind the batch limit: go again now.
+                    progressed = sent.sent or sent.completed_events
+                    deliveries_due = self._clock() if progressed else sent.next_due
+            except Exception:
+                log.exception("delivery pass failed; trying again shortly")
+            try:
+                delay = await self._next_delay(deliveries_due)
             except Exception:
                 delay = self._max_sleep_s
             self._arm(min(max(delay, self._min_sleep_s), self._max_sleep_s))
+
+    async def _next_delay(self, deliveries_due: datetime | None = None) -> float:
+        """Real seconds until the engine, the health watch or a waiting delivery (a retry,
+        a pacing slot, a grouping window) is next due."""
+        wakes: list[datetime] = [deliveries_due] if deliveries_due is not None else []
+        if self._engine is not None:
+            wakes.append(await self._engine.next_wakeup())
+        if self._watcher is not None:
+            due = await self._watcher.next_due_at()
+            if due is not None:
+                wakes.append(due)
+        if not wakes:
+            return self._max_sleep_s  # only deliveries to retry
+        return (min(wakes) - self._clock()).total_seconds() / self._speed

@@ -35,6 +35,12 @@ GROUP_KEYS: Mapping[str, str] = {
     "longRunningJobNotificationIntervalHours": "long_running_job_notification_interval_hours",
     "mlEngineersEmail": "ml_engineers_email",
     "manualCircuits": "manual_circuits",
+    # The documented auto-rollback block (`enabled: true`, `error_threshold: 5%`,
+    # `latency_threshold: 2000ms`, prod), flattened as pipeline variables are.
+    "autoRollbackEnabled": "auto_rollback_enabled",
+    "autoRollbackErrorThreshold": "auto_rollback_error_threshold_percent",
+    "autoRollbackLatencyThreshold": "auto_rollback_latency_threshold_ms",
+    "autoRollbackEnvironments": "auto_rollback_environments",
 }
 
 SettingsListener = Callable[[Settings, Settings], Awaitable[None] | None]

@@ -147,6 +147,37 @@ class ApprovalSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TrafficSpec:
+    """Steady traffic on an online endpoint for `minutes` (None: from then on)."""
+
+    minutes: float | None = None
+    requests_per_minute: float = 120.0
+    error_percent: float = 0.5  # share of 5xx answers
+    latency_p95_ms: float = 180.0
+
+
+HEALTHY_TRAFFIC = (TrafficSpec(),)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """An Azure ML online endpoint serving `environment`, and what happens to it.
+
+    Before any deployment it serves healthy traffic. When a run of the deployment
+    pipeline for its environment completes, `traffic` plays from that moment (so a
+    scenario can make the new model degrade); when a rollback completes, traffic is
+    healthy again. `deploy_after_s` queues such a deployment without an approval.
+    """
+
+    environment: str
+    workspace: str
+    name: str
+    deployment: str = "blue"
+    deploy_after_s: float | None = None
+    traffic: tuple[TrafficSpec, ...] = HEALTHY_TRAFFIC
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     workspaces: tuple[WorkspaceSpec, ...]
@@ -154,6 +185,7 @@ class Scenario:
     pipelines: PipelinesSpec = field(default_factory=PipelinesSpec)
     approvals: tuple[ApprovalSpec, ...] = ()
     variable_groups: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    endpoints: tuple[EndpointSpec, ...] = ()
     description: str = ""
     start: dt.datetime | None = None  # simulated start time; None: the real time at start
     subscription_id: str = DEFAULT_SUBSCRIPTION_ID
@@ -515,7 +547,86 @@ _SCENARIO_FIELDS = (
     "pipelines",
     "approvals",
     "variable_groups",
+    "endpoints",
 )
+
+
+def _traffic(raw: Any, where: str) -> tuple[TrafficSpec, ...]:
+    phases: list[TrafficSpec] = []
+    items = _list(raw, where)
+    for i, item in enumerate(items):
+        here = f"{where}[{i}]"
+        data = _mapping(item, here)
+        _only(data, here, ("minutes", "requests_per_minute", "error_percent", "latency_p95_ms"))
+        minutes = data.get("minutes")
+        if minutes is not None:
+            minutes = _number(minutes, f"{here}.minutes", minimum=0)
+            if minutes <= 0:
+                raise ScenarioError(f"{here}.minutes", "must be positive (or left out: for ever)")
+        elif i < len(items) - 1:
+            raise ScenarioError(f"{here}.minutes", "only the last phase may last for ever")
+        error = _number(data.get("error_percent", 0.5), f"{here}.error_percent", minimum=0)
+        if error > 99:
+            raise ScenarioError(f"{here}.error_percent", "must be at most 99")
+        phases.append(
+            TrafficSpec(
+                minutes=minutes,
+                requests_per_minute=_number(
+                    data.get("requests_per_minute", 120.0),
+                    f"{here}.requests_per_minute",
+                    minimum=0,
+                ),
+                error_percent=error,
+                latency_p95_ms=_number(
+                    data.get("latency_p95_ms", 180.0), f"{here}.latency_p95_ms", minimum=0
+                ),
+            )
+        )
+    return tuple(phases)
+
+
+def endpoint_from_dict(raw: Any, where: str, workspaces: Sequence[WorkspaceSpec]) -> EndpointSpec:
+    data = _mapping(raw, where)
+    _only(
+        data,
+        where,
+        ("environment", "workspace", "name", "deployment", "deploy_after_s", "traffic"),
+    )
+    known = {ws.name.lower(): ws.name for ws in workspaces}
+    workspace = _text(data.get("workspace", workspaces[0].name), _join(where, "workspace"))
+    if workspace.lower() not in known:
+        raise ScenarioError(
+            _join(where, "workspace"),
+            f"unknown workspace {workspace!r} (known: {', '.join(known.values())})",
+        )
+    after = data.get("deploy_after_s")
+    traffic = data.get("traffic")
+    return EndpointSpec(
+        environment=_text(
+            _required(data, where, "environment"), _join(where, "environment"), pattern=_NAME
+        ).lower(),
+        workspace=known[workspace.lower()],
+        name=_text(_required(data, where, "name"), _join(where, "name"), pattern=_NAME),
+        deployment=_text(data.get("deployment", "blue"), _join(where, "deployment"), pattern=_NAME),
+        deploy_after_s=None
+        if after is None
+        else _number(after, _join(where, "deploy_after_s"), minimum=0),
+        traffic=HEALTHY_TRAFFIC if traffic is None else _traffic(traffic, _join(where, "traffic")),
+    )
+
+
+def _endpoints(raw: Any, workspaces: Sequence[WorkspaceSpec]) -> tuple[EndpointSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ScenarioError("endpoints", "expected a list")
+    endpoints: list[EndpointSpec] = []
+    for i, item in enumerate(raw):
+        spec = endpoint_from_dict(item, f"endpoints[{i}]", workspaces)
+        if any((e.workspace, e.name) == (spec.workspace, spec.name) for e in endpoints):
+            raise ScenarioError(f"endpoints[{i}].name", f"{spec.name} is listed twice")
+        endpoints.append(spec)
+    return tuple(endpoints)
 
 
 def scenario_from_dict(raw: Any) -> Scenario:
@@ -565,6 +676,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         pipelines=pipelines,
         approvals=approvals,
         variable_groups=_variable_groups(data.get("variable_groups")),
+        endpoints=_endpoints(data.get("endpoints"), workspaces),
     )
 
 

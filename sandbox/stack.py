@@ -33,23 +33,30 @@ from typing import TYPE_CHECKING, Any
 from monitoring.azure_calls import RetryPolicy
 from monitoring.azureml import AzureMLOptions, CloudEndpoints
 from monitoring.jobs import Workspace
+from monitoring.metrics import online_endpoint_id
 from sandbox.azureml_emulator import AzureMLEmulator, EmulatedJob
 from sandbox.clock import SandboxClock, SimClock, describe
 from sandbox.credentials import StaticTokenCredential
 from sandbox.devops_emulator import DevOpsEmulator, EmulatedApproval, EmulatedRun
+from sandbox.metrics_emulator import MetricsEmulator, TrafficPhase
 from sandbox.scenario import (
     DEFAULT_SCENARIO_PATH,
+    HEALTHY_TRAFFIC,
     OUTCOMES,
     ApprovalSpec,
     AttemptPlan,
+    EndpointSpec,
     JobPlan,
     Scenario,
     ScenarioError,
     TimedPipelineSpec,
+    TrafficSpec,
     circuit_name,
     job_status,
     load_scenario,
 )
+from sandbox.service_hooks import ServiceHookSender, StageFinished, stage_name
+from sandbox.smtp_sink import SmtpSink
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -85,6 +92,13 @@ class SandboxEndpoints:
     deployment_pipeline: str
     rollback_pipeline: str
     variable_groups: tuple[str, ...] = ()
+    # Azure Monitor metrics of the scenario's online endpoints (HTTPS, its own CA).
+    metrics_base_url: str = ""
+    metrics_ca_path: str = ""
+    # `MLBOT_AUTO_ROLLBACK_ENDPOINTS` entries for the scenario's endpoints.
+    rollback_targets: tuple[str, ...] = ()
+    # The mail sink on 127.0.0.1 (plain SMTP); None when aiosmtpd is not installed.
+    smtp_port: int | None = None
     # The Azure ML emulator accepts any bearer token; this one never reaches Azure.
     credential_factory: Callable[[], TokenCredential] = StaticTokenCredential
 
@@ -170,6 +184,30 @@ class _DrivenJob:
 
 
 @dataclass(slots=True)
+class _ScheduledDeployment:
+    due: dt.datetime
+    endpoint: EndpointSpec
+
+
+def endpoint_resource_id(scenario: Scenario, endpoint: EndpointSpec) -> str:
+    return online_endpoint_id(
+        scenario.subscription_id, scenario.resource_group, endpoint.workspace, endpoint.name
+    )
+
+
+def _phases(traffic: Iterable[TrafficSpec]) -> list[TrafficPhase]:
+    return [
+        TrafficPhase(
+            t.minutes,
+            requests_per_minute=t.requests_per_minute,
+            error_percent=t.error_percent,
+            latency_p95_ms=t.latency_p95_ms,
+        )
+        for t in traffic
+    ]
+
+
+@dataclass(slots=True)
 class _Submission:
     """A scenario job not yet submitted (its start time lies ahead)."""
 
@@ -237,10 +275,14 @@ class SandboxStack:
             variable_groups=scenario.variable_groups,
             clock=lambda: self.clock.now(),  # the clock is replaced at start (see there)
         )
+        self.metrics = MetricsEmulator(self.clock)
+        self.service_hooks = ServiceHookSender()
+        self.smtp = SmtpSink(lambda: self.clock.now())
         self.workspaces = {
             ws.name.lower(): Workspace(scenario.subscription_id, scenario.resource_group, ws.name)
             for ws in scenario.workspaces
         }
+        self._scheduled_deployments: list[_ScheduledDeployment] = []
         self._plans: dict[str, _CircuitPlan] = {}
         self._jobs: dict[tuple[str, str], _DrivenJob] = {}
         self._submissions: list[_Submission] = []
@@ -268,6 +310,8 @@ class SandboxStack:
         try:
             azureml_url = await self.azureml.start()
             org_url = await self.devops.start()
+            metrics_url = await self.metrics.start()
+            smtp_port = await self.smtp.start()
         except BaseException:
             await self._stop_emulators()
             raise
@@ -276,6 +320,7 @@ class SandboxStack:
             # Simulated time starts now, not at construction: generating TLS material and
             # binding ports must not eat into the scenario (a second is a minute at 60x).
             self.clock = SimClock(self._speed, self.scenario.start)
+        self.metrics.clock = self.clock
         origin = self.clock.now()
         self._origin = origin
         self._lay_out(origin)
@@ -295,6 +340,13 @@ class SandboxStack:
             deployment_pipeline=scenario.pipelines.deployment.name,
             rollback_pipeline=scenario.pipelines.rollback.name,
             variable_groups=tuple(scenario.variable_groups),
+            metrics_base_url=metrics_url,
+            metrics_ca_path=self.metrics.ca_path,
+            smtp_port=smtp_port,
+            rollback_targets=tuple(
+                f"{e.environment}={endpoint_resource_id(scenario, e)}@{e.deployment}"
+                for e in scenario.endpoints
+            ),
         )
         if self._tick_interval_s is not None:
             self._task = asyncio.create_task(self._drive(self._tick_interval_s))
@@ -317,6 +369,9 @@ class SandboxStack:
         await self.stop()
 
     async def _stop_emulators(self) -> None:
+        await self.service_hooks.close()
+        await self.smtp.stop()
+        await self.metrics.stop()
         await self.devops.stop()
         await self.azureml.stop()
 
@@ -338,6 +393,12 @@ class SandboxStack:
         for spec in self.scenario.approvals:
             due = origin + dt.timedelta(seconds=spec.after_s)
             self._scheduled_approvals.append(_ScheduledApproval(due, spec))
+        for endpoint in self.scenario.endpoints:
+            # The model in place before the story starts serves well.
+            self._set_traffic(endpoint, HEALTHY_TRAFFIC, origin)
+            if endpoint.deploy_after_s is not None:
+                due = origin + dt.timedelta(seconds=endpoint.deploy_after_s)
+                self._scheduled_deployments.append(_ScheduledDeployment(due, endpoint))
 
     @staticmethod
     def _circuit_plan(plan: JobPlan | None) -> _CircuitPlan:
@@ -358,6 +419,7 @@ class SandboxStack:
         changes: list[str] = []
         self._submit_due(moment, changes)
         self._open_due_approvals(moment, changes)
+        self._queue_due_deployments(moment, changes)
         self._start_training(moment, changes)
         self._move_jobs(moment, changes)
         self._finish_training(moment, changes)
@@ -379,6 +441,17 @@ class SandboxStack:
         for scheduled in due:
             approval = self._open_approval(scheduled.spec)
             changes.append(f"approval {approval.id} pending for {scheduled.spec.environment}")
+
+    def _queue_due_deployments(self, now: dt.datetime, changes: list[str]) -> None:
+        due = [d for d in self._scheduled_deployments if d.due <= now]
+        self._scheduled_deployments = [d for d in self._scheduled_deployments if d.due > now]
+        for scheduled in sorted(due, key=lambda d: d.due):
+            spec = self.scenario.pipelines.deployment
+            run = self.devops.queue_run(spec.name, {"environment": scheduled.endpoint.environment})
+            run.created = scheduled.due
+            duration, result = spec.run(len(self.devops.runs_of(spec.name)))
+            self._timed_runs[run.id] = _TimedRun(run.id, duration, result, scheduled.due)
+            changes.append(f"run {run.id} deploying to {scheduled.endpoint.environment}")
 
     def _start_training(self, now: dt.datetime, changes: list[str]) -> None:
         for run in self._training_runs.values():
@@ -473,6 +546,49 @@ class SandboxStack:
         run.state = "completed"
         run.result = result  # type: ignore[assignment]  # one of RUN_RESULTS
         run.finished = finished
+        self._deployment_finished(run, result, finished)
+
+    def _deployment_finished(self, run: EmulatedRun, result: str, finished: dt.datetime) -> None:
+        """A deployment or rollback run ended: the endpoints change, the hook is sent."""
+        pipelines = self.scenario.pipelines
+        name = run.pipeline_name.lower()
+        if name == pipelines.deployment.name.lower():
+            action = "Deploy"
+        elif name == pipelines.rollback.name.lower():
+            action = "Rollback"
+        else:
+            return
+        environment = run.template_parameters.get("environment", "").strip().lower()
+        if not environment:
+            return
+        if result == "succeeded":
+            for endpoint in self.scenario.endpoints:
+                if endpoint.environment == environment:
+                    traffic = endpoint.traffic if action == "Deploy" else HEALTHY_TRAFFIC
+                    self._set_traffic(endpoint, traffic, finished)
+        self.service_hooks.publish(
+            StageFinished(
+                org_url=self.devops.org_url,
+                project=self.devops.project,
+                pipeline_id=run.pipeline_id,
+                pipeline_name=run.pipeline_name,
+                run_id=run.id,
+                run_name=run.name,
+                stage=stage_name(action, environment),
+                result=result,
+                finished=finished,
+            )
+        )
+
+    def _set_traffic(
+        self, endpoint: EndpointSpec, traffic: Iterable[TrafficSpec], start: dt.datetime
+    ) -> None:
+        self.metrics.set_traffic(
+            endpoint_resource_id(self.scenario, endpoint),
+            _phases(traffic),
+            start=start,
+            deployment=endpoint.deployment,
+        )
 
     # --- submissions -------------------------------------------------------------------
 
@@ -679,6 +795,8 @@ class SandboxStack:
             "jobs": [self.job_view(job) for job in jobs],
             "pipeline_runs": [self.run_view(run) for run in self.devops.runs.values()],
             "approvals": [self.approval_view(a) for a in self.devops.approvals.values()],
+            "endpoints": self.metrics.snapshot(),
+            "service_hooks": [d.view() for d in self.service_hooks.deliveries],
             "clock": {**describe(self.clock), "origin": _iso(self._origin)},
         }
 

@@ -185,6 +185,21 @@ class DeploymentWatchStore:
             rows = (await session.execute(query)).all()
         return [_record(row._mapping) for row in rows]
 
+    async def with_status(self, environment: str, status: str) -> list[WatchRecord]:
+        query = (
+            select(deployment_watches)
+            .where(
+                and_(
+                    deployment_watches.c.environment == environment,
+                    deployment_watches.c.status == status,
+                )
+            )
+            .order_by(deployment_watches.c.id)
+        )
+        async with self._db.sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [_record(row._mapping) for row in rows]
+
     async def next_due_at(self) -> datetime | None:
         """When the timer should next fire for a watch; None when nothing is scheduled."""
         query = (

@@ -192,7 +192,9 @@ StartSandboxBot = Callable[..., Awaitable[SandboxBot]]
 async def start_sandbox_bot(tmp_path: Path) -> AsyncIterator[StartSandboxBot]:
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
-    async def start(settings: dict[str, Any] | None = None) -> SandboxBot:
+    async def start(
+        settings: dict[str, Any] | None = None, *, scenario: Path | None = None
+    ) -> SandboxBot:
         clock = ManualClock(SANDBOX_START)
         values = {
             "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/sandbox-{uuid.uuid4().hex}.db",
@@ -201,7 +203,7 @@ async def start_sandbox_bot(tmp_path: Path) -> AsyncIterator[StartSandboxBot]:
         }
         configured = settings_from_mapping(values)
         stack, clients = await start_sandbox(
-            configured, SandboxOptions(clock=clock, tick_interval_s=None)
+            configured, SandboxOptions(scenario=scenario, clock=clock, tick_interval_s=None)
         )
         cleanups.append(stack.stop)
         runtime = await build_runtime(configured, azure=clients, clock=clock.now, background=False)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from bot.card_signing import CardSigner
 from bot.chat_commands import ChatServices, build_handlers
+from bot.notifiers import with_action_buttons
 from cards.catalog import (
     KNOWN_VERBS,
     SAMPLE_COMMANDS,
@@ -21,9 +26,17 @@ from cards.catalog import (
     sample_events,
     write_cards,
 )
-from cards.events import SUPPORTED_KINDS
+from cards.events import HEALTH_KINDS, SUPPORTED_KINDS, render_event_card
 from cards.webhook import webhook_payload
+from monitoring.deployment_watch import CancelOutcome, DeploymentWatcher
+from monitoring.deployment_watch import EventKind as WatchEventKind
+from monitoring.health import HealthPolicy, MetricPoint, MetricsSample, Percentile
+from monitoring.metrics import online_endpoint_id
+from sandbox.clock import ManualClock
 from service.devops_hooks import DevOpsEventKind, DevOpsHookEvent
+from store.database import Database
+from store.deployment_watches import DeploymentWatchStore
+from store.monitoring import EventRecord, MonitoringStore
 
 # Teams refuses a message above ~28 KB; the card is most of it.
 MAX_CARD_BYTES = 28 * 1024
@@ -165,3 +178,146 @@ def test_cards_command_lists_what_it_wrote(
     printed = capsys.readouterr().out
     assert f"wrote {len(CARDS)} cards to {tmp_path}" in printed
     assert str(tmp_path / "status.json") in printed
+
+
+# --- the deployment health watch's samples against what the watcher really stores -----------
+
+_DEGRADES_AT = datetime(2026, 3, 17, 9, 5, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class _QueuedRun:
+    run_id: int
+    web_url: str
+
+
+class _Pipelines:
+    """Azure DevOps as the watcher sees it: queues every run, or refuses every run."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        self._refuse = refuse
+
+    async def queue_run(
+        self, pipeline_name: str, template_parameters: Mapping[str, str]
+    ) -> _QueuedRun:
+        if self._refuse:
+            raise RuntimeError("TF400898: An internal error occurred")
+        return _QueuedRun(
+            4711, "https://dev.azure.com/contoso-ml/mlops/_build/results?buildId=4711"
+        )
+
+
+class _Metrics:
+    """Per endpoint: `healthy`, `degraded` (from 09:05) or `broken` (every query fails)."""
+
+    def __init__(self, modes: Mapping[str, str]) -> None:
+        self._modes = modes
+
+    async def sample(
+        self,
+        resource_id: str,
+        start: datetime,
+        end: datetime,
+        percentile: Percentile = Percentile.P95,
+        *,
+        deployment: str | None = None,
+    ) -> MetricsSample:
+        mode = self._modes[resource_id.rsplit("/", 1)[-1]]
+        if mode == "broken":
+            raise RuntimeError("metrics query failed: 503 Service Unavailable")
+        bad = mode == "degraded" and start >= _DEGRADES_AT
+        errors, latency = (24.0, 2600.0) if bad else (0.6, 180.0)
+        point = MetricPoint(start, 120.0, errors, latency)
+        return MetricsSample(start, end, 120.0, errors, latency, percentile, (point,))
+
+
+def _endpoint(name: str) -> str:
+    return online_endpoint_id("3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b", "rg", "mlw", name)
+
+
+async def _watch_every_outcome(database: Database) -> dict[str, EventRecord]:
+    """Drive the real watcher through each outcome; the last stored event of each kind."""
+    clock = ManualClock(datetime(2026, 3, 17, 9, 0, tzinfo=UTC))
+    metrics = _Metrics(
+        {"a": "degraded", "b": "degraded", "c": "degraded", "d": "degraded"}
+        | {"e": "degraded", "f": "broken", "g": "healthy"}
+    )
+
+    def watcher(**overrides: Any) -> DeploymentWatcher:
+        values: dict[str, Any] = {
+            "store": DeploymentWatchStore(database),
+            "metrics": metrics,
+            "pipelines": _Pipelines(),
+            "events": MonitoringStore(database),
+            "policy": HealthPolicy,
+            "clock": clock.now,
+        }
+        return DeploymentWatcher(**(values | overrides))
+
+    async def run(watch: DeploymentWatcher, minutes: int) -> None:
+        for _ in range(minutes):
+            clock.advance(60)
+            await watch.tick()
+
+    queues = watcher()
+    # Two unhealthy deployments in prod: one rollback queued, the other held.
+    await queues.start("prod", _endpoint("a"), "blue", "1")
+    await queues.start("prod", _endpoint("b"), "green", "2")
+    await run(queues, 15)
+    dry = watcher(dry_run=True)
+    await dry.start("qa", _endpoint("c"), "blue", "3")
+    await run(dry, 15)
+    refused = watcher(pipelines=_Pipelines(refuse=True))
+    await refused.start("uat", _endpoint("d"), "blue", "4")
+    await run(refused, 15)
+    watch = await queues.start("test", _endpoint("e"), "blue", "5")
+    assert watch is not None
+    await run(queues, 6)
+    assert await queues.cancel_rollback(watch.key, "Dana Whitfield") is CancelOutcome.CANCELLED
+    await queues.start("perf", _endpoint("f"), "blue", "6")
+    await queues.start("demo", _endpoint("g"), "blue", "7")
+    await run(queues, 40)
+    return {event.kind: event for event in await MonitoringStore(database).events(limit=1000)}
+
+
+def _shape(value: Any) -> Any:
+    """The keys of a payload, nested objects and list items included; values left out."""
+    if isinstance(value, Mapping):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return "scalar"
+
+
+async def test_health_samples_have_the_fields_the_watcher_stores(database: Database) -> None:
+    """The catalog spells the watcher's payloads out (cards stay pure): no drift."""
+    stored = await _watch_every_outcome(database)
+    assert set(stored) == {kind.value for kind in WatchEventKind}
+    samples = [r for r in sample_events(SAMPLE_NOW).values() if r.kind in HEALTH_KINDS]
+    assert {r.kind for r in samples} == HEALTH_KINDS
+    for record in samples:
+        assert _shape(record.payload) == _shape(stored[record.kind].payload), record.kind
+
+
+class _SampleSigner:
+    """Signs the way the catalog's samples do, so the bot's button can be compared."""
+
+    def sign(
+        self, verb: str, data: Mapping[str, Any], *, ttl: timedelta | None = None
+    ) -> dict[str, Any]:
+        return {"verb": verb, "data": dict(data), "sig": "sample-signature"}
+
+
+def test_cancel_button_sample_is_the_one_the_bot_adds() -> None:
+    pending = sample_events(SAMPLE_NOW)["rollback-pending"]
+    card = with_action_buttons(
+        render_event_card(pending), pending, cast(CardSigner, _SampleSigner())
+    )
+    assert card == CARDS["event-rollback-pending-with-cancel"]
+    [button] = card["actions"]
+    assert button["verb"] == "rollback.cancel"
+    assert button["data"]["data"] == {
+        "watch_key": pending.payload["watch_key"],
+        "environment": "prod",
+    }
+    assert "actions" not in CARDS["webhook-rollback-pending"]  # webhooks cannot answer

@@ -1,14 +1,20 @@
-"""Cards for Azure DevOps deployments and approvals (schema checks live in test_event_cards)."""
+"""Cards for deployments, approvals and the deployment health watch (schema checks live in
+test_event_cards)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from cards.catalog import SAMPLE_NOW, sample_events
 from cards.events import MAX_LISTED, event_summary, render_event_card
 from service.devops_hooks import DevOpsEventKind
+from store.monitoring import EventRecord
 from tests.unit.test_event_cards import devops_event
 
 RUN_URL = "https://dev.azure.com/org/proj/_build/results?buildId=4242"
@@ -67,7 +73,7 @@ def test_deployment_failed_links_the_run_and_offers_a_rollback(result: str, head
     event = devops_event(DevOpsEventKind.DEPLOYMENT_FAILED, state="completed", result=result)
     card = render_event_card(event)
     assert heading_of(card) == heading
-    assert "`@mlbot rollback prod`" in content(card)
+    assert "**@mlbot rollback prod**" in content(card)
     assert card["actions"][0]["url"] == RUN_URL
 
 
@@ -178,3 +184,205 @@ def test_approval_decided(status: str, by: str | None, heading: str, summary: st
     if by:
         assert facts_of(card)["By"] == by
         assert "Numbers look right." in content(card)
+
+
+# --- the deployment health watch --------------------------------------------------------------
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def health_sample(name: str, **changes: Any) -> EventRecord:
+    """A catalog sample (the fields the watcher stores), with some payload fields changed."""
+    sample = sample_events(SAMPLE_NOW)[name]
+    return replace(sample, payload={**sample.payload, **changes})
+
+
+def chart_of(card: dict[str, Any]) -> dict[str, Any]:
+    [chart] = [element for element in card["body"] if element["type"] == "Container"]
+    return chart
+
+
+def chart_rows(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each chart row's bars (the monospace TextBlock) by the label in the line above it."""
+    items = chart_of(card)["items"]
+    rows = {}
+    for above, item in itertools.pairwise(items):
+        if item.get("fontType") == "Monospace":
+            rows[above["text"].split("**")[1]] = item
+    return rows
+
+
+def point(minute: int, rate: float | None, latency: float | None, requests: float = 120) -> Any:
+    at = SAMPLE_NOW - timedelta(minutes=60) + timedelta(minutes=minute)
+    return {
+        "at": at.isoformat(),
+        "requests": requests,
+        "errors_5xx": None if rate is None else rate * requests / 100,
+        "error_rate_percent": rate,
+        "latency_ms": latency,
+    }
+
+
+@pytest.mark.parametrize("version", ["1.4", "1.5"])
+def test_rollback_pending_shows_figures_thresholds_and_the_chart(version: str) -> None:
+    event = health_sample("rollback-pending")
+    card = render_event_card(event, version=version)
+    assert heading_of(card) == "🚨 circuits-prod / blue in prod is unhealthy — rolling back"
+    facts = facts_of(card)
+    assert facts["Thresholds"] == (
+        "error rate > 5 % or P95 latency > 2000 ms, 3 checks in a row (min. 20 requests per check)"
+    )
+    assert facts["Rollback at"] == "2026-03-17 14:30 UTC (in 2m 00s)"
+    # The breaching figures of each failed check, as the watcher judged them.
+    assert (
+        facts["14:24"]
+        == "error rate 7.4 % > 5 % (9 of 122 requests); P95 latency 2150 ms > 2000 ms"
+    )
+    assert set(facts) >= {"14:25", "14:26"}
+    rows = chart_rows(card)
+    assert list(rows) == ["Error rate", "P95 latency", "Requests"]
+    # 28 minutes, one bar each: quiet at the bottom, then the climb to the peak.
+    errors = rows["Error rate"]["text"]
+    assert errors == "▁" * 24 + "▂▄▆█"
+    assert rows["P95 latency"]["text"].endswith("▁▄▇██")
+    assert rows["Error rate"]["color"] == rows["P95 latency"]["color"] == "Attention"
+    assert "color" not in rows["Requests"]  # traffic has no limit to break
+    text = content(chart_of(card))
+    assert "now 16.1 % · peak 16.1 % · limit 5 %" in text
+    assert "13:58 to 14:25 UTC · one bar per minute" in text
+    assert "unless an approver cancels it" in content(card)
+    assert "actions" not in card  # the bot adds the signed Cancel button (bot.notifiers)
+    assert event_summary(event) == "🚨 circuits-prod / blue in prod unhealthy: rollback pending"
+
+
+def test_dry_run_and_zero_grace_say_what_happens_next() -> None:
+    dry = render_event_card(health_sample("rollback-pending", dry_run=True))
+    assert heading_of(dry).endswith("rollback pending (dry run)")
+    assert facts_of(dry)["Mode"] == "Dry run: nothing will be queued"
+    assert "queues nothing" in content(dry)
+    due = health_sample("rollback-pending").payload["at"]
+    now = render_event_card(health_sample("rollback-pending", grace_seconds=0, rollback_at=due))
+    assert "mlbot queues rollback-pipeline now." in content(now)
+    assert facts_of(now)["Rollback at"] == "2026-03-17 14:28 UTC"
+
+
+@pytest.mark.parametrize("name", ["rollback-queued", "rollback-dry-run", "rollback-failed"])
+def test_rollback_outcomes_repeat_the_evidence(name: str) -> None:
+    card = render_event_card(health_sample(name))
+    assert "Failed checks (UTC)" in content(card)
+    assert list(chart_rows(card)) == ["Error rate", "P95 latency", "Requests"]
+    # The pipeline's reason repeats the last check, so it is not shown twice.
+    assert "Reason" not in facts_of(card)
+
+
+def test_rollback_queued_links_the_run() -> None:
+    card = render_event_card(health_sample("rollback-queued"))
+    assert heading_of(card) == "⏪ Rollback queued — circuits-prod / blue in prod"
+    url = "https://dev.azure.com/contoso-ml/mlops/_build/results?buildId=20233"
+    assert facts_of(card)["Run"] == f"[#20233]({url})"
+    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open pipeline run", "url": url}]
+
+
+def test_dry_run_shows_the_run_it_would_queue() -> None:
+    card = render_event_card(health_sample("rollback-dry-run"))
+    facts = facts_of(card)
+    assert facts["Would queue"] == "rollback-pipeline"
+    assert facts["Parameters"] == "environment=prod, endpoint=circuits-prod, deployment=blue"
+    assert "Nothing was queued" in content(card)
+
+
+def test_rows_without_the_evidence_show_the_reason() -> None:
+    event = health_sample("rollback-queued", checks=None, points=None, thresholds=None)
+    card = render_event_card(event)
+    assert facts_of(card)["Reason"].startswith("automatic rollback: 3 failed health checks")
+    assert all(element["type"] != "Container" for element in card["body"])
+
+
+def test_held_rollback_names_the_one_in_progress() -> None:
+    card = render_event_card(health_sample("rollback-skipped"))
+    assert heading_of(card) == "⚠️ circuits-prod-eu / blue in prod is unhealthy — rollback held"
+    assert facts_of(card)["Held by"] == "prod/circuits-prod/blue/20231 (run #20233)"
+
+
+def test_healthy_deployment_has_a_calm_chart() -> None:
+    card = render_event_card(health_sample("deployment-healthy"))
+    assert heading_of(card) == "💚 circuits-prod / green in prod is healthy"
+    rows = chart_rows(card)
+    # Scaled to the limit and well below it: low bars only, nothing in red.
+    for label in ("Error rate", "P95 latency"):
+        assert max(BARS.index(bar) for bar in rows[label]["text"]) <= 2
+    assert all("color" not in row for row in rows.values())
+    # The 30-minute window and the two minutes before it, a bar each.
+    assert "12:58 to 13:29 UTC · one bar per minute" in content(card)
+    assert len(rows["Requests"]["text"]) == 32
+
+
+def test_a_short_breach_survives_two_minute_bars() -> None:
+    points = [point(n, 0.5, 200) for n in range(60)]
+    points[31] = point(31, 40.0, 200)  # one bad minute, shares a bar with a good one
+    card = render_event_card(health_sample("deployment-healthy", points=points))
+    errors = chart_rows(card)["Error rate"]["text"]
+    assert len(errors) == 30
+    assert errors[15] == "█"
+    assert errors.count("▁") == 29
+    assert "one bar per 2 minutes" in content(chart_of(card))
+
+
+def test_missing_minutes_are_gaps_not_squeezed_out() -> None:
+    points = [point(n, 0.5, 200) for n in (0, 1, 2, 6, 7, 8, 9)]
+    points.append(point(10, None, None, requests=0))  # no traffic at all
+    card = render_event_card(health_sample("rollback-pending", points=points))
+    rows = chart_rows(card)
+    # 11 minutes drawn 2 characters wide; minutes 3-5 were never measured.
+    assert rows["Error rate"]["text"] == "▁▁▁▁▁▁······▁▁▁▁▁▁▁▁··"
+    assert rows["Requests"]["text"].endswith("▁▁")
+    assert "· no data" in content(chart_of(card))
+
+
+def test_bars_are_scaled_to_the_limit() -> None:
+    points = [point(n, rate, 1000) for n, rate in enumerate([0, 2.5, 5.0, 10.0])]
+    card = render_event_card(health_sample("rollback-pending", points=points))
+    assert chart_rows(card)["Error rate"]["text"] == "▁▁▁▃▃▃▅▅▅███"
+    latency = chart_rows(card)["P95 latency"]
+    assert latency["text"] == "▅" * 12  # half the 2000 ms limit
+    assert "color" not in latency
+
+
+def test_health_cards_escape_names() -> None:
+    event = health_sample(
+        "rollback-cancelled", endpoint="[x](https://evil.example)", cancelled_by="*Eve*"
+    )
+    card = render_event_card(event)
+    assert "\\[x\\](https://evil.example)" in heading_of(card)
+    assert facts_of(card)["Cancelled by"] == "\\*Eve\\*"
+    assert (
+        event_summary(event)
+        == "⏹ Rollback of [x](https://evil.example) / blue in prod cancelled by *Eve*"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "summary"),
+    [
+        ("rollback-queued", "⏪ Rollback queued for circuits-prod / blue in prod (#20233)"),
+        ("rollback-dry-run", "📝 Rollback of circuits-prod / blue in prod not queued (dry run)"),
+        (
+            "rollback-cancelled",
+            "⏹ Rollback of circuits-prod / blue in prod cancelled by Dana Whitfield",
+        ),
+        ("rollback-failed", "❌ Could not queue the rollback of circuits-prod / blue in prod"),
+        ("health-inconclusive", "❓ Cannot judge the health of circuits-prod / blue in prod"),
+        ("deployment-healthy", "💚 circuits-prod / green in prod is healthy"),
+    ],
+)
+def test_health_summaries(name: str, summary: str) -> None:
+    assert event_summary(health_sample(name)) == summary
+
+
+def test_inconclusive_card_says_why_and_until_when() -> None:
+    card = render_event_card(health_sample("health-inconclusive"))
+    facts = facts_of(card)
+    assert facts["Checks"] == "4 in a row could not be measured"
+    assert facts["Reason"].startswith("metrics unavailable")
+    assert facts["Watch ends"] == "2026-03-17 14:30 UTC"
+    assert "No automatic rollback follows" in content(card)

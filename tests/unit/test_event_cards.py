@@ -11,13 +11,16 @@ from typing import Any
 
 import pytest
 
+from cards.catalog import sample_events as catalog_sample_events
 from cards.events import (
+    HEALTH_KINDS,
     MAX_ERROR_CHARS,
     SUPPORTED_KINDS,
     event_summary,
     render_event_card,
 )
 from cards.webhook import webhook_payload
+from monitoring.deployment_watch import EventKind as WatchEventKind
 from monitoring.engine import RETRY_QUEUED, event_payload
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.lifecycle import (
@@ -166,7 +169,15 @@ def sample_events() -> dict[str, EventRecord]:
         ),
         RETRY_QUEUED: record(RETRY_QUEUED, retry_payload(), circuit=None),
         **devops_samples(),
+        **health_samples(),
     }
+
+
+def health_samples() -> dict[str, EventRecord]:
+    """The deployment health watch's events, from the card catalog: test_card_catalog runs
+    the real watcher and checks that these hold exactly the fields it stores."""
+    catalog = catalog_sample_events(NOW)
+    return {kind: catalog[kind.replace("_", "-")] for kind in sorted(HEALTH_KINDS)}
 
 
 def devops_event(kind: DevOpsEventKind, **fields: Any) -> EventRecord:
@@ -274,6 +285,25 @@ GARBAGE: tuple[tuple[str, Any], ...] = (
     ("approval_status", None),
     ("decided_by", ["x"]),
     ("result", 0),
+    ("endpoint", ["e"]),
+    ("deployment", 3),
+    ("thresholds", "5 %"),
+    ("points", {"at": "now"}),
+    ("checks", "three"),
+    ("dry_run", "no"),
+    ("grace_seconds", "120"),
+    ("rollback_at", 12),
+    ("cancelled_by", {}),
+    ("blocking_watch", 1),
+    ("blocking_run_id", "x"),
+    ("template_parameters", ["environment"]),
+    ("why", 0),
+    ("error", None),
+    ("inconclusive_checks", "4"),
+    ("window_ends_at", "soon"),
+    ("watched_seconds", "long"),
+    ("failed_checks", []),
+    ("low_traffic_checks", {}),
 )
 
 
@@ -340,6 +370,44 @@ def huge_unknown_event() -> EventRecord:
     return record("mystery", {f"field_{n}": "x" * 5000 for n in range(200)})
 
 
+def hostile_chart_event() -> EventRecord:
+    """A rollback card from a damaged or hand-edited row: odd points, checks and limits."""
+    points: list[Any] = [None, 5, "x", {"at": "yesterday"}, {"at": 7}]
+    points.append(
+        {
+            "at": NOW.isoformat(),
+            "error_rate_percent": float("nan"),
+            "latency_ms": float("inf"),
+            "requests": -3,
+        }
+    )
+    points += [
+        {
+            "at": (NOW - timedelta(minutes=n)).isoformat(),
+            "error_rate_percent": n * 1e300,
+            "latency_ms": True,
+            "requests": "many",
+        }
+        for n in range(5000)
+    ]
+    checks = [{"at": "x", "reason": "[click](https://evil.example) *now* " * 50, "source": 1}]
+    payload = {
+        "endpoint": "[x](https://evil.example)",
+        "deployment": "blue_*",
+        "environment": "prod",
+        "points": points,
+        "checks": checks * 500,
+        "thresholds": {
+            "error_rate_percent": -1,
+            "latency_ms": float("nan"),
+            "latency_percentile": "<b>",
+            "failure_threshold": True,
+            "min_requests": -5,
+        },
+    }
+    return record("rollback_pending", payload, circuit=None)
+
+
 def edge_events() -> dict[str, EventRecord]:
     """Every card shape worth checking against the schema, by a readable name."""
     cases = {f"{kind}": event for kind, event in sample_events().items()}
@@ -351,6 +419,7 @@ def edge_events() -> dict[str, EventRecord]:
     cases["hostile-names"] = hostile_names_event()
     cases["unknown-kind"] = unknown_kind_event()
     cases["huge-unknown-kind"] = huge_unknown_event()
+    cases["hostile-chart"] = hostile_chart_event()
     cases["retry-100-circuits"] = record(
         RETRY_QUEUED, retry_payload(circuits=[f"P{n:03d}/C01" for n in range(100)])
     )
@@ -421,7 +490,9 @@ def test_every_kind_renders_in_both_versions(kind: str, version: str) -> None:
 
 def test_supported_kinds_cover_the_engine_events() -> None:
     engine = {kind.value for kind in EventKind} | {RETRY_QUEUED}
-    assert engine | {kind.value for kind in NOTIFIED_KINDS} == SUPPORTED_KINDS
+    watch = {kind.value for kind in WatchEventKind}
+    assert engine | {kind.value for kind in NOTIFIED_KINDS} | watch == SUPPORTED_KINDS
+    assert watch == HEALTH_KINDS
     assert set(sample_events()) == SUPPORTED_KINDS
 
 
@@ -585,7 +656,7 @@ def test_markdown_in_names_is_escaped() -> None:
     assert "bad \\*value\\* in \\[config\\] under\\_score" in content
     assert "[click](" not in content
     # A malformed circuit is not offered as a command to copy.
-    assert "`@mlbot retry <PLANT>/<CIRCUIT>`" in content
+    assert "**@mlbot retry <PLANT>/<CIRCUIT>**" in content
 
 
 def test_retry_command_keeps_a_valid_circuit_literal() -> None:
@@ -593,7 +664,7 @@ def test_retry_command_keeps_a_valid_circuit_literal() -> None:
         TrainingCanceled(**common(circuit="PLANT_1/CIRCUIT-01", status="Canceled"), duration=None)
     )
     content = all_text(render_event_card(event))
-    assert "`@mlbot retry PLANT_1/CIRCUIT-01`" in content  # a code span shows escapes literally
+    assert "**@mlbot retry PLANT\\\\_1/CIRCUIT-01**" in content  # bold, escaped like the rest
     assert "PLANT\\\\_1/CIRCUIT-01 — training canceled" in content  # the heading is escaped
 
 

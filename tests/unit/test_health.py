@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from monitoring.health import (
     parse_common_alert,
     result_from_alert,
 )
+from tests.conftest import make_settings
 
 START = dt.datetime(2025, 3, 1, 10, 0, tzinfo=dt.UTC)
 POLICY = HealthPolicy()
@@ -222,11 +222,11 @@ def test_results_up_to_the_start_are_ignored() -> None:
 
 
 def test_policy_from_settings_and_check_span() -> None:
-    settings: Any = SimpleNamespace(
-        auto_rollback_error_threshold_percent=2.5,
-        auto_rollback_latency_threshold_ms=800.0,
-        auto_rollback_latency_percentile="p99",
-        auto_rollback_window_minutes=10,
+    settings = make_settings(
+        MLBOT_AUTO_ROLLBACK_ERROR_THRESHOLD_PERCENT="2.5",
+        MLBOT_AUTO_ROLLBACK_LATENCY_THRESHOLD_MS="800",
+        MLBOT_AUTO_ROLLBACK_LATENCY_PERCENTILE="p99",
+        MLBOT_AUTO_ROLLBACK_WINDOW_MINUTES="10",
     )
     policy = HealthPolicy.from_settings(settings)
     assert policy.error_threshold_percent == 2.5 and policy.latency_threshold_ms == 800
@@ -236,6 +236,18 @@ def test_policy_from_settings_and_check_span() -> None:
     assert policy.min_requests == 20 and policy.interval == dt.timedelta(minutes=1)
     # A check at 10:05:40 measures the last whole minute published: 10:02-10:03.
     assert POLICY.check_span(at(5 + 40 / 60)) == (at(2), at(3))
+
+
+def test_policy_settings_are_all_operator_settings() -> None:
+    settings = make_settings(
+        MLBOT_AUTO_ROLLBACK_MIN_REQUESTS="50",
+        MLBOT_AUTO_ROLLBACK_FAILURE_THRESHOLD="2",
+        MLBOT_AUTO_ROLLBACK_INCONCLUSIVE_LIMIT="6",
+        MLBOT_AUTO_ROLLBACK_INTERVAL_SECONDS="120",
+    )
+    policy = HealthPolicy.from_settings(settings)
+    assert (policy.min_requests, policy.failure_threshold, policy.inconclusive_limit) == (50, 2, 6)
+    assert policy.interval == dt.timedelta(minutes=2)
 
 
 def test_policy_rejects_nonsense() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from config.settings import SettingsError, load_settings, settings_from_mapping, settings_report
@@ -81,3 +83,20 @@ def test_env_file_is_read(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("MLBOT_BOT_NAME", raising=False)
     settings = load_settings(env_file=str(env_file))
     assert settings.port == 4000 and settings.bot_display_name == "Circuit Bot"
+
+
+def test_config_names_the_dotenv_file_only_for_what_it_holds(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("MLBOT_MONITORING_MAX_WAIT_HOURS=2\n")
+    settings = load_settings({"MLBOT_PORT": "4000"}, env_file=str(env_file))
+    settings = settings.model_copy(update={"host": "0.0.0.0"})  # as --host does
+    rows = {
+        name: origin
+        for name, _, origin in settings_report(
+            settings, {"MLBOT_PORT": "4000"}, env_file=str(env_file)
+        )
+    }
+    assert rows["MLBOT_MONITORING_MAX_WAIT_HOURS"] == ".env"
+    assert rows["MLBOT_PORT"] == "environment"
+    assert rows["MLBOT_HOST"] == "start-up"
+    assert rows["MLBOT_SANDBOX"] == "default"

@@ -25,6 +25,10 @@ GROUP = {
     "longRunningJobNotificationIntervalHours": "2",
     "mlEngineersEmail": "a@example.com, b@example.com",
     "manualCircuits": "PLANT001/CIRCUIT01,PLANT002/CIRCUIT02",
+    "autoRollbackEnabled": "false",
+    "autoRollbackErrorThreshold": "2.5%",
+    "autoRollbackLatencyThreshold": "1500ms",
+    "autoRollbackEnvironments": "prod, staging",
     "unrelatedPipelineVariable": "ignored",
 }
 
@@ -59,6 +63,10 @@ def test_group_values_apply_over_defaults() -> None:
     assert s.long_running_job_notification_interval_hours == 2.0
     assert s.ml_engineers_email == ("a@example.com", "b@example.com")
     assert s.manual_circuits == ("PLANT001/CIRCUIT01", "PLANT002/CIRCUIT02")
+    assert s.auto_rollback_enabled is False
+    assert s.auto_rollback_error_threshold_percent == 2.5
+    assert s.auto_rollback_latency_threshold_ms == 1500.0
+    assert s.auto_rollback_environments == ("prod", "staging")
     assert set(merged.applied) == set(GROUP_KEYS)
     # The input is untouched (settings are frozen values).
     assert base.monitoring_poll_interval_seconds == 30
@@ -268,5 +276,6 @@ async def test_config_report_names_the_variable_group_as_the_source() -> None:
         "15",
         "variable group mlops-pipeline-settings",
     )
-    assert rows["MLBOT_MONITORING_MAX_WAIT_HOURS"] == ("2.0", ".env")  # given explicitly
+    # Given explicitly but not through the environment or a .env file.
+    assert rows["MLBOT_MONITORING_MAX_WAIT_HOURS"] == ("2.0", "start-up")
     assert rows["MLBOT_PORT"] == ("3978", "default")
