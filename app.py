@@ -312,6 +312,7 @@ async def build_runtime(
         policy=access_policy,
         actions=CardActionStore(db),
         audit=audit,
+        answer_within_s=settings.action_answer_seconds,
     )
 
     def roles_use_upns() -> bool:
@@ -446,6 +447,12 @@ async def build_runtime(
         watcher.on_alert if watcher is not None else None,
     )
     web_app.router.add_post("/api/hooks/alerts", alerts.post)
+
+    async def finish_actions(_: web.Application) -> None:
+        # A button answered "working on it" still records its outcome before we stop.
+        await processor.drain()
+
+    web_app.on_shutdown.append(finish_actions)
 
     async def close_store(_: web.Application) -> None:
         await db.dispose()

@@ -4,11 +4,14 @@ Every button press arrives as an `adaptiveCard/action` invoke. Its data must car
 valid signature (nobody can turn `dev` into `prod`), must not be expired, and its
 nonce may act only once: a double click or a Teams retry gets the first answer again.
 The answer card replaces the card for the person who clicked, and the original message
-is updated for everyone else.
+is updated for everyone else. Teams waits about 15 s for the answer: an action still
+running after `answer_within_s` (a slow Azure DevOps) is answered with a "working on it"
+card and finishes in the background, then updates the message for everyone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,7 +25,7 @@ from bot.access import AccessPolicy, Actor, decide
 from bot.card_signing import CardDataError, CardSigner, SignedAction
 from bot.commands import CommandError
 from bot.turns import TurnFacts
-from cards.actions import render_action_refused
+from cards.actions import render_action_refused, render_action_working
 from cards.common import Card
 from store.audit import AuditEntry, AuditTrail
 from store.card_actions import CardActionStore
@@ -86,12 +89,15 @@ class CardActionProcessor:
         policy: Callable[[], AccessPolicy],
         actions: CardActionStore,
         audit: AuditTrail,
+        answer_within_s: float = 8.0,
     ) -> None:
         self._registry = registry
         self._signer = signer
         self._policy = policy
         self._actions = actions
         self._audit = audit
+        self._answer_within_s = answer_within_s
+        self._background: set[asyncio.Task[None]] = set()
 
     async def process(
         self,
@@ -133,26 +139,56 @@ class CardActionProcessor:
             return ActionOutcome(
                 render_action_refused("This action is already being handled."), "repeated"
             )
+        action = asyncio.ensure_future(
+            self._act(spec, ActionTurn(context, facts, actor, now, signed))
+        )
+        done, _ = await asyncio.wait({action}, timeout=self._answer_within_s)
+        if action in done:
+            return action.result()
+        # Answer Teams now; the result replaces the card for everyone when it comes.
+        finishing = asyncio.ensure_future(self._finish_later(action, context))
+        self._background.add(finishing)
+        finishing.add_done_callback(self._background.discard)
+        return ActionOutcome(render_action_working(actor.name or "you", now), "pending")
+
+    async def _act(self, spec: ActionSpec, turn: ActionTurn) -> ActionOutcome:
+        """Run the handler once; its card is stored under the nonce and audited."""
+        facts, actor, now, signed = turn.facts, turn.actor, turn.now, turn.action
         try:
-            card = await spec.handler(ActionTurn(context, facts, actor, now, signed))
+            card = await spec.handler(turn)
             outcome = "ok"
         except CommandError as exc:
             # Nothing was changed (Azure refused or was unreachable): the same button may
             # be pressed again once the cause is fixed.
             await self._actions.release(signed.nonce)
             card = render_action_refused(str(exc))
-            await self._record(facts, actor, now, verb, "failed", str(exc), signed)
+            await self._record(facts, actor, now, signed.verb, "failed", str(exc), signed)
             return ActionOutcome(card, "failed")
         except Exception:
             ref = uuid.uuid4().hex[:8]
-            log.exception("card action %s failed (ref %s)", verb, ref)
+            log.exception("card action %s failed (ref %s)", signed.verb, ref)
             card = render_action_refused(
                 f"Something went wrong (ref {ref}). Nothing more was done."
             )
             outcome = "failed"
         await self._actions.complete(signed.nonce, outcome, {"card": card}, now)
-        await self._record(facts, actor, now, verb, outcome, None, signed)
+        await self._record(facts, actor, now, signed.verb, outcome, None, signed)
         return ActionOutcome(card, outcome)
+
+    async def _finish_later(
+        self, action: asyncio.Future[ActionOutcome], context: TurnContext
+    ) -> None:
+        try:
+            outcome = await action
+        except Exception:
+            log.exception("a card action finishing in the background failed")
+            return
+        await update_for_everyone(context, outcome.card)
+
+    async def drain(self) -> None:
+        """Wait for actions still finishing in the background (shutdown, tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def _record(
         self,

@@ -137,5 +137,19 @@ def render_action_done(
     )
 
 
+def render_action_working(actor: str, at: datetime) -> Card:
+    """The answer to a button whose work is still under way (Azure DevOps is slow)."""
+    return card(
+        [
+            heading("⏳ Working on it"),
+            text(
+                "Azure DevOps is taking a while to answer. This card will show the outcome "
+                "as soon as it does; there is no need to press again.",
+            ),
+            facts([("By", actor), ("At", _stamp(at))]),
+        ]
+    )
+
+
 def render_action_refused(reason: str) -> Card:
     return card([heading("🚫 Not done"), text(reason)])

@@ -22,6 +22,7 @@ from cards.actions import (
     execute,
     render_action_done,
     render_action_refused,
+    render_action_working,
     render_approvals,
     render_retry_confirmation,
     render_rollback_confirmation,
@@ -682,6 +683,7 @@ def _action_cards(now: datetime) -> dict[str, Card]:
         "action-refused": render_action_refused(
             "Only approvers for prod may do this. Ask someone in MLBOT_APPROVERS_PROD."
         ),
+        "action-working": render_action_working("Dana Whitfield", now),
     }
 
 

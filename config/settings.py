@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         256 * 1024, alias="MLBOT_MAX_REQUEST_BYTES", ge=4 * 1024, le=16 * 1024 * 1024
     )
     bot_display_name: str = Field("mlbot", alias="MLBOT_BOT_NAME", min_length=1)
+    # Teams waits about 15 s for a button's answer; slower work answers "working on it"
+    # after this long and updates the card when done.
+    action_answer_seconds: float = Field(8.0, alias="MLBOT_ACTION_ANSWER_SECONDS", gt=0, le=12)
 
     # --- Access ------------------------------------------------------------------------
     allowed_tenants: CommaList = Field((), alias="MLBOT_ALLOWED_TENANTS")

@@ -220,3 +220,41 @@ async def test_operators_given_as_upns_are_recognised(
     assert "Effective settings" in str(reply)  # an operator command
     refused = await ops.say("config", user=VIEWER)  # unknown member: no UPN, refused
     assert "operator" in refused["text"]
+
+
+async def test_a_slow_azure_devops_gets_a_working_card_then_the_outcome_for_everyone(
+    start_sandbox_bot: StartSandboxBot, connector: ConnectorStandIn
+) -> None:
+    bot = await start_sandbox_bot(
+        {
+            "MLBOT_OPERATORS": OPERATOR,
+            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests",
+            "MLBOT_ACTION_ANSWER_SECONDS": "0.3",
+        }
+    )
+    bot.stack.tick(bot.clock.advance(60))
+    assert bot.runtime.engine is not None
+    await bot.runtime.engine.tick()
+    ops = ChatOps(bot.runtime, bot.stack, bot.url, bot.session, connector)
+    ops.baseline = len(bot.stack.state()["pipeline_runs"])
+    reply = await ops.say("retry PLANT001/CIRCUIT01")
+    bot.stack.devops.inject_fault("slow", path_contains="/runs", method="POST", delay_s=1.5)
+
+    status, body = await ops.press(actions_of(reply)["retry.confirm"])
+    assert status == 200
+    assert "Working on it" in card_text(body)
+    assert "Retry queued" not in card_text(body)
+
+    # A second press while it works acts no second time.
+    _, again = await ops.press(actions_of(reply)["retry.confirm"])
+    assert "already being handled" in card_text(again)
+
+    before = len(connector.calls)
+    await connector.wait_for(before + 1, limit_s=10)  # the card, updated for everyone
+    put = connector.calls[-1]
+    assert put.method == "PUT" and put.path.endswith("/activities/activity-1")
+    assert "Retry queued" in str(put.body)
+    assert len(ops.runs("training-pipeline")) == 1
+    # Once done, pressing again shows the outcome.
+    _, later = await ops.press(actions_of(reply)["retry.confirm"])
+    assert "Retry queued" in card_text(later)
