@@ -9,7 +9,10 @@
 - Everything else (deployments, approvals, rollbacks) is a card of its own.
 
 Every message is created at most once per key (see `store.posted_activities`): a resend
-after a crash updates the stored activity or skips the post.
+after a crash updates the stored activity or skips the post. Sends to several
+conversations run at once, but only one message at a time (`unconfirmed_posts`) is
+between its POST and the commit of its id, so a crash leaves at most one message that
+may show twice.
 """
 
 from __future__ import annotations
@@ -75,13 +78,21 @@ class LivingCards:
         posted: PostedActivityStore,
         clock: Callable[[], datetime],
         gate: SendGate | None = None,
+        *,
+        unconfirmed_posts: int = 1,
     ) -> None:
+        if unconfirmed_posts < 1:
+            raise ValueError(f"unconfirmed_posts must be at least 1, got {unconfirmed_posts}")
         self._messenger = messenger
         self._monitoring = monitoring
         self._posted = posted
         self._clock = clock
         self._gate = gate
-        self._unconfirmed = asyncio.Lock()
+        # How many messages may be between their POST and the commit of their id at
+        # once: what a crash can leave in doubt. One keeps "at most one message may show
+        # twice per crash"; more lets new messages overlap when Teams answers slowly
+        # (each POST then costs its round trip only once per `unconfirmed_posts`).
+        self._unconfirmed = asyncio.Semaphore(unconfirmed_posts)
 
     @staticmethod
     def group_of(event: EventRecord) -> str | None:
@@ -189,9 +200,9 @@ class LivingCards:
                 kind,
                 destination,
             )
-        # One message at a time between its POST and the commit of its id: a crash can
-        # then leave at most one message whose fate is unknown, however many
-        # conversations are being served at once.
+        # Few messages (one by default) between their POST and the commit of their id,
+        # however many conversations are being served at once: a crash can leave no
+        # more than that whose fate is unknown.
         try:
             message = await self._messenger.prepare_card(
                 destination.removeprefix("teams:"),

@@ -12,6 +12,13 @@ not due, a pacing slot, a group still collecting), later events wait for it too.
 Notifiers that group (`GroupingNotifier`) get events of one group bound for one
 destination within `group_wait` of the first as one delivery, like Alertmanager's
 group_wait: the first waits that long so the others can join it.
+
+A pass plans, per destination, the messages it may send now (in event order), then
+serves up to `concurrency` destinations at once: each destination has one send under
+way at most, so its order holds, while a burst across many conversations overlaps the
+commits and requests of different sends. The send gate shares Teams' tenant budget
+between them; a conversation whose own limits make it wait is set aside for a later
+pass. Events delivered everywhere are marked in one write at the end of the pass.
 """
 
 from __future__ import annotations
@@ -185,8 +192,8 @@ class EventDispatcher:
         deliver), sleeping until the next thing is due."""
         while not stop.is_set():
             report = await self.dispatch_pending()
-            if until_drained and not report.sent and not report.pending_events:
-                return
+            if until_drained and not (report.completed_events or report.pending_events):
+                return  # the pass found nothing undelivered
             if report.sent or report.completed_events:
                 continue  # progress: there may be more right away
             wait = idle_s

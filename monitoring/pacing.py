@@ -85,6 +85,29 @@ class SendPacer:
 
     def next_slot(self, conversation_id: str, tenant_id: str | None, now: datetime) -> datetime:
         """The earliest time, not before `now`, a send to this conversation breaks no limit."""
+        slot = self.earliest(conversation_id, tenant_id, now)
+        assert slot is not None  # nothing in flight: every limit allows one send eventually
+        return slot
+
+    def earliest(
+        self,
+        conversation_id: str,
+        tenant_id: str | None,
+        now: datetime,
+        *,
+        in_flight: int = 0,
+        tenant_in_flight: int = 0,
+    ) -> datetime | None:
+        """Like `next_slot`, with requests still under way to this conversation and tenant.
+
+        A request under way has no known arrival time yet: it may reach Teams at any
+        moment until it completes, so it is counted in every window. None: those
+        requests take the whole budget of some window, and only a completion can help.
+        """
+        conversation_limits = _less(self._conversation_limits, in_flight)
+        tenant_limits = _less(self._tenant_limits, tenant_in_flight if tenant_id else 0)
+        if conversation_limits is None or tenant_limits is None:
+            return None
         self._maybe_sweep(now)
         conversation = self._conversations.get(conversation_id)
         tenant_sends = self._tenants.get(tenant_id) if tenant_id is not None else None
@@ -103,10 +126,10 @@ class SendPacer:
         while True:
             moved = slot
             if conversation is not None:
-                for limit in self._conversation_limits:
+                for limit in conversation_limits:
                     moved = _after_latest_sends(conversation.sends, limit, moved)
-            if tenant_sends:
-                for limit in self._tenant_limits:
+            if tenant_sends and tenant_id is not None:
+                for limit in tenant_limits:
                     moved = _first_fit(tenant_sends, limit, moved)
             if moved == slot:
                 return slot
@@ -163,6 +186,17 @@ class SendPacer:
         if self._next_sweep is None or now >= self._next_sweep:
             self.forget_idle(now)
             self._next_sweep = now + _SWEEP_EVERY
+
+
+def _less(
+    limits: tuple[SlidingWindowLimit, ...], taken: int
+) -> tuple[SlidingWindowLimit, ...] | None:
+    """The limits left for one more send when `taken` sends already count in every window."""
+    if taken <= 0:
+        return limits
+    if any(limit.count <= taken for limit in limits):
+        return None
+    return tuple(SlidingWindowLimit(limit.count - taken, limit.per) for limit in limits)
 
 
 def _drop_older_than(sends: list[datetime], cutoff: datetime) -> None:

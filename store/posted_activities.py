@@ -12,6 +12,10 @@ A retry finds the row. With an id, the message exists: a living card is updated 
 process died between 1 and 3 and nobody knows whether Teams received the POST; the retry
 posts again and counts the row's `uncertain_posts`, so a possible duplicate is visible
 in the store instead of silent.
+
+Each step is committed before its caller goes on. Writes of sends under way to other
+conversations share the commit (`store.group_commit`); `begin` is one statement on the
+first attempt and also reports a row already posted, so a send needs no read first.
 """
 
 from __future__ import annotations

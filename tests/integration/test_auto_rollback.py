@@ -301,8 +301,18 @@ def _scenario_with_traffic(tmp_path: Path, traffic: list[dict[str, Any]]) -> Pat
     return path
 
 
-BAD: dict[str, Any] = {"minutes": 1, "requests_per_minute": 120, "error_percent": 12, "latency_p95_ms": 2600}
-GOOD: dict[str, Any] = {"minutes": 1, "requests_per_minute": 120, "error_percent": 0.5, "latency_p95_ms": 180}
+BAD: dict[str, Any] = {
+    "minutes": 1,
+    "requests_per_minute": 120,
+    "error_percent": 12,
+    "latency_p95_ms": 2600,
+}
+GOOD: dict[str, Any] = {
+    "minutes": 1,
+    "requests_per_minute": 120,
+    "error_percent": 0.5,
+    "latency_p95_ms": 180,
+}
 
 
 async def test_flapping_traffic_never_rolls_back(
