@@ -2,7 +2,8 @@
 
 Both run in their own process group on free loopback ports, in a temporary directory, and
 are stopped (group and all) however the test ends. Their logs go to the temporary
-directory; when a test fails they are copied to `artifacts/e2e/` next to the screenshots.
+directory; when a test fails they are copied next to its screenshots, in
+`artifacts/e2e/<test module without test_>/`.
 """
 
 from __future__ import annotations
@@ -187,12 +188,16 @@ def e2e_tools() -> Tools:
 
 
 @pytest.fixture
-def artifacts() -> Path:
-    """`artifacts/e2e/`, emptied first so every picture in it is from this run."""
-    if ARTIFACTS.exists():
-        shutil.rmtree(ARTIFACTS)
-    ARTIFACTS.mkdir(parents=True)
-    return ARTIFACTS
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """`artifacts/e2e/<test module>/`, emptied first so every picture in it is from this run.
+
+    One folder per module, so a failed test's pictures and logs outlive the tests after it.
+    """
+    folder = ARTIFACTS / request.path.stem.removeprefix("test_")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -215,12 +220,13 @@ class PlaygroundWorld:
     bot_name: str
     user_aad_object_id: str
     user_name: str
+    team_id: str  # also the conversation id of the team's first channel
 
     @classmethod
     def load(cls, path: Path = PLAYGROUND_CONFIG) -> PlaygroundWorld:
         config = yaml.safe_load(path.read_text())
         user = config["currentUser"]
-        return cls(config["bot"]["name"], user["aadObjectId"], user["name"])
+        return cls(config["bot"]["name"], user["aadObjectId"], user["name"], config["team"]["id"])
 
 
 @dataclass
@@ -270,8 +276,21 @@ def world() -> PlaygroundWorld:
 
 
 @pytest.fixture
+def sandbox_speed() -> float | None:
+    """`--speed` of the sandbox; None plays the scenario in real time.
+
+    A test chooses its own by parametrizing this name.
+    """
+    return None
+
+
+@pytest.fixture
 def sandbox_bot(
-    world: PlaygroundWorld, tmp_path: Path, services: list[Service], ports: Ports
+    world: PlaygroundWorld,
+    tmp_path: Path,
+    services: list[Service],
+    ports: Ports,
+    sandbox_speed: float | None,
 ) -> Bot:
     """`mlbot serve --sandbox` where the playground sends activities, with a fresh database.
 
@@ -287,6 +306,8 @@ def sandbox_bot(
         "MLBOT_CARD_SIGNING_KEY": os.urandom(24).hex(),
     }
     argv = [str(MLBOT), "serve", "--sandbox", "--host", "127.0.0.1", "--port", str(ports.bot)]
+    if sandbox_speed is not None:
+        argv += ["--speed", f"{sandbox_speed:g}"]
     service = start_service("mlbot", argv, cwd=workdir, env=env, log=tmp_path / "mlbot.log")
     services.append(service)
     url = f"http://127.0.0.1:{ports.bot}"
@@ -296,6 +317,21 @@ def sandbox_bot(
         return True if answer and answer[0] == 200 else None
 
     wait_until("start mlbot in sandbox mode (/readyz)", ready, timeout_s=60, service=service)
+
+    def knows_jobs() -> bool | None:
+        # The first monitoring pass has stored the scenario's jobs, so `status` lists them
+        # (a busy machine may take a few seconds after /readyz).
+        answer = http_get(f"{url}/metrics")
+        if not answer or answer[0] != 200:
+            return None
+        jobs = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in answer[1].decode().splitlines()
+            if line.startswith("mlbot_watched_jobs{")
+        )
+        return True if jobs > 0 else None
+
+    wait_until("the first monitoring pass (/metrics)", knows_jobs, timeout_s=60, service=service)
     return Bot(url=url, service=service)
 
 
@@ -350,3 +386,57 @@ def playground(
 
     wait_until("load the playground's web page", page_served, timeout_s=20, service=service)
     return Playground(url=url, world=world, service=service)
+
+
+def run_browser_script(
+    tools: Tools,
+    script: str,
+    request: dict[str, Any],
+    *,
+    artifacts: Path,
+    services: list[Service],
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Run one of the browser scripts next to this file (see playground_browser.mjs).
+
+    Its last stdout line is the outcome, earlier lines the steps; returns the outcome
+    with `steps`, the names of the steps in order. Fails naming the step that failed.
+    """
+    argv = [
+        tools.node,
+        "--require",
+        str(LOOPBACK_PRELOAD),
+        str(E2E_DIR / script),
+        json.dumps({**request, "modules": str(NODE_MODULES.parent)}),
+    ]
+    log = artifacts / "driver.log"
+    # pw:browser copies Chromium's own output into the log: a crash says why there.
+    env = {**base_env(), "DEBUG": "pw:browser"}
+    driver = start_service("browser", argv, cwd=artifacts, env=env, log=log)
+    services.append(driver)
+    try:
+        driver.process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        stop_service(driver)
+        raise StepTimeout(
+            f"step 'drive the playground page' timed out after {timeout_s:g} s; "
+            f"steps finished: {[line.get('step') for line in _json_lines(driver.log_text())]}"
+        ) from None
+    lines = _json_lines(driver.log_text())
+    if not lines or "ok" not in lines[-1]:
+        raise AssertionError(
+            f"the browser script gave no outcome (exit {driver.process.returncode}):\n"
+            f"{driver.log_text()[-3000:]}"
+        )
+    outcome: dict[str, Any] = lines[-1]
+    if not outcome["ok"]:
+        raise AssertionError(
+            f"step '{outcome['step']}' failed in the browser: {outcome['error']}\n"
+            f"(screenshots, failure.png, page.html and logs in {artifacts})"
+        )
+    outcome["steps"] = [line["step"] for line in lines[:-1]]
+    return outcome
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"')]

@@ -8,27 +8,19 @@ pipeline with that circuit. Screenshots of every step land in `artifacts/e2e/`.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import (
-    E2E_DIR,
-    LOOPBACK_PRELOAD,
-    NODE_MODULES,
     Bot,
     Playground,
     Service,
-    StepTimeout,
     Tools,
-    base_env,
     get_json,
-    start_service,
-    stop_service,
+    run_browser_script,
 )
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +33,6 @@ DRIVER_TIMEOUT_S = 120
 def drive_playground(
     tools: Tools, playground: Playground, artifacts: Path, services: list[Service]
 ) -> dict[str, Any]:
-    """Run the browser script; its last line is the outcome, earlier lines the steps."""
     request = {
         "url": f"{playground.url}/",
         "chromium": tools.chromium,
@@ -49,44 +40,15 @@ def drive_playground(
         "botName": playground.world.bot_name,
         "circuit": CIRCUIT,
         "stepTimeoutMs": STEP_TIMEOUT_S * 1000,
-        "modules": str(NODE_MODULES.parent),
     }
-    argv = [
-        tools.node,
-        "--require",
-        str(LOOPBACK_PRELOAD),
-        str(E2E_DIR / "drive_playground.mjs"),
-        json.dumps(request),
-    ]
-    log = artifacts / "driver.log"
-    driver = start_service("browser", argv, cwd=artifacts, env=base_env(), log=log)
-    services.append(driver)
-    try:
-        driver.process.wait(timeout=DRIVER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        stop_service(driver)
-        raise StepTimeout(
-            f"step 'drive the playground page' timed out after {DRIVER_TIMEOUT_S} s; "
-            f"steps finished: {[line.get('step') for line in _json_lines(driver.log_text())]}"
-        ) from None
-    lines = _json_lines(driver.log_text())
-    if not lines or "ok" not in lines[-1]:
-        raise AssertionError(
-            f"the browser script gave no outcome (exit {driver.process.returncode}):\n"
-            f"{driver.log_text()[-3000:]}"
-        )
-    outcome: dict[str, Any] = lines[-1]
-    if not outcome["ok"]:
-        raise AssertionError(
-            f"step '{outcome['step']}' failed in the browser: {outcome['error']}\n"
-            f"(screenshots, failure.png, page.html and logs in {artifacts})"
-        )
-    outcome["steps"] = [line["step"] for line in lines[:-1]]
-    return outcome
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith('{"')]
+    return run_browser_script(
+        tools,
+        "drive_playground.mjs",
+        request,
+        artifacts=artifacts,
+        services=services,
+        timeout_s=DRIVER_TIMEOUT_S,
+    )
 
 
 def test_status_and_a_card_action_in_the_team_channel(
