@@ -18,7 +18,9 @@ may show twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -41,6 +43,8 @@ from store.posted_activities import (
 )
 
 log = logging.getLogger(__name__)
+
+_SHOWN_CARDS = 2000  # living cards whose last content is remembered (LRU)
 
 # A job that starts or ends well: the card changes, nothing else is posted.
 CARD_ONLY_KINDS = frozenset({"training_started", "training_completed"})
@@ -93,6 +97,9 @@ class LivingCards:
         # twice per crash"; more lets new messages overlap when Teams answers slowly
         # (each POST then costs its round trip only once per `unconfirmed_posts`).
         self._unconfirmed = asyncio.Semaphore(unconfirmed_posts)
+        # What each living card last showed: several events of one pass often render the
+        # same card, and an update that changes nothing still counts against Teams' limits.
+        self._shown: OrderedDict[str, str] = OrderedDict()
 
     @staticmethod
     def group_of(event: EventRecord) -> str | None:
@@ -145,6 +152,9 @@ class LivingCards:
         card = render_session_card(session, jobs, self._clock())
         existing = await self._posted.get(key)
         if existing is not None and existing.status == POSTED and existing.activity_id:
+            shown = json.dumps(card, sort_keys=True)
+            if self._shown.get(key) == shown:
+                return existing.activity_id
             try:
                 async with self._turn(destination):
                     await self._messenger.update_card(
@@ -153,6 +163,7 @@ class LivingCards:
                         card,
                         client_key=key,
                     )
+                self._remember(key, shown)
                 return existing.activity_id
             except HttpOperationError as exc:
                 if _status(exc) != 404:
@@ -161,7 +172,7 @@ class LivingCards:
                 # gone, that post fails for good and the delivery says so).
                 log.info("the card of session %s was deleted; posting it again", session_id)
                 await self._posted.forget(key)
-        return await self._post_once(
+        posted = await self._post_once(
             key,
             kind=SESSION_CARD,
             destination=destination,
@@ -170,6 +181,14 @@ class LivingCards:
             session_id=session_id,
             event_id=event_id,
         )
+        self._remember(key, json.dumps(card, sort_keys=True))
+        return posted
+
+    def _remember(self, key: str, shown: str) -> None:
+        self._shown[key] = shown
+        self._shown.move_to_end(key)
+        while len(self._shown) > _SHOWN_CARDS:
+            self._shown.popitem(last=False)
 
     async def _post_once(
         self,

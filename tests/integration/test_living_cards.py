@@ -121,3 +121,22 @@ async def test_failures_close_together_arrive_as_one_reply(
     failure_replies = [m for m in replies if "failed" in text_of(m)]
     assert len(failure_replies) < len(failures)
     assert any(grouped(m) for m in replies)
+
+
+async def test_an_update_that_changes_nothing_is_not_sent(
+    start_sandbox_bot: StartSandboxBot, connector: ConnectorStandIn
+) -> None:
+    bot = await start_sandbox_bot({"MLBOT_GROUP_WAIT_SECONDS": "0"})
+    await install_in_channel(bot, connector)
+    await play(bot, 20 * 60)
+
+    shown: dict[str, Any] = {}
+    for call in connector.calls:
+        if call.method == "POST" and isinstance(call.body, dict) and call.body.get("attachments"):
+            shown.setdefault(f"posted:{len(shown)}", call.body["attachments"])
+        if call.method == "PUT" and "/activities/" in call.path:
+            activity = call.path.rsplit("/", 1)[-1]
+            content = call.body["attachments"]
+            assert shown.get(activity) != content, f"update of {activity} changed nothing"
+            shown[activity] = content
+    assert any(call.method == "PUT" for call in connector.calls)
