@@ -37,8 +37,12 @@ LOOPBACK_PRELOAD = E2E_DIR / "loopback.cjs"
 PLAYGROUND_CONFIG = E2E_DIR / "playground.yml"
 MLBOT = Path(sys.executable).with_name("mlbot")  # the console script of this environment
 # What a developer's shell may carry that would change what the processes under test do.
+# Settings of ours and of the tools, kept from the child processes. AZUREML_* too: the
+# Azure ML SDK records the cloud it used (AZUREML_CURRENT_CLOUD) in this process's
+# environment when earlier tests ran it, and that emulator's cloud is unknown to the bot.
 _OWN_SETTING = re.compile(
-    r"^(MLBOT_|Microsoft|AZURE_|M365_AGENTS_PLAYGROUND_|TEAMSAPPTESTER_|NODE_OPTIONS$)"
+    r"^(MLBOT_|Microsoft|AZURE_|AZUREML_|ARM_CLOUD_METADATA_URL$|M365_AGENTS_PLAYGROUND_"
+    r"|TEAMSAPPTESTER_|NODE_OPTIONS$)"
 )
 _PLAYGROUND_PORT = re.compile(r"Listening on (\d+)")
 

@@ -41,7 +41,12 @@ async def _state(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | N
 async def test_the_rollback_scenario_ends_with_one_rollback_run(tmp_path: Path) -> None:
     port = _free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("MLBOT_", "Microsoft"))},
+        # AZUREML_*: the Azure ML SDK records the emulator cloud of earlier tests there.
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MLBOT_", "Microsoft", "AZUREML_"))
+        },
         "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/mlbot.db",
         "MLBOT_PORT": str(port),
     }
