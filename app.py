@@ -125,8 +125,6 @@ class AzureClients:
     description: str = "not configured"
     # Azure Monitor metrics of online endpoints, for the deployment health watch.
     metrics: EndpointMetrics | None = None
-    # `MLBOT_AUTO_ROLLBACK_ENDPOINTS` entries; None reads them from the settings.
-    rollback_targets: tuple[str, ...] | None = None
 
 
 def _default_credential() -> Any:
@@ -167,15 +165,14 @@ def azure_clients_from_settings(settings: Settings) -> AzureClients:
     return AzureClients(job_source, workspaces, pipelines, described, metrics)
 
 
-def rollback_targets_from(settings: Settings, clients: AzureClients) -> tuple[EndpointTarget, ...]:
+def rollback_targets_from(settings: Settings) -> tuple[EndpointTarget, ...]:
     """The endpoints to watch per environment; raises SettingsError naming the setting."""
-    entries = (
-        clients.rollback_targets
-        if clients.rollback_targets is not None
-        else settings.auto_rollback_endpoints
-    )
     try:
-        return parse_targets(entries, settings.azure_subscription_id, settings.azure_resource_group)
+        return parse_targets(
+            settings.auto_rollback_endpoints,
+            settings.azure_subscription_id,
+            settings.azure_resource_group,
+        )
     except RollbackTargetError as exc:
         raise SettingsError(f"invalid setting MLBOT_AUTO_ROLLBACK_ENDPOINTS: {exc}") from None
 
@@ -234,7 +231,7 @@ async def build_runtime(
 ) -> Runtime:
     """Open the store (migrating it), wire the bot and return the web application."""
     clients = azure or AzureClients()
-    rollback_targets = rollback_targets_from(settings, clients)
+    rollback_targets = rollback_targets_from(settings)
     db = Database(settings.database_url)
     await db.migrate()
     conversations = ConversationStore(db)
@@ -612,18 +609,24 @@ async def start_sandbox(
             endpoint=endpoints.metrics_base_url, connection_verify=endpoints.metrics_ca_path
         ),
     )
-    targets = None if "auto_rollback_endpoints" in explicit else endpoints.rollback_targets
     description = f"sandbox emulators ({Path(path).name}, speed {options.speed:g}x)"
-    return stack, AzureClients(
-        job_source, endpoints.workspaces, pipelines, description, metrics, targets
-    )
+    return stack, AzureClients(job_source, endpoints.workspaces, pipelines, description, metrics)
 
 
-def sandbox_hook_settings(settings: Settings) -> Settings:
-    """The sandbox posts Azure DevOps service hooks to the bot: they need a hook secret."""
-    if settings.hook_secret.get_secret_value():
-        return settings
-    return settings.model_copy(update={"hook_secret": SecretStr(secrets.token_urlsafe(24))})
+def sandbox_settings(settings: Settings, stack: SandboxStack) -> Settings:
+    """What sandbox mode fills in where the operator set nothing: a hook secret (the
+    emulated Azure DevOps posts service hooks), the scenario's online endpoints to watch
+    after deployments, and the mail sink for email reminders."""
+    update: dict[str, Any] = {}
+    if not settings.hook_secret.get_secret_value():
+        update["hook_secret"] = SecretStr(secrets.token_urlsafe(24))
+    if "auto_rollback_endpoints" not in settings.model_fields_set:
+        update["auto_rollback_endpoints"] = stack.endpoints.rollback_targets
+    if update:
+        settings = settings.model_copy(update=update)
+    from sandbox.smtp_sink import sandbox_email_settings
+
+    return sandbox_email_settings(settings, stack)
 
 
 def subscribe_sandbox_hooks(stack: SandboxStack, settings: Settings, base_url: str) -> None:
@@ -649,12 +652,9 @@ async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> No
     clock: Callable[[], datetime] = utc_now
     if settings.use_sandbox:
         log.warning("SANDBOX MODE: no Azure settings, starting local Azure emulators")
-        settings = sandbox_hook_settings(settings)
         stack, clients = await start_sandbox(settings, sandbox or SandboxOptions())
         _announce_sandbox(clients, stack, settings)
-        from sandbox.smtp_sink import sandbox_email_settings
-
-        settings = sandbox_email_settings(settings, stack)
+        settings = sandbox_settings(settings, stack)
         # Emulated jobs live on the sandbox's (possibly faster) clock.
         clock = stack.clock.now
     else:

@@ -93,9 +93,7 @@ class EngineScheduler:
                 log.exception("monitoring pass failed; trying again shortly")
             try:
                 if self._watcher is not None:
-                    due = await self._watcher.next_due_at()
-                    if due is not None and due <= self._clock():
-                        await self._watcher.tick()
+                    await self._watcher.tick()  # one query when nothing is due
             except Exception:
                 log.exception("deployment health pass failed; trying again shortly")
             deliveries_due: datetime | None = None

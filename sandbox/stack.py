@@ -446,12 +446,12 @@ class SandboxStack:
         due = [d for d in self._scheduled_deployments if d.due <= now]
         self._scheduled_deployments = [d for d in self._scheduled_deployments if d.due > now]
         for scheduled in sorted(due, key=lambda d: d.due):
-            spec = self.scenario.pipelines.deployment
-            run = self.devops.queue_run(spec.name, {"environment": scheduled.endpoint.environment})
+            environment = scheduled.endpoint.environment
+            run = self._queue_timed_run(
+                self.scenario.pipelines.deployment.name, environment, started_at=scheduled.due
+            )
             run.created = scheduled.due
-            duration, result = spec.run(len(self.devops.runs_of(spec.name)))
-            self._timed_runs[run.id] = _TimedRun(run.id, duration, result, scheduled.due)
-            changes.append(f"run {run.id} deploying to {scheduled.endpoint.environment}")
+            changes.append(f"run {run.id} deploying to {environment}")
 
     def _start_training(self, now: dt.datetime, changes: list[str]) -> None:
         for run in self._training_runs.values():
@@ -675,17 +675,24 @@ class SandboxStack:
         self.tick(now)
 
     def _open_approval(self, spec: ApprovalSpec) -> EmulatedApproval:
-        run = self.devops.queue_run(spec.pipeline, {"environment": spec.environment})
+        run = self._queue_timed_run(spec.pipeline, spec.environment, started_at=None)
         approval = self.devops.add_approval(
             run.id, approvers=spec.approvers, instructions=spec.instructions
         )
         self._approval_context[approval.id] = _ApprovalContext(spec.stage, spec.environment)
-        timed = self.scenario.pipelines.timed(spec.pipeline) or _UNPLANNED_TIMED
-        duration, result = timed.run(len(self.devops.runs_of(spec.pipeline)))
-        self._timed_runs[run.id] = _TimedRun(
-            run.id, duration, result, started_at=None, approval_ids=[approval.id]
-        )
+        self._timed_runs[run.id].approval_ids.append(approval.id)
         return approval
+
+    def _queue_timed_run(
+        self, pipeline: str, environment: str, *, started_at: dt.datetime | None
+    ) -> EmulatedRun:
+        """A deployment-like run queued by the scenario (not through the API: no hooks);
+        `started_at=None` holds it until its approvals are decided."""
+        run = self.devops.queue_run(pipeline, {"environment": environment})
+        timed = self.scenario.pipelines.timed(pipeline) or _UNPLANNED_TIMED
+        duration, result = timed.run(len(self.devops.runs_of(pipeline)))
+        self._timed_runs[run.id] = _TimedRun(run.id, duration, result, started_at)
+        return run
 
     # --- control (the /_sandbox/ API) ----------------------------------------------------
 

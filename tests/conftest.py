@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from app import Runtime, SandboxOptions, build_runtime, start_sandbox
+from app import Runtime, SandboxOptions, build_runtime, sandbox_settings, start_sandbox
 from bot.auth import TokenValidationEndpoints
 from config.settings import Settings, settings_from_mapping
 from sandbox.clock import ManualClock
@@ -206,6 +206,7 @@ async def start_sandbox_bot(tmp_path: Path) -> AsyncIterator[StartSandboxBot]:
             configured, SandboxOptions(scenario=scenario, clock=clock, tick_interval_s=None)
         )
         cleanups.append(stack.stop)
+        configured = sandbox_settings(configured, stack)  # as `mlbot serve --sandbox` does
         runtime = await build_runtime(configured, azure=clients, clock=clock.now, background=False)
         runner, url = await serve_app(runtime.web_app)
         cleanups.append(runner.cleanup)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app import AzureClients, rollback_targets_from
+from app import rollback_targets_from
 from config.settings import SettingsError
 from monitoring.rollback_targets import (
     EndpointTarget,
@@ -74,10 +74,9 @@ def test_several_endpoints_per_environment_without_duplicates() -> None:
 def test_a_bad_setting_stops_start_up_naming_it() -> None:
     settings = make_settings(MLBOT_AUTO_ROLLBACK_ENDPOINTS="prod=churn")
     with pytest.raises(SettingsError, match="MLBOT_AUTO_ROLLBACK_ENDPOINTS"):
-        rollback_targets_from(settings, AzureClients())
+        rollback_targets_from(settings)
 
 
-def test_the_sandbox_may_supply_the_targets() -> None:
-    clients = AzureClients(rollback_targets=(f"prod={ARM}@blue",))
-    targets = rollback_targets_from(make_settings(), clients)
-    assert targets == (EndpointTarget("prod", ARM, "blue"),)
+def test_entries_come_from_the_setting() -> None:
+    settings = make_settings(MLBOT_AUTO_ROLLBACK_ENDPOINTS=f"prod={ARM}@blue")
+    assert rollback_targets_from(settings) == (EndpointTarget("prod", ARM, "blue"),)
