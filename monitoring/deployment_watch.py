@@ -474,7 +474,7 @@ class DeploymentWatcher:
                     "inconclusive_checks": state.inconclusive_checks,
                     "low_traffic_checks": state.low_traffic_checks,
                     "watched_seconds": (result.at - record.started_at).total_seconds(),
-                    "thresholds": self._thresholds(state.policy),
+                    "thresholds": thresholds_to_json(state.policy),
                     "points": extra.get("points") or [],
                 },
             )
@@ -495,7 +495,7 @@ class DeploymentWatcher:
             **self._about(record),
             "reason": rollback_reason(state),
             "checks": [check_to_json(r) for r in state.failure_streak],
-            "thresholds": self._thresholds(policy),
+            "thresholds": thresholds_to_json(policy),
             "points": stored.get("points") or [],
             "dry_run": self.dry_run,
             "grace_seconds": self._grace.total_seconds(),
@@ -552,7 +552,7 @@ class DeploymentWatcher:
             "pipeline": self._rollback_pipeline(),
             # The evidence again: the queued (or dry-run) card must say why on its own.
             "checks": [check_to_json(r) for r in state.failure_streak],
-            "thresholds": self._thresholds(policy),
+            "thresholds": thresholds_to_json(policy),
             "points": record.state.get("points") or [],
         }
         if self.dry_run or self._pipelines is None:
@@ -683,10 +683,6 @@ class DeploymentWatcher:
             "deployment_run_id": record.run_id,
             "started_at": _iso(record.started_at),
         }
-
-    @staticmethod
-    def _thresholds(policy: HealthPolicy) -> dict[str, Any]:
-        return thresholds_to_json(policy)
 
     async def _record(
         self, now: datetime, key: str, kind: EventKind, payload: dict[str, Any]
