@@ -16,9 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Protocol
+
+from store.audit import AuditEntry
 
 APPROVERS_PREFIX = "MLBOT_APPROVERS_"
 _ENTRY_SEPARATORS = re.compile(r"[,;\s]+")
@@ -53,6 +56,29 @@ class Actor:
         """The normalized ids this actor can be listed under (object id and UPN)."""
         return frozenset(
             _identity(value) for value in (self.aad_object_id, self.upn) if value and value.strip()
+        )
+
+    def audit_entry(
+        self,
+        *,
+        at: datetime,
+        action: str,
+        outcome: str,
+        conversation_id: str | None,
+        target: str | None = None,
+        detail: str | None = None,
+    ) -> AuditEntry:
+        """An audit line for something this actor did (or was refused) in a conversation."""
+        return AuditEntry(
+            at=at,
+            action=action,
+            outcome=outcome,
+            actor_id=self.aad_object_id,
+            actor_name=self.name,
+            tenant_id=self.tenant_id,
+            conversation_id=conversation_id,
+            target=target,
+            detail=detail,
         )
 
 

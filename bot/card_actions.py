@@ -27,7 +27,7 @@ from bot.commands import CommandError
 from bot.turns import TurnFacts
 from cards.actions import render_action_refused, render_action_working
 from cards.common import Card
-from store.audit import AuditEntry, AuditTrail
+from store.audit import AuditTrail
 from store.card_actions import CardActionStore
 
 log = logging.getLogger(__name__)
@@ -204,13 +204,10 @@ class CardActionProcessor:
         if signed is not None:
             target = ", ".join(f"{k}={v}" for k, v in sorted(signed.data.items()))[:500]
         await self._audit.record(
-            AuditEntry(
+            actor.audit_entry(
                 at=now,
                 action=f"card:{verb}",
                 outcome=outcome,
-                actor_id=actor.aad_object_id,
-                actor_name=actor.name,
-                tenant_id=actor.tenant_id,
                 conversation_id=facts.conversation_id,
                 target=target,
                 detail=detail,

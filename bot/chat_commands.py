@@ -26,7 +26,7 @@ from monitoring.azure_calls import AzureCallError
 from monitoring.deployment_watch import CancelOutcome, DeploymentWatcher
 from monitoring.engine import MonitoringEngine
 from monitoring.status_report import StatusService
-from store.audit import AuditEntry, AuditTrail
+from store.audit import AuditTrail
 from store.conversations import ConversationStore
 
 
@@ -62,13 +62,10 @@ async def _require(
     decision = decide(services.policy(), turn.actor, action, env)
     if not decision.allowed:
         await services.audit.record(
-            AuditEntry(
+            turn.actor.audit_entry(
                 at=turn.now,
                 action=f"command:{action}",
                 outcome="refused",
-                actor_id=turn.actor.aad_object_id,
-                actor_name=turn.actor.name,
-                tenant_id=turn.actor.tenant_id,
                 conversation_id=turn.facts.conversation_id,
                 target=env,
                 detail=decision.reason,

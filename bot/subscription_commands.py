@@ -40,7 +40,7 @@ from monitoring.subscriptions import (
     parse_unsubscribe,
     subscription_from_inputs,
 )
-from store.audit import AuditEntry, AuditTrail
+from store.audit import AuditTrail
 from store.conversations import ConversationRecord, ConversationStore, StoredSubscription
 
 
@@ -70,15 +70,14 @@ def conversation_key(conversation_id: str) -> str:
 class _Where:
     conversation_id: str
     conversation_type: str | None
-    personal: bool
+
+    @property
+    def personal(self) -> bool:
+        return self.conversation_type == "personal"
 
 
 def _where(facts: TurnFacts) -> _Where:
-    return _Where(
-        conversation_key(facts.conversation_id),
-        facts.conversation_type,
-        facts.conversation_type == "personal",
-    )
+    return _Where(conversation_key(facts.conversation_id), facts.conversation_type)
 
 
 def register_subscription_commands(
@@ -92,36 +91,19 @@ def register_subscription_commands(
             raise CommandError("Subscriptions are not available on this bot.")
         return conversations
 
-    async def audit(
-        facts: TurnFacts,
-        actor: Actor,
-        now: datetime,
-        action: str,
-        outcome: str,
-        detail: str,
-        target: str | None = None,
-    ) -> None:
-        await services.audit.record(
-            AuditEntry(
-                at=now,
-                action=action,
-                outcome=outcome,
-                actor_id=actor.aad_object_id,
-                actor_name=actor.name,
-                tenant_id=actor.tenant_id,
-                conversation_id=facts.conversation_id,
-                target=target,
-                detail=detail[:2000],
-            )
-        )
-
     async def require(turn: ChatTurn, action: str) -> None:
         decision = decide(
             services.policy(), turn.actor, action, personal=_where(turn.facts).personal
         )
         if not decision.allowed:
-            await audit(
-                turn.facts, turn.actor, turn.now, f"command:{action}", "refused", decision.reason
+            await services.audit.record(
+                turn.actor.audit_entry(
+                    at=turn.now,
+                    action=f"command:{action}",
+                    outcome="refused",
+                    conversation_id=turn.facts.conversation_id,
+                    detail=decision.reason[:2000],
+                )
             )
             raise CommandError(decision.reason)
 
@@ -130,14 +112,28 @@ def register_subscription_commands(
             services.policy(), actor, "subscribe", personal=_where(facts).personal
         ).allowed
 
-    async def ensure_conversation(context: TurnContext, facts: TurnFacts, now: datetime) -> str:
-        """The conversation's id in the store; one the bot never saw installed (another
-        channel of the team, a chat Teams did not announce) is remembered from this turn,
-        starting with no subscription."""
-        here = _where(facts)
-        if await store().get(here.conversation_id) is None:
-            await store().remember(_record_of(context, facts, here, now), Subscription())
-        return here.conversation_id
+    async def changed(
+        turn: ChatTurn | ActionTurn, action: str, before: Subscription, after: Subscription
+    ) -> None:
+        """Store `after` and audit the change. A conversation the bot never saw installed
+        (another channel of the team, a chat Teams did not announce) is remembered from
+        this turn first."""
+        here = _where(turn.facts)
+        by = turn.actor.label
+        if not await store().save_subscription(here.conversation_id, after, by=by, now=turn.now):
+            record = _record_of(turn.context, turn.facts, here, turn.now)
+            await store().remember(record, Subscription())
+            await store().save_subscription(here.conversation_id, after, by=by, now=turn.now)
+        await services.audit.record(
+            turn.actor.audit_entry(
+                at=turn.now,
+                action=action,
+                outcome="ok",
+                conversation_id=turn.facts.conversation_id,
+                target=here.conversation_id,
+                detail=f"{describe(before)} -> {describe(after)}"[:2000],
+            )
+        )
 
     async def current(conversation_id: str) -> Subscription:
         stored = await store().subscription(conversation_id)
@@ -164,21 +160,6 @@ def register_subscription_commands(
             **extra,
         )
 
-    async def changed(
-        turn: ChatTurn, command: str, before: Subscription, after: Subscription
-    ) -> None:
-        conversation_id = await ensure_conversation(turn.context, turn.facts, turn.now)
-        await store().save_subscription(conversation_id, after, by=turn.actor.label, now=turn.now)
-        await audit(
-            turn.facts,
-            turn.actor,
-            turn.now,
-            f"command:{command}",
-            "ok",
-            f"{describe(before)} -> {describe(after)}",
-            target=conversation_id,
-        )
-
     @registry.command("subscribe", usage=SUBSCRIBE_HELP.usage, summary=SUBSCRIBE_HELP.summary)
     async def subscribe(turn: ChatTurn, args: str) -> None:
         await require(turn, "subscribe")
@@ -188,7 +169,7 @@ def register_subscription_commands(
             raise CommandError(f"{exc} Usage: `subscribe failed circuit=PLANT001/`.") from None
         before = await current(conversation_key(turn.facts.conversation_id))
         after = apply_subscribe(before, request)
-        await changed(turn, "subscribe", before, after)
+        await changed(turn, "command:subscribe", before, after)
         place = where(turn.facts.conversation_type)
         await turn.reply_text(
             f"Done: {place} now gets {describe(after)}. Type `subscriptions` to see or edit it."
@@ -211,7 +192,7 @@ def register_subscription_commands(
             ) from None
         before = await current(conversation_key(turn.facts.conversation_id))
         after = apply_unsubscribe(before, request)
-        await changed(turn, "unsubscribe", before, after)
+        await changed(turn, "command:unsubscribe", before, after)
         place = where(turn.facts.conversation_type)
         if not after.kinds:
             await turn.reply_text(
@@ -253,20 +234,9 @@ def register_subscription_commands(
                     typed=typed,
                 )
             )
-        await ensure_conversation(turn.context, turn.facts, turn.now)
-        await store().save_subscription(
-            here.conversation_id, after, by=turn.actor.label, now=turn.now
-        )
-        await audit(
-            turn.facts,
-            turn.actor,
-            turn.now,
-            "subscriptions:save",
-            "ok",
-            f"{describe(before)} -> {describe(after)}",
-            target=here.conversation_id,
-        )
-        saved = await store().subscription(here.conversation_id)
+        await changed(turn, "subscriptions:save", before, after)
+        # What was just stored, without reading it back.
+        saved = StoredSubscription(after, turn.now, turn.actor.label[:256])
         notice = "Saved." if after.kinds else "Saved: nothing will be posted here."
         return render_subscriptions_card(view(turn.facts, turn.actor, saved, notice=notice))
 

@@ -382,10 +382,6 @@ def toggle_id(kind: str) -> str:
     return f"kind.{kind}"
 
 
-def kind_label(kind: str) -> str:
-    return _BY_NAME[kind].label
-
-
 def describe(subscription: Subscription) -> str:
     """One line for replies: `completed, failed, … — only circuits PLANT001/; only env prod`."""
     if not subscription.kinds:

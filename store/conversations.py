@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, literal, select
 from sqlalchemy.exc import IntegrityError
 
-from monitoring.subscriptions import DEFAULT_KINDS, Subscription, default_subscription
+from monitoring.subscriptions import Subscription, default_subscription
 from store.database import Database, as_utc
 from store.tables import conversations, subscriptions, watched_jobs
 
@@ -26,10 +26,6 @@ class ConversationRecord:
     reference: dict[str, Any]
     installed_by: str | None
     installed_at: datetime
-
-
-# Every event kind but "training started": the default where the bot is installed.
-DEFAULT_EVENT_KINDS: tuple[str, ...] = DEFAULT_KINDS
 
 
 @dataclass(frozen=True, slots=True)
