@@ -30,44 +30,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.pacing import lower_bound
 from monitoring.pacing import TEAMS_CONVERSATION_LIMITS, TEAMS_TENANT_LIMITS
-from store.conversations import ConversationRecord, ConversationStore
+from store.conversations import ConversationStore
 from store.database import Database
 from store.monitoring import MonitoringStore, NewEvent, Observation
-from tests.integration.delivery_worker import SIM_EPOCH, FastClock, deliver_all
+from tests.integration.delivery_worker import (
+    SIM_EPOCH,
+    FastClock,
+    deliver_all,
+    remember_conversation,
+)
 from tests.standins.connector import (
     TEAMS_CONVERSATION_WINDOWS,
     TEAMS_TENANT_WINDOWS,
     ConnectorStandIn,
 )
 
-TENANT = "tenant-1"
-
 
 async def seed(db: Database, url: str, notifications: int, conversations: int) -> None:
     store = ConversationStore(db)
     for k in range(conversations):
-        conversation = f"19:bench-{k}@thread.tacv2"
-        reference = {
-            "bot": {"id": "28:bot", "name": "mlbot"},
-            "user": {"id": "29:user"},
-            "conversation": {"id": conversation, "conversationType": "channel"},
-            "channelId": "msteams",
-            "serviceUrl": url,
-        }
-        await store.remember(
-            ConversationRecord(
-                conversation_id=conversation,
-                channel_id="msteams",
-                service_url=url,
-                tenant_id=TENANT,
-                conversation_type="channel",
-                team_id=None,
-                title=None,
-                reference=reference,
-                installed_by=None,
-                installed_at=SIM_EPOCH,
-            )
-        )
+        await remember_conversation(store, f"19:bench-{k}@thread.tacv2", "channel", url)
     events = [
         NewEvent(
             key=f"bench/{i:05d}",

@@ -21,8 +21,8 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 
 from msrest.exceptions import HttpOperationError
@@ -150,9 +150,9 @@ class LivingCards:
             raise LookupError(f"session {session_id} is not in the store")
         jobs = await self._monitoring.session_jobs(session_id)
         card = render_session_card(session, jobs, self._clock())
+        shown = json.dumps(card, sort_keys=True)
         existing = await self._posted.get(key)
         if existing is not None and existing.status == POSTED and existing.activity_id:
-            shown = json.dumps(card, sort_keys=True)
             if self._shown.get(key) == shown:
                 return existing.activity_id
             try:
@@ -181,7 +181,7 @@ class LivingCards:
             session_id=session_id,
             event_id=event_id,
         )
-        self._remember(key, json.dumps(card, sort_keys=True))
+        self._remember(key, shown)
         return posted
 
     def _remember(self, key: str, shown: str) -> None:
@@ -244,10 +244,5 @@ class LivingCards:
             await self._posted.posted(key, activity_id, self._clock())
         return activity_id
 
-    @asynccontextmanager
-    async def _turn(self, destination: str) -> AsyncIterator[None]:
-        if self._gate is None:
-            yield
-            return
-        async with self._gate.turn(destination):
-            yield
+    def _turn(self, destination: str) -> AbstractAsyncContextManager[None]:
+        return self._gate.turn(destination) if self._gate is not None else nullcontext()

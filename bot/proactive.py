@@ -132,13 +132,18 @@ class ProactiveMessenger:
         client = await self._client(reference.service_url)
         await client.conversations.update_activity(message.conversation.id, activity_id, message)
 
-    async def has_threads(self, conversation_id: str) -> bool:
-        record = await self._conversations.get(conversation_id)
-        return record is not None and record.conversation_type in _THREADED
-
     async def _prepare(
         self, conversation_id: str, message: Activity, reply_to: str | None
     ) -> OutgoingMessage:
+        reference = await self._reference(conversation_id, reply_to)
+        activity = _outgoing(message, reference)
+        return OutgoingMessage(await self._client(reference.service_url), activity)
+
+    async def _reference(
+        self, conversation_id: str, reply_to: str | None = None
+    ) -> ConversationReference:
+        """The conversation's stored reference, addressed to `reply_to`'s thread where the
+        conversation has threads."""
         record = await self._conversations.get(conversation_id)
         if record is None:
             raise UnknownConversationError(conversation_id)
@@ -146,14 +151,7 @@ class ProactiveMessenger:
         if reply_to and record.conversation_type in _THREADED:
             reference.conversation.id = thread_conversation_id(conversation_id, reply_to)
             reference.activity_id = reply_to
-        activity = _outgoing(message, reference)
-        return OutgoingMessage(await self._client(reference.service_url), activity)
-
-    async def _reference(self, conversation_id: str) -> ConversationReference:
-        record = await self._conversations.get(conversation_id)
-        if record is None:
-            raise UnknownConversationError(conversation_id)
-        return ConversationReference().deserialize(record.reference)
+        return reference
 
     async def _client(self, service_url: str) -> ConnectorClient:
         client = self._clients.get(service_url)

@@ -55,12 +55,8 @@ class Notifier(Protocol):
 
 
 @runtime_checkable
-class GroupingNotifier(Protocol):
+class GroupingNotifier(Notifier, Protocol):
     """A notifier that can say several events in one message."""
-
-    async def destinations(self, event: EventRecord) -> list[str]: ...
-
-    async def deliver(self, event: EventRecord, destination: str) -> str | None: ...
 
     def group_of(self, event: EventRecord) -> str | None: ...
 
@@ -100,16 +96,11 @@ class DispatchReport:
             self.next_due = when
 
 
-async def _real_sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
-
-
 @dataclass(slots=True)
 class _Send:
     """One message to send: an event (and the events grouped with it) to one destination."""
 
     notifier: Notifier
-    grouping: GroupingNotifier | None
     members: list[EventRecord]
     destination: str
     attempts: int  # made before this one
@@ -117,6 +108,13 @@ class _Send:
     @property
     def event(self) -> EventRecord:
         return self.members[0]
+
+    async def deliver(self) -> str | None:
+        if len(self.members) > 1:
+            # Only a grouping notifier ever gets more than one member (`_plan`).
+            assert isinstance(self.notifier, GroupingNotifier)
+            return await self.notifier.deliver_group(self.members, self.destination)
+        return await self.notifier.deliver(self.event, self.destination)
 
 
 class EventDispatcher:
@@ -183,7 +181,7 @@ class EventDispatcher:
         self,
         stop: asyncio.Event,
         *,
-        sleep: Callable[[float], Awaitable[None]] = _real_sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         idle_s: float = 1.0,
         speed: float = 1.0,
         until_drained: bool = False,
@@ -257,7 +255,6 @@ class EventDispatcher:
                     lanes.setdefault(destination, []).append(
                         _Send(
                             notifier=notifier,
-                            grouping=grouping,
                             members=members,
                             destination=destination,
                             attempts=record.attempts if record is not None else 0,
@@ -300,10 +297,7 @@ class EventDispatcher:
                     return
             attempts = send.attempts + 1
             try:
-                if send.grouping is not None and len(send.members) > 1:
-                    activity_id = await send.grouping.deliver_group(send.members, destination)
-                else:
-                    activity_id = await send.notifier.deliver(event, destination)
+                activity_id = await send.deliver()
             except DeliveryFailed as exc:
                 throttled = exc.retry_after_s is not None and destination.startswith("teams:")
                 if throttled and self._gate is not None:

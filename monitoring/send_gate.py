@@ -28,16 +28,12 @@ from monitoring.pacing import SendPacer
 TENANT = "teams"
 
 
-async def _real_sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
-
-
 class SendGate:
     def __init__(
         self,
         pacer: SendPacer,
         clock: Callable[[], datetime],
-        sleep: Callable[[float], Awaitable[None]] = _real_sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._pacer = pacer
         self._clock = clock
@@ -49,10 +45,6 @@ class SendGate:
         self._in_flight: Counter[str] = Counter()
         self._tenant_in_flight = 0
         self._completed = asyncio.Event()
-
-    def next_slot(self, conversation: str) -> datetime:
-        """When a request to this conversation may start (now, if it may start now)."""
-        return self._pacer.next_slot(conversation, TENANT, self._clock())
 
     def conversation_slot(self, conversation: str) -> datetime | None:
         """When this conversation's own limits let a request start, whatever the tenant's

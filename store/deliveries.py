@@ -44,14 +44,9 @@ class DeliveryStore:
         found: dict[int, dict[str, DeliveryRecord]] = {}
         ids = list(dict.fromkeys(event_ids))
         async with self._db.engine.connect() as conn:
-            # In slices: a database limits the parameters of one statement.
-            for start in range(0, len(ids), 500):
+            for part in _slices(ids):
                 rows = (
-                    await conn.execute(
-                        select(deliveries).where(
-                            deliveries.c.event_id.in_(ids[start : start + 500])
-                        )
-                    )
+                    await conn.execute(select(deliveries).where(deliveries.c.event_id.in_(part)))
                 ).all()
                 for row in rows:
                     found.setdefault(row.event_id, {})[row.destination] = DeliveryRecord(
@@ -76,18 +71,15 @@ class DeliveryStore:
         error: str | None = None,
         next_attempt_at: datetime | None = None,
     ) -> None:
-        values = {
-            "status": status,
-            "activity_id": activity_id,
-            "last_error": (error or "")[:2000] or None,
-            "next_attempt_at": next_attempt_at,
-            "updated_at": now,
-        }
-
-        async def write(conn: AsyncConnection) -> None:
-            await _upsert(conn, [event_id], destination, values)
-
-        await self._writes.run(write)
+        await self._record(
+            [event_id],
+            destination,
+            status=status,
+            now=now,
+            activity_id=activity_id,
+            error=error,
+            next_attempt_at=next_attempt_at,
+        )
 
     async def record_sent(
         self,
@@ -99,11 +91,24 @@ class DeliveryStore:
     ) -> None:
         """Several events reached `destination` in one message: recorded together, so a
         crash leaves either all of them to send again or none."""
+        await self._record(event_ids, destination, status="sent", now=now, activity_id=activity_id)
+
+    async def _record(
+        self,
+        event_ids: list[int],
+        destination: str,
+        *,
+        status: str,
+        now: datetime,
+        activity_id: str | None = None,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
         values = {
-            "status": "sent",
+            "status": status,
             "activity_id": activity_id,
-            "last_error": None,
-            "next_attempt_at": None,
+            "last_error": (error or "")[:2000] or None,
+            "next_attempt_at": next_attempt_at,
             "updated_at": now,
         }
 
@@ -119,10 +124,10 @@ class DeliveryStore:
             return
 
         async def write(conn: AsyncConnection) -> None:
-            for start in range(0, len(ids), 500):
+            for part in _slices(ids):
                 await conn.execute(
                     events.update()
-                    .where(events.c.id.in_(ids[start : start + 500]))
+                    .where(events.c.id.in_(part))
                     .values(delivered_at=now, delivery_attempts=events.c.delivery_attempts + 1)
                 )
 
@@ -140,6 +145,11 @@ class DeliveryStore:
         async with self._db.sessions() as session:
             rows = (await session.execute(query)).all()
         return [(row[0], row[1], row[2] or "") for row in rows]
+
+
+def _slices(ids: list[int], size: int = 500) -> list[list[int]]:
+    """`ids` in parts small enough for one statement (a database limits its parameters)."""
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
 
 
 async def _upsert(

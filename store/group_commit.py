@@ -91,6 +91,16 @@ def _settle(
         future.set_result(result)
 
 
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    """The database's own INSERT (with ON CONFLICT), or None where it has none."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return None
+
+
 async def insert_new(
     conn: AsyncConnection, table: Table, values: dict[str, Any], unique: list[str]
 ) -> bool:
@@ -98,14 +108,12 @@ async def insert_new(
 
     False also where the database has no such statement: the caller then looks first.
     """
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        statement: Any = sqlite.insert(table).values(**values)
-    elif dialect == "postgresql":
-        statement = postgresql.insert(table).values(**values)
-    else:
+    statement = _insert(conn, table)
+    if statement is None:
         return False
-    result = await conn.execute(statement.on_conflict_do_nothing(index_elements=unique))
+    result = await conn.execute(
+        statement.values(**values).on_conflict_do_nothing(index_elements=unique)
+    )
     return bool(result.rowcount)
 
 
@@ -120,12 +128,10 @@ async def upsert(
 
     False where the database has no such statement: the caller then updates and inserts.
     """
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        statement: Any = sqlite.insert(table).values(rows)
-    elif dialect == "postgresql":
-        statement = postgresql.insert(table).values(rows)
-    else:
+    statement = _insert(conn, table)
+    if statement is None:
         return False
-    await conn.execute(statement.on_conflict_do_update(index_elements=unique, set_=update))
+    await conn.execute(
+        statement.values(rows).on_conflict_do_update(index_elements=unique, set_=update)
+    )
     return True

@@ -30,12 +30,13 @@ from config.settings import settings_from_mapping
 from monitoring.dispatch import DispatchPolicy, EventDispatcher
 from monitoring.pacing import SendPacer
 from monitoring.send_gate import SendGate
-from store.conversations import ConversationStore
+from store.conversations import ConversationRecord, ConversationStore
 from store.database import Database
 from store.deliveries import DeliveryStore
 from store.group_commit import GroupCommit
 from store.monitoring import EventRecord, MonitoringStore
 from store.posted_activities import PostedActivityStore
+from tests.teams_payloads import BOT_ID, TENANT, USER
 
 SIM_EPOCH = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 
@@ -52,6 +53,37 @@ class FastClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(seconds, 0.0) / self.speed)
+
+
+async def remember_conversation(
+    store: ConversationStore, conversation_id: str, conversation_type: str, service_url: str
+) -> None:
+    """Store a conversation as an installation would: the bot may then post to it."""
+    reference = {
+        "bot": {"id": BOT_ID, "name": "mlbot"},
+        "user": dict(USER),
+        "conversation": {
+            "id": conversation_id,
+            "conversationType": conversation_type,
+            "tenantId": TENANT,
+        },
+        "channelId": "msteams",
+        "serviceUrl": service_url,
+    }
+    await store.remember(
+        ConversationRecord(
+            conversation_id=conversation_id,
+            channel_id="msteams",
+            service_url=service_url,
+            tenant_id=TENANT,
+            conversation_type=conversation_type,
+            team_id=None,
+            title=None,
+            reference=reference,
+            installed_by=None,
+            installed_at=SIM_EPOCH,
+        )
+    )
 
 
 class RoutedTeamsNotifier(TeamsNotifier):

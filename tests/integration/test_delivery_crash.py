@@ -38,19 +38,23 @@ from typing import Any
 import pytest
 
 from monitoring.jobs import JobState, TrainingJob
-from store.conversations import ConversationRecord, ConversationStore
+from store.conversations import ConversationStore
 from store.database import Database
 from store.deliveries import DeliveryStore
 from store.monitoring import JobProgress, MonitoringStore, NewEvent, Observation
 from store.posted_activities import PostedActivityStore
-from tests.integration.delivery_worker import SIM_EPOCH, FastClock, deliver_all
+from tests.integration.delivery_worker import (
+    SIM_EPOCH,
+    FastClock,
+    deliver_all,
+    remember_conversation,
+)
 from tests.standins.connector import (
     TEAMS_CONVERSATION_WINDOWS,
     TEAMS_TENANT_WINDOWS,
     ConnectorStandIn,
     Faults,
 )
-from tests.teams_payloads import BOT_ID, TENANT, USER
 
 SPEED = 10.0
 CONVERSATIONS = 10
@@ -80,31 +84,7 @@ async def seed(db: Database, service_url: str) -> None:
     conversations = ConversationStore(db)
     for k in range(CONVERSATIONS):
         kind = "channel" if k % 2 == 0 else "personal"
-        reference = {
-            "bot": {"id": BOT_ID, "name": "mlbot"},
-            "user": dict(USER),
-            "conversation": {
-                "id": conversation_id(k),
-                "conversationType": kind,
-                "tenantId": TENANT,
-            },
-            "channelId": "msteams",
-            "serviceUrl": service_url,
-        }
-        await conversations.remember(
-            ConversationRecord(
-                conversation_id=conversation_id(k),
-                channel_id="msteams",
-                service_url=service_url,
-                tenant_id=TENANT,
-                conversation_type=kind,
-                team_id=None,
-                title=None,
-                reference=reference,
-                installed_by=None,
-                installed_at=SIM_EPOCH,
-            )
-        )
+        await remember_conversation(conversations, conversation_id(k), kind, service_url)
     store = MonitoringStore(db)
     sessions = {}
     for k in range(CONVERSATIONS):
