@@ -381,21 +381,17 @@ class AzureDevOpsPipelines:
         recent run is read (only after such a stop: rare, and few runs are that recent).
         """
         wanted = {str(k): str(v) for k, v in template_parameters.items()}
-        floor = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+        floor = _as_utc(since)
 
         def run() -> PipelineRun | None:
             ref = self._find_pipeline(pipeline_name)
             client = self._sdk("pipelines")
             for item in client.list_runs(self.project, ref.id) or []:
-                created = item.created_date
-                if created is not None:
-                    created = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
-                    if created < floor:
-                        continue
-                found = client.get_run(self.project, ref.id, item.id)
-                params = {str(k): str(v) for k, v in (found.template_parameters or {}).items()}
-                if params == wanted:
-                    return self._to_run(found, ref.name)
+                if item.created_date is not None and _as_utc(item.created_date) < floor:
+                    continue
+                found = self._to_run(client.get_run(self.project, ref.id, item.id), ref.name)
+                if found.template_parameters == wanted:
+                    return found
             return None
 
         return await self._call(f"find a run of {pipeline_name}", run, PIPELINE_SETTINGS)
@@ -677,6 +673,11 @@ def _parse_time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """Naive times are read as UTC, as Azure DevOps writes them."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -17,17 +17,20 @@ Pure: time is passed in, and the schedule is a function of the job's submission 
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime, timedelta
 
 from monitoring.backoff import BackoffPolicy
 
 
-def _steady(policy: BackoffPolicy) -> tuple[list[float], float]:
+@functools.lru_cache(maxsize=8)
+def _steady(policy: BackoffPolicy) -> tuple[tuple[float, ...], float]:
     """Offsets of the checks while the delay still grows, then the delay that stays.
 
     The delays grow up to the cap (or stay put with a multiplier of 1) and never change
     again, so an offset later in the schedule is the last of these plus whole steady delays.
+    Cached: the engine asks for every job of a session with the same policy.
     """
     offsets = [0.0]
     checks = 1
@@ -35,11 +38,11 @@ def _steady(policy: BackoffPolicy) -> tuple[list[float], float]:
         delay = policy.delay_after(checks)
         offsets.append(offsets[-1] + delay)
         if policy.delay_after(checks + 1) == delay:
-            return offsets, delay
+            return tuple(offsets), delay
         checks += 1
 
 
-def _offset(prefix: list[float], steady: float, index: int) -> float:
+def _offset(prefix: tuple[float, ...], steady: float, index: int) -> float:
     last = len(prefix) - 1
     return prefix[index] if index <= last else prefix[last] + (index - last) * steady
 

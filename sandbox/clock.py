@@ -34,7 +34,12 @@ def _aware(moment: dt.datetime | None) -> dt.datetime:
 
 
 class SimClock:
-    """Advances `speed` simulated seconds per real second from `start` (default: now)."""
+    """Advances `speed` simulated seconds per real second from `start` (default: now).
+
+    `origin` is the reading of `monotonic` at which the clock shows `start` (default: the
+    reading at creation). With `monotonic=time.time`, clocks in two processes given the
+    same start, speed and origin agree without talking to each other.
+    """
 
     def __init__(
         self,
@@ -42,17 +47,22 @@ class SimClock:
         start: dt.datetime | None = None,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        origin: float | None = None,
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be a positive number, not {speed!r}")
         self._speed = float(speed)
         self._start = _aware(start)
         self._monotonic = monotonic
-        self._origin = monotonic()
+        self._origin = monotonic() if origin is None else origin
 
     @property
     def start(self) -> dt.datetime:
         return self._start
+
+    @property
+    def origin(self) -> float:
+        return self._origin
 
     @property
     def speed(self) -> float:

@@ -8,7 +8,8 @@ engine, delivery worker and notifiers, on a SQLite file — pointed at them:
     python -m tests.integration.engine_process '<json config>'
 
 It prints `ready` once the runtime's background work has started. Both processes read
-time from a `SharedClock`, so they agree on the simulated time without talking.
+time from a `SimClock` on the wall clock (`shared_clock`), so they agree on the simulated
+time without talking.
 """
 
 from __future__ import annotations
@@ -28,37 +29,22 @@ from config.settings import settings_from_mapping
 from monitoring.azureml import AzureMLJobSource, CloudEndpoints
 from monitoring.devops import AzureDevOpsPipelines
 from monitoring.jobs import Workspace
+from sandbox.clock import SimClock
 from sandbox.stack import SandboxEndpoints
 
 
-class SharedClock:
-    """Simulated time as a function of the wall clock: `start` at `origin`, `speed` x.
+def shared_clock(start: dt.datetime, speed: float, origin: float | None = None) -> SimClock:
+    """Simulated time as a function of the wall clock, which (unlike a monotonic clock)
+    two processes share."""
+    return SimClock(speed, start, monotonic=time.time, origin=origin)
 
-    The wall clock (not a monotonic one) is what two processes share.
-    """
 
-    def __init__(self, start: dt.datetime, origin: float, speed: float) -> None:
-        self._start = start
-        self._origin = origin
-        self._speed = speed
+def clock_to_json(clock: SimClock) -> dict[str, Any]:
+    return {"start": clock.start.isoformat(), "origin": clock.origin, "speed": clock.speed}
 
-    @property
-    def start(self) -> dt.datetime:
-        return self._start
 
-    @property
-    def speed(self) -> float:
-        return self._speed
-
-    def now(self) -> dt.datetime:
-        return self._start + dt.timedelta(seconds=(time.time() - self._origin) * self._speed)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"start": self._start.isoformat(), "origin": self._origin, "speed": self._speed}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SharedClock:
-        return cls(dt.datetime.fromisoformat(data["start"]), data["origin"], data["speed"])
+def clock_from_json(data: dict[str, Any]) -> SimClock:
+    return shared_clock(dt.datetime.fromisoformat(data["start"]), data["speed"], data["origin"])
 
 
 def endpoints_to_json(endpoints: SandboxEndpoints) -> dict[str, Any]:
@@ -101,7 +87,7 @@ def endpoints_from_json(data: dict[str, Any]) -> SandboxEndpoints:
 async def serve(config: dict[str, Any]) -> None:
     settings = settings_from_mapping(config["settings"])
     endpoints = endpoints_from_json(config["endpoints"])
-    clock = SharedClock.from_json(config["clock"])
+    clock = clock_from_json(config["clock"])
     clients = AzureClients(
         AzureMLJobSource(
             endpoints.credential_factory,
