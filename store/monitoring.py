@@ -336,14 +336,6 @@ class MonitoringStore:
             rows = (await session.execute(query)).all()
         return [_event(row._mapping) for row in rows]
 
-    async def mark_delivered(self, event_id: int, now: datetime) -> None:
-        async with self._db.sessions.begin() as session:
-            await session.execute(
-                events.update()
-                .where(events.c.id == event_id)
-                .values(delivered_at=now, delivery_attempts=events.c.delivery_attempts + 1)
-            )
-
     async def events_of_kind(
         self, kind: str, *, session_id: int | None = None
     ) -> list[EventRecord]:
