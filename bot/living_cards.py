@@ -37,6 +37,7 @@ from store.posted_activities import (
     MESSAGE,
     POSTED,
     REPLY,
+    RUN_CARD,
     SESSION_CARD,
     PostedActivityStore,
     message_key,
@@ -63,7 +64,21 @@ DETAIL_KINDS = frozenset(
 GROUPED_KINDS = frozenset({"training_failed", "training_canceled", "attempt_timed_out"})
 SESSION_KINDS = CARD_ONLY_KINDS | DETAIL_KINDS
 
+# Azure DevOps events that tell the story of one pipeline run.
+RUN_KINDS = frozenset(
+    {"approval_required", "approval_decided", "deployment_completed", "deployment_failed"}
+)
+
 Decorate = Callable[[Card, EventRecord], Card]
+
+
+def pipeline_run_of(event: EventRecord) -> str | None:
+    """The run an Azure DevOps event belongs to (its living card's identity), if known."""
+    run_id = event.payload.get("run_id")
+    if event.kind not in RUN_KINDS or not isinstance(run_id, int) or isinstance(run_id, bool):
+        return None
+    return f"{event.payload.get('pipeline') or ''}#{run_id}"
+
 
 # Statuses that prove the connector did not create the activity: safe to post again.
 _REFUSED = frozenset({400, 401, 403, 404, 409, 410, 412, 413, 429})
@@ -115,6 +130,17 @@ class LivingCards:
         Returns the id of the activity that carries them (the reply, or the card).
         """
         lead = events[0]
+        run = pipeline_run_of(lead)
+        if run is not None:
+            # One card per Azure DevOps run: approval asked, decided, deployed, in place.
+            return await self._keep_current(
+                message_key(RUN_CARD, run, destination),
+                kind=RUN_CARD,
+                destination=destination,
+                card=decorate(render_event_card(lead), lead),
+                summary=event_summary(lead),
+                event_id=lead.id,
+            )
         if lead.session_id is None or lead.kind not in SESSION_KINDS:
             return await self._post_once(
                 message_key(MESSAGE, lead.key, destination),
@@ -144,12 +170,33 @@ class LivingCards:
 
     async def _session_card(self, session_id: int, destination: str, event_id: int) -> str | None:
         """Bring the session's card up to date in this conversation; returns its activity id."""
-        key = message_key(SESSION_CARD, session_id, destination)
         session = await self._monitoring.session(session_id)
         if session is None:
             raise LookupError(f"session {session_id} is not in the store")
         jobs = await self._monitoring.session_jobs(session_id)
-        card = render_session_card(session, jobs, self._clock())
+        return await self._keep_current(
+            message_key(SESSION_CARD, session_id, destination),
+            kind=SESSION_CARD,
+            destination=destination,
+            card=render_session_card(session, jobs, self._clock()),
+            summary=session_summary(session, jobs),
+            session_id=session_id,
+            event_id=event_id,
+        )
+
+    async def _keep_current(
+        self,
+        key: str,
+        *,
+        kind: str,
+        destination: str,
+        card: Card,
+        summary: str,
+        event_id: int,
+        session_id: int | None = None,
+    ) -> str | None:
+        """Show `card` as the one living message under `key`: update it in place where it
+        was posted (unless it already shows exactly this), otherwise post it once."""
         shown = json.dumps(card, sort_keys=True)
         existing = await self._posted.get(key)
         if existing is not None and existing.status == POSTED and existing.activity_id:
@@ -170,14 +217,14 @@ class LivingCards:
                     raise
                 # Someone deleted the card: post a fresh one (if the conversation is
                 # gone, that post fails for good and the delivery says so).
-                log.info("the card of session %s was deleted; posting it again", session_id)
+                log.info("the %s %s was deleted; posting it again", kind, key)
                 await self._posted.forget(key)
         posted = await self._post_once(
             key,
-            kind=SESSION_CARD,
+            kind=kind,
             destination=destination,
             card=card,
-            summary=session_summary(session, jobs),
+            summary=summary,
             session_id=session_id,
             event_id=event_id,
         )

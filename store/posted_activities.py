@@ -36,6 +36,7 @@ POSTING = "posting"
 POSTED = "posted"
 
 SESSION_CARD = "session_card"
+RUN_CARD = "run_card"  # one per Azure DevOps pipeline run
 REPLY = "reply"
 MESSAGE = "message"
 

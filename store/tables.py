@@ -183,7 +183,7 @@ posted_activities = Table(
     # id and updates that activity instead of posting a second message.
     Column("key", String(80), primary_key=True),
     Column("destination", String(600), nullable=False),
-    Column("kind", String(16), nullable=False),  # session_card | reply | message
+    Column("kind", String(16), nullable=False),  # session_card | run_card | reply | message
     Column("session_id", Integer, nullable=True),
     Column("event_id", Integer, nullable=True),  # the first event it announced
     Column("status", String(16), nullable=False),  # posting | posted

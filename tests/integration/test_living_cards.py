@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from cards.catalog import sample_events
 from monitoring.subscriptions import DEFAULT_KINDS, Subscription
+from store.monitoring import NewEvent, Observation
 from store.posted_activities import PostedActivityStore
 from tests.conftest import SandboxBot, StartSandboxBot
 from tests.standins.connector import ConnectorStandIn, Message
@@ -140,3 +142,35 @@ async def test_an_update_that_changes_nothing_is_not_sent(
             assert shown.get(activity) != content, f"update of {activity} changed nothing"
             shown[activity] = content
     assert any(call.method == "PUT" for call in connector.calls)
+
+
+async def test_one_card_per_pipeline_run_from_approval_to_deployment(
+    start_sandbox_bot: StartSandboxBot, connector: ConnectorStandIn
+) -> None:
+    bot = await start_sandbox_bot({"MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests"})
+    await install_in_channel(bot, connector)
+    samples = sample_events(bot.clock.now())
+    story = ["approval-required", "approval-decided", "deployment-completed"]
+    other_run = dict(samples["deployment-rollback-completed"].payload)  # run 20233
+    for name in story:
+        record = samples[name]
+        await bot.runtime.monitoring.apply(
+            Observation(
+                bot.clock.now(), events=[NewEvent(f"t/{name}", record.kind, dict(record.payload))]
+            )
+        )
+        await bot.runtime.dispatcher.dispatch_pending()
+    await bot.runtime.monitoring.apply(
+        Observation(
+            bot.clock.now(), events=[NewEvent("t/other", "deployment_completed", other_run)]
+        )
+    )
+    await bot.runtime.dispatcher.dispatch_pending()
+
+    runs = [m for m in connector.conversation_messages(CHANNEL_ID) if kind_of(m) == "run_card"]
+    assert len(runs) == 2  # one per run, never one per event
+    story_card = next(m for m in runs if m.updates)
+    assert story_card.updates == 2  # approval decided, then deployed: in place
+    assert "approval.approve" not in text_of(story_card)  # the buttons went with the decision
+    assert "completed" in text_of(story_card).lower()
+    assert next(m for m in runs if m is not story_card).updates == 0
