@@ -31,6 +31,7 @@ from bot.proactive import ProactiveMessenger, UnknownConversationError
 from cards.common import Card
 from cards.events import event_summary, render_event_card
 from cards.session import group_summary, render_group_card, render_session_card, session_summary
+from domain.events import LivingCard, kinds_where
 from monitoring.send_gate import SendGate
 from store.monitoring import EventRecord, MonitoringStore
 from store.posted_activities import (
@@ -48,26 +49,15 @@ log = logging.getLogger(__name__)
 _SHOWN_CARDS = 2000  # living cards whose last content is remembered (LRU)
 
 # A job that starts or ends well: the card changes, nothing else is posted.
-CARD_ONLY_KINDS = frozenset({"training_started", "training_completed"})
+CARD_ONLY_KINDS = kinds_where(living=LivingCard.SESSION)
 # Something people should read: a reply under the card as well.
-DETAIL_KINDS = frozenset(
-    {
-        "training_failed",
-        "training_canceled",
-        "attempt_timed_out",
-        "long_running",
-        "monitoring_timed_out",
-        "retry_queued",
-    }
-)
+DETAIL_KINDS = kinds_where(living=LivingCard.SESSION_DETAIL)
 # Failures of one session close together are announced together.
-GROUPED_KINDS = frozenset({"training_failed", "training_canceled", "attempt_timed_out"})
+GROUPED_KINDS = kinds_where(grouped=True)
 SESSION_KINDS = CARD_ONLY_KINDS | DETAIL_KINDS
 
 # Azure DevOps events that tell the story of one pipeline run.
-RUN_KINDS = frozenset(
-    {"approval_required", "approval_decided", "deployment_completed", "deployment_failed"}
-)
+RUN_KINDS = kinds_where(living=LivingCard.RUN)
 
 Decorate = Callable[[Card, EventRecord], Card]
 

@@ -16,38 +16,21 @@ from cards.actions import execute
 from cards.common import Card
 from cards.events import event_summary, render_event_card
 from cards.webhook import webhook_payload
+from domain.events import REGISTRY, EventKind, kinds_where
 from monitoring.dispatch import DeliveryFailed
 from monitoring.subscriptions import event_facts, selected
 from store.conversations import ConversationStore
 from store.monitoring import EventRecord
 
-# Engine event kinds -> the subscription kinds people choose from.
-SUBSCRIPTION_KIND = {
-    "training_started": "training_started",
-    "training_completed": "training_completed",
-    "training_failed": "training_failed",
-    "training_canceled": "training_failed",
-    "attempt_timed_out": "training_failed",
-    "retry_queued": "training_failed",
-    "monitoring_timed_out": "training_timed_out",
-    "long_running": "long_running",
-    "deployment_completed": "deployment_completed",
-    "deployment_failed": "deployment_failed",
-    "approval_required": "approval_required",
-    "approval_decided": "approval_required",
-    "rollback_pending": "rollback",
-    "rollback_queued": "rollback",
-    "rollback_dry_run": "rollback",
-    "rollback_cancelled": "rollback",
-    "rollback_skipped": "rollback",
-    "rollback_failed": "rollback",
-    "health_inconclusive": "deployment_failed",
-    "deployment_healthy": "deployment_completed",
+# Event kinds -> the subscription kinds people choose from (`domain.events`).
+SUBSCRIPTION_KIND: dict[str, str] = {
+    spec.kind.value: spec.subscription.value
+    for spec in REGISTRY.values()
+    if spec.subscription is not None
 }
 
 WEBHOOK_DESTINATION = "webhook"
-# "Started" is chatty; the webhook gets what the default subscription gets.
-WEBHOOK_KINDS = frozenset(SUBSCRIPTION_KIND) - {"training_started"}
+WEBHOOK_KINDS = kinds_where(webhook=True)
 
 # Statuses after which a retry cannot succeed: the conversation or the bot is gone.
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 410})
@@ -78,7 +61,11 @@ def with_approval_buttons(card: Card, event: EventRecord, signer: CardSigner) ->
     """Add signed Approve / Reject buttons to an "approval required" card."""
     payload = event.payload
     approval_id = payload.get("approval_id")
-    if event.kind != "approval_required" or not isinstance(approval_id, str) or not approval_id:
+    if (
+        event.kind != EventKind.APPROVAL_REQUIRED
+        or not isinstance(approval_id, str)
+        or not approval_id
+    ):
         return card
     shared = {
         "approval_id": approval_id,
@@ -113,7 +100,7 @@ def with_cancel_button(card: Card, event: EventRecord, signer: CardSigner) -> Ca
     key = payload.get("watch_key")
     grace = payload.get("grace_seconds")
     if (
-        event.kind != "rollback_pending"
+        event.kind != EventKind.ROLLBACK_PENDING
         or payload.get("dry_run")
         or not isinstance(key, str)
         or not key

@@ -30,7 +30,7 @@ from cards.subscriptions import (
     render_subscriptions_card,
     where,
 )
-from monitoring.subscriptions import (
+from domain.subscriptions import (
     Subscription,
     SubscriptionInputError,
     apply_subscribe,

@@ -33,10 +33,10 @@ from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
 from cards.subscriptions import SAVE_VERB, SUBSCRIPTION_COMMANDS, subscription_sample_cards
 from cards.welcome import render_welcome_card
+from domain.jobs import JobState, TrainingJob
 from monitoring.deployment_watch import check_to_json, thresholds_to_json, watch_key
 from monitoring.engine import RETRY_QUEUED, event_payload
 from monitoring.health import HealthPolicy, MetricPoint, MetricsSample, evaluate
-from monitoring.jobs import JobState, TrainingJob
 from monitoring.lifecycle import (
     AttemptTimedOut,
     JobEvent,

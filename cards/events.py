@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from cards.common import Card, card, escape_markdown, facts, heading, text
-from monitoring.durations import format_duration
-from monitoring.retries import CIRCUIT_PATTERN
+from domain.durations import format_duration
+from domain.jobs import CIRCUIT_PATTERN
 from store.monitoring import EventRecord
 
 __all__ = [

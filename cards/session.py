@@ -16,8 +16,8 @@ from typing import Any
 from cards.common import Card, card, escape_markdown, facts, heading, text
 from cards.events import event_summary, render_event_card
 from cards.status import STATE_LABEL
-from monitoring.durations import format_duration
-from monitoring.jobs import JobState
+from domain.durations import format_duration
+from domain.jobs import JobState
 from store.monitoring import EventRecord, JobRecord, SessionRecord
 
 __all__ = [

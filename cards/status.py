@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from cards.common import Card, card, escape_markdown, facts, heading, text
-from monitoring.durations import format_duration
-from monitoring.jobs import JobState
+from domain.durations import format_duration
+from domain.jobs import JobState
 from monitoring.status_report import StatusReport
 
 STATE_LABEL = {

@@ -14,7 +14,7 @@ from typing import Any
 from cards.actions import execute
 from cards.common import Card, card, escape_markdown, facts, heading, text
 from cards.help import CommandHelp
-from monitoring.subscriptions import (
+from domain.subscriptions import (
     CIRCUIT,
     DEFAULT_KINDS,
     ENVIRONMENT,

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from domain.events import EventKind
 from monitoring.health import (
     AlertSignal,
     CheckResult,
@@ -65,17 +66,6 @@ DEFAULT_GRACE = timedelta(minutes=2)
 DEFAULT_COOLDOWN = timedelta(hours=1)
 MAX_CHART_POINTS = 60  # per-minute points kept for the card's chart
 MAX_REASON_CHARS = 400  # the pipeline's `reason` parameter stays readable in Azure DevOps
-
-
-class EventKind(StrEnum):
-    ROLLBACK_PENDING = "rollback_pending"
-    ROLLBACK_QUEUED = "rollback_queued"
-    ROLLBACK_DRY_RUN = "rollback_dry_run"
-    ROLLBACK_CANCELLED = "rollback_cancelled"
-    ROLLBACK_SKIPPED = "rollback_skipped"  # due while another rollback is in progress
-    ROLLBACK_FAILED = "rollback_failed"  # Azure DevOps refused to queue it
-    HEALTH_INCONCLUSIVE = "health_inconclusive"
-    DEPLOYMENT_HEALTHY = "deployment_healthy"
 
 
 class CancelOutcome(StrEnum):

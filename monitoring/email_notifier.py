@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from domain.events import kinds_where
 from monitoring.dispatch import DeliveryFailed
 from monitoring.email_delivery import EmailDeliveryError, EmailSender
 from monitoring.email_message import render_long_running_email
@@ -12,7 +13,7 @@ from monitoring.jobs import JobState, TrainingJob
 from store.monitoring import EventRecord, MonitoringStore
 
 EMAIL_DESTINATION = "email"
-EMAILED_KINDS = frozenset({"long_running"})
+EMAILED_KINDS = kinds_where(emailed=True)
 
 
 class EmailNotifier:

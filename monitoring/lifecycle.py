@@ -29,24 +29,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import TypedDict
 
+from domain.events import EventKind
 from monitoring.backoff import PollState
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.reminders import reminder_due
 
 _CANCEL_REQUESTED = "cancelrequested"
-
-
-class EventKind(StrEnum):
-    TRAINING_STARTED = "training_started"
-    TRAINING_COMPLETED = "training_completed"
-    TRAINING_FAILED = "training_failed"
-    TRAINING_CANCELED = "training_canceled"
-    ATTEMPT_TIMED_OUT = "attempt_timed_out"
-    MONITORING_TIMED_OUT = "monitoring_timed_out"
-    LONG_RUNNING = "long_running"
 
 
 @dataclass(frozen=True, slots=True)

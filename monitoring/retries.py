@@ -15,11 +15,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from monitoring.jobs import JobState
+from domain.jobs import CIRCUIT_PATTERN, JobState
 
-# `<PLANT>/<CIRCUIT>`, each part letters, digits, `_` or `-`; nothing that could break the
-# comma-separated pipeline variable.
-CIRCUIT_PATTERN = re.compile(r"[A-Za-z0-9_-]+/[A-Za-z0-9_-]+")
 _SEPARATORS = re.compile(r"[,\s]+")  # \s also covers the non-breaking spaces Teams sends
 
 

@@ -36,12 +36,12 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
+from domain.events import REGISTRY, EventKind, Source
 from service.hook_auth import refuse_request
 from store.monitoring import MonitoringStore, NewEvent, Observation
 
@@ -76,27 +76,10 @@ KNOWN_EVENT_TYPES = frozenset(
 )
 
 
-class DevOpsEventKind(StrEnum):
-    # Announced to subscribers (the names match the subscription kinds in the store).
-    DEPLOYMENT_COMPLETED = "deployment_completed"
-    DEPLOYMENT_FAILED = "deployment_failed"
-    APPROVAL_REQUIRED = "approval_required"
-    APPROVAL_DECIDED = "approval_decided"
-    # Understood but not announced: progress, and pipelines that are not deployments.
-    DEPLOYMENT_STARTED = "deployment_started"
-    DEPLOYMENT_STATE_CHANGED = "deployment_state_changed"
-    PIPELINE_RUN_COMPLETED = "pipeline_run_completed"
-    PIPELINE_RUN_STATE_CHANGED = "pipeline_run_state_changed"
-    STAGE_STATE_CHANGED = "stage_state_changed"
-
-
-NOTIFIED_KINDS = frozenset(
-    {
-        DevOpsEventKind.DEPLOYMENT_COMPLETED,
-        DevOpsEventKind.DEPLOYMENT_FAILED,
-        DevOpsEventKind.APPROVAL_REQUIRED,
-        DevOpsEventKind.APPROVAL_DECIDED,
-    }
+# The hooks' kinds are the registry's (`domain.events`); announced ones reach subscribers.
+DevOpsEventKind = EventKind
+NOTIFIED_KINDS: frozenset[EventKind] = frozenset(
+    spec.kind for spec in REGISTRY.values() if spec.source is Source.DEVOPS and spec.announced
 )
 
 # Results (runs, builds and timeline stages use slightly different words), lower case.

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, literal, select
 from sqlalchemy.exc import IntegrityError
 
-from monitoring.subscriptions import Subscription, default_subscription
+from domain.subscriptions import Subscription, default_subscription
 from store.database import Database, as_utc
 from store.tables import conversations, subscriptions, watched_jobs
 

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitoring.jobs import TrainingJob
+from domain.events import checked_payload
+from domain.jobs import TrainingJob
 from monitoring.status_report import LastDeployment, PendingApproval
 from store.database import Database, as_utc
 from store.tables import events, monitoring_sessions, watched_jobs
@@ -259,6 +260,8 @@ class MonitoringStore:
     async def apply(self, observation: Observation) -> list[str]:
         """Write jobs, schedules and events together; returns the keys of new events."""
         created: list[str] = []
+        # A payload that does not fit its kind is refused before anything is written.
+        payloads = [checked_payload(event.kind, event.payload) for event in observation.events]
         async with self._db.sessions.begin() as session:
             for progress in observation.jobs:
                 await self._upsert_job(session, progress, observation.now)
@@ -274,7 +277,7 @@ class MonitoringStore:
                         updated_at=observation.now,
                     )
                 )
-            for event in observation.events:
+            for event, payload in zip(observation.events, payloads, strict=True):
                 exists = await session.scalar(select(events.c.id).where(events.c.key == event.key))
                 if exists is not None:
                     continue  # already recorded by an earlier pass: never twice
@@ -286,7 +289,7 @@ class MonitoringStore:
                         workspace=event.workspace,
                         job_name=event.job_name,
                         circuit=event.circuit,
-                        payload=event.payload,
+                        payload=payload,
                         created_at=observation.now,
                         delivery_attempts=0,
                     )

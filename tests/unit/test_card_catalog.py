@@ -28,8 +28,8 @@ from cards.catalog import (
 )
 from cards.events import HEALTH_KINDS, SUPPORTED_KINDS, render_event_card
 from cards.webhook import webhook_payload
+from domain.events import Source, kinds_where, spec_of
 from monitoring.deployment_watch import CancelOutcome, DeploymentWatcher
-from monitoring.deployment_watch import EventKind as WatchEventKind
 from monitoring.health import HealthPolicy, MetricPoint, MetricsSample, Percentile
 from monitoring.metrics import online_endpoint_id
 from sandbox.clock import ManualClock
@@ -139,7 +139,8 @@ def test_catalog_holds_every_event_kind_in_both_versions() -> None:
 def test_devops_samples_have_the_fields_the_hook_stores() -> None:
     """The catalog spells DevOps payloads out (cards stay out of the web layer): no drift."""
     for record in sample_events(SAMPLE_NOW).values():
-        if record.kind not in {kind.value for kind in DevOpsEventKind}:
+        spec = spec_of(record.kind)
+        if spec is None or spec.source is not Source.DEVOPS:
             continue
         stored = DevOpsHookEvent(event_type="x", kind=DevOpsEventKind(record.kind)).payload()
         assert set(record.payload) - {"at"} == set(stored), record.kind
@@ -292,7 +293,7 @@ def _shape(value: Any) -> Any:
 async def test_health_samples_have_the_fields_the_watcher_stores(database: Database) -> None:
     """The catalog spells the watcher's payloads out (cards stay pure): no drift."""
     stored = await _watch_every_outcome(database)
-    assert set(stored) == {kind.value for kind in WatchEventKind}
+    assert set(stored) == kinds_where(source=Source.HEALTH)
     samples = [r for r in sample_events(SAMPLE_NOW).values() if r.kind in HEALTH_KINDS]
     assert {r.kind for r in samples} == HEALTH_KINDS
     for record in samples:

@@ -20,12 +20,11 @@ from cards.events import (
     render_event_card,
 )
 from cards.webhook import webhook_payload
-from monitoring.deployment_watch import EventKind as WatchEventKind
+from domain.events import ANNOUNCED_KINDS, Source, kinds_where
 from monitoring.engine import RETRY_QUEUED, event_payload
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.lifecycle import (
     AttemptTimedOut,
-    EventKind,
     JobEvent,
     LongRunning,
     MonitoringTimedOut,
@@ -34,7 +33,7 @@ from monitoring.lifecycle import (
     TrainingFailed,
     TrainingStarted,
 )
-from service.devops_hooks import NOTIFIED_KINDS, DevOpsEventKind, DevOpsHookEvent
+from service.devops_hooks import DevOpsEventKind, DevOpsHookEvent
 from store.monitoring import EventRecord
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -489,10 +488,9 @@ def test_every_kind_renders_in_both_versions(kind: str, version: str) -> None:
 
 
 def test_supported_kinds_cover_the_engine_events() -> None:
-    engine = {kind.value for kind in EventKind} | {RETRY_QUEUED}
-    watch = {kind.value for kind in WatchEventKind}
-    assert engine | {kind.value for kind in NOTIFIED_KINDS} | watch == SUPPORTED_KINDS
-    assert watch == HEALTH_KINDS
+    # Every kind the registry announces has its own card, and no card is for nothing.
+    assert SUPPORTED_KINDS == ANNOUNCED_KINDS
+    assert kinds_where(source=Source.HEALTH) == HEALTH_KINDS
     assert set(sample_events()) == SUPPORTED_KINDS
 
 

@@ -11,7 +11,7 @@ from bot.notifiers import SUBSCRIPTION_KIND
 from bot.subscription_commands import conversation_key
 from cards.catalog import SAMPLE_NOW, sample_events
 from cards.subscriptions import SAVE_VERB, SubscriptionsView, render_subscriptions_card
-from monitoring.subscriptions import (
+from domain.subscriptions import (
     CIRCUIT,
     DEFAULT_KINDS,
     ENVIRONMENT,
