@@ -252,7 +252,9 @@ def _from_status(
         return TransientAzureError(SERVICE, operation, f"Azure DevOps {what}", retry_after)
     if status == 404:
         url = (response.url if response is not None else "").lower().split("?")[0]
-        if url.endswith("/_apis") or url.endswith("/resourceareas"):
+        # Location negotiation (`OPTIONS {org}/_apis`, `ResourceAreas[/{id}]`) failed: the
+        # organization itself is not there.
+        if url.endswith("/_apis") or "/_apis/resourceareas" in url:
             hint = ORG_SETTING
         elif "project" in type_key.lower() or "TF200016" in server_message:
             hint = PROJECT_SETTING
@@ -560,11 +562,27 @@ class AzureDevOpsPipelines:
                     client = factory.get_pipelines_client()
                 elif kind == "task_agent":
                     client = factory.get_task_agent_client()
+                elif kind == "build":
+                    client = self._build_client(factory)
                 else:
                     raise ValueError(kind)
                 self._configure(client.config)
             self._clients[kind] = client
             return client
+
+    def _build_client(self, factory: Any) -> Any:
+        # The build area's location is negotiated while the client is made, before the
+        # response hook is installed: a 404 there means the organization is not there.
+        try:
+            return factory.get_build_client()
+        except Exception as exc:
+            if _status_from_message(exc) == 404:
+                raise AzureNotFoundError(
+                    SERVICE,
+                    "connect",
+                    f"no Azure DevOps organization answers at {self.org_url} (check {ORG_SETTING})",
+                ) from exc
+            raise
 
     def _rest(
         self,
@@ -599,14 +617,19 @@ class AzureDevOpsPipelines:
         return json.loads(response.text)
 
     def _find_pipeline(self, name: str) -> PipelineRef:
-        pipelines = self._sdk("pipelines").list_pipelines(self.project) or []
-        for pipeline in pipelines:
-            if (pipeline.name or "").lower() == name.lower():
+        # Pipelines - List is paged (`x-ms-continuationtoken`) and the SDK's client drops the
+        # token, so in a large project the pipeline may be on a later page. Definitions -
+        # List filters by name on the server instead; a YAML pipeline's id is its build
+        # definition's id.
+        found = self._sdk("build").get_definitions(self.project, name=name) or []
+        for definition in found:
+            if (definition.name or "").lower() == name.lower():
+                path = definition.path or "\\"
                 return PipelineRef(
-                    id=int(pipeline.id),
-                    name=pipeline.name,
-                    folder=pipeline.folder or "\\",
-                    web_url=self._web_url_for_definition(int(pipeline.id)),
+                    id=int(definition.id),
+                    name=definition.name,
+                    folder=path,
+                    web_url=self._web_url_for_definition(int(definition.id)),
                 )
         raise AzureNotFoundError(
             SERVICE,

@@ -121,7 +121,9 @@ def _arm_time(value: dt.datetime) -> str:
 
 
 def _service_time(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The run-time properties are written as Azure ML writes them (`az ml job show`):
+    # UTC, a space between date and time, whole seconds, no zone.
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class AzureMLEmulator:

@@ -43,6 +43,7 @@ _LOC_PIPELINES = "28e1305e-2afe-47bf-abaf-cbb0e6a91988"
 _LOC_RUNS = "7859261e-d2e9-4a68-b820-a5d84cc5bb3d"
 _LOC_VARIABLE_GROUPS = "f5b09dd5-9d54-45a1-8b5a-1c8287d634cc"
 _LOC_RESOURCE_AREAS = "e81700f7-3be2-46de-8624-2eb35882fcaa"
+_LOC_BUILD_DEFINITIONS = "dbeaf647-6167-421a-bda9-c9327b25e2e6"
 
 
 def _location(
@@ -73,6 +74,13 @@ _LOCATIONS = [
         resource_version=2,
     ),
     _location(_LOC_RESOURCE_AREAS, "Location", "ResourceAreas", "_apis/{resource}/{areaId}"),
+    _location(
+        _LOC_BUILD_DEFINITIONS,
+        "build",
+        "definitions",
+        "{project}/_apis/{area}/{resource}/{definitionId}",
+        resource_version=7,
+    ),
 ]
 
 
@@ -224,6 +232,8 @@ class DevOpsEmulator:
         self._host = host
         self._port = port
         self.pipelines: dict[int, EmulatedPipeline] = {}
+        # Pipelines - List returns this many per page at most (tests make it small).
+        self.pipelines_page_size = 100
         self.runs: dict[int, EmulatedRun] = {}
         self.approvals: dict[str, EmulatedApproval] = {}
         self.variable_groups: dict[str, EmulatedVariableGroup] = {}
@@ -248,6 +258,8 @@ class DevOpsEmulator:
              self._update_approvals),
             ("GET", re.compile(r"^/(?P<project>[^/]+)/_apis/pipelines/?$", re.I),
              self._list_pipelines),
+            ("GET", re.compile(r"^/(?P<project>[^/]+)/_apis/build/definitions/?$", re.I),
+             self._list_definitions),
             ("GET", re.compile(r"^/(?P<project>[^/]+)/_apis/pipelines/(?P<pid>\d+)/?$", re.I),
              self._get_pipeline),
             ("GET", re.compile(r"^/(?P<project>[^/]+)/_apis/pipelines/(?P<pid>\d+)/runs/?$", re.I),
@@ -739,11 +751,62 @@ class DevOpsEmulator:
     async def _list_pipelines(
         self, request: web.Request, match: re.Match[str], body: Any, identity: str
     ) -> _Reply:
+        # Pipelines - List pages as Azure DevOps does: `$top` (or the service's own page
+        # size) per page, the next page's token in `x-ms-continuationtoken`, passed back
+        # as `continuationToken`. Here the token is the offset of the next page.
         items = sorted(self.pipelines.values(), key=lambda p: p.name.lower())
-        top = request.query.get("$top")
-        if top and top.isdigit():
-            items = items[: int(top)]
-        return _Reply(200, _collection([self._pipeline_json(p, full=False) for p in items]))
+        top = request.query.get("$top", "")
+        size = (
+            min(int(top), self.pipelines_page_size) if top.isdigit() else self.pipelines_page_size
+        )
+        token = request.query.get("continuationToken", "0")
+        if not token.isdigit():
+            return _wrapped_exception(
+                "The continuation token is not valid.", "InvalidArgumentValueException", 400
+            )
+        start = int(token)
+        page = items[start : start + max(size, 1)]
+        reply = _Reply(200, _collection([self._pipeline_json(p, full=False) for p in page]))
+        if start + len(page) < len(items):
+            reply.headers["x-ms-continuationtoken"] = str(start + len(page))
+        return reply
+
+    async def _list_definitions(
+        self, request: web.Request, match: re.Match[str], body: Any, identity: str
+    ) -> _Reply:
+        # Definitions - List: `name` is matched case-insensitively, `*` is a wildcard.
+        wanted = request.query.get("name")
+        pattern = (
+            re.compile("^" + ".*".join(map(re.escape, wanted.split("*"))) + "$", re.I)
+            if wanted
+            else None
+        )
+        items = [
+            p
+            for p in sorted(self.pipelines.values(), key=lambda p: p.name.lower())
+            if pattern is None or pattern.match(p.name)
+        ]
+        return _Reply(200, _collection([self._definition_json(p) for p in items]))
+
+    def _definition_json(self, pipeline: EmulatedPipeline) -> dict[str, Any]:
+        api_url = f"{self._project_url()}/_apis/build/Definitions/{pipeline.id}"
+        return {
+            "_links": {
+                "self": {"href": api_url},
+                "web": {"href": self._definition_web_url(pipeline.id)},
+            },
+            "quality": "definition",
+            "queueStatus": "enabled",
+            "id": pipeline.id,
+            "name": pipeline.name,
+            "url": api_url,
+            "uri": f"vstfs:///Build/Definition/{pipeline.id}",
+            "path": pipeline.folder,
+            "type": "build",
+            "revision": pipeline.revision,
+            "createdDate": _iso(self._clock()),
+            "project": {"id": self.project_id, "name": self.project, "state": "wellFormed"},
+        }
 
     def _pipeline_or_404(self, match: re.Match[str]) -> EmulatedPipeline | _Reply:
         pipeline = self.pipelines.get(int(match["pid"]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,19 @@ def workspace_key_from_topic(topic: str) -> str | None:
     if match is None:
         return None
     return f"{match['sub']}/{match['rg']}/{match['ws']}"
+
+
+def resolve_workspace_key(key: str | None, known: Iterable[str]) -> str | None:
+    """`key` as mlbot spells that workspace, compared without case.
+
+    ARM ids are case-insensitive and Azure does not keep one spelling: topics arrive with
+    `resourcegroups` or `resourceGroups` and names lower-cased. A key no configured
+    workspace matches is returned as it came (the engine then looks for new jobs).
+    """
+    if key is None:
+        return None
+    wanted = key.lower()
+    return next((candidate for candidate in known if candidate.lower() == wanted), key)
 
 
 def parse_eventgrid(body: Any) -> EventGridBatch:
@@ -103,7 +116,12 @@ class EventGridHook:
         if refused is not None:
             return refused
         origin = request.headers.get("WebHook-Request-Origin", "*")
-        return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin})
+        # The CloudEvents webhook spec asks for the allowed rate too (requests per minute;
+        # `*` = no limit): Event Grid's handshake reads both headers.
+        return web.Response(
+            status=200,
+            headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"},
+        )
 
     async def post(self, request: web.Request) -> web.Response:
         refused = refuse_request(request, self._secret())

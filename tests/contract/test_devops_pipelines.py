@@ -95,7 +95,7 @@ async def test_find_pipeline_by_name_negotiates_locations(
     assert ref.web_url.endswith(f"/mlops/_build/definition?definitionId={ref.id}")
     methods = [(r.method, r.path) for r in emulator.requests]
     assert ("OPTIONS", "/sandbox-org/_apis") in methods
-    listing = emulator.requests_to("/mlops/_apis/pipelines", "GET")[-1]
+    listing = emulator.requests_to("/mlops/_apis/build/definitions", "GET")[-1]
     assert "api-version=7.1" in listing.accept  # the SDK negotiates the version in Accept
     assert listing.auth_scheme == "Basic"
 
@@ -259,7 +259,7 @@ async def test_throttling_is_retried_after_retry_after(
     ref = await ado.find_pipeline("training-pipeline")
     assert ref.name == "training-pipeline"
     assert sleeps.delays == [7, 7]
-    assert len(emulator.requests_to("/mlops/_apis/pipelines", "GET")) == 3
+    assert len(emulator.requests_to("/mlops/_apis/build/definitions", "GET")) == 3
 
 
 async def test_throttled_approval_decision_is_retried(
