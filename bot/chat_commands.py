@@ -1,4 +1,7 @@
-"""The chat commands and card buttons mlbot answers, registered beside their handlers."""
+"""The handlers of the chat commands and card buttons in `bot.command_catalog`.
+
+Access is checked before any of them runs (`bot.authorization`); they only do the work.
+"""
 
 from __future__ import annotations
 
