@@ -284,6 +284,27 @@ def decide(
     return _granted(Role.APPROVER, roles, what, policy, environment)
 
 
+def decide_any_environment(
+    policy: AccessPolicy, actor: Actor, action: str, *, personal: bool = False
+) -> Decision:
+    """May `actor` run `action` for at least one environment?
+
+    The check made before an environment is known: for `help`, and before reading
+    arguments that may name none (so a usage hint never goes to someone who may not run
+    the command anyway). Rolling back some environment needs an operator; deciding an
+    approval needs an approver of some environment. Other actions are decided as usual.
+    """
+    name = action.strip().casefold()
+    if name not in {"rollback", *_APPROVAL_ACTIONS} or not policy.tenant_allowed(actor.tenant_id):
+        return decide(policy, actor, action, personal=personal)
+    roles = set(roles_of(policy, actor))
+    if actor.identities & policy.any_approvers:
+        roles.add(Role.APPROVER)
+    if name == "rollback":
+        return _granted(Role.OPERATOR, frozenset(roles), "Rolling back")
+    return _granted(Role.APPROVER, frozenset(roles), f"{_APPROVAL_ACTIONS[name]} a deployment")
+
+
 def _role_for(policy: AccessPolicy, action: str, environment: str | None) -> Role:
     if action in _VIEWER_ACTIONS:
         return Role.VIEWER

@@ -21,8 +21,10 @@ from typing import Any
 
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
 
-from bot.access import AccessPolicy, Actor, decide
+from bot.access import AccessPolicy, Actor
+from bot.authorization import Authorization, card_target
 from bot.card_signing import CardDataError, CardSigner, SignedAction
+from bot.command_catalog import CARD_ACTIONS, CardActionSpec
 from bot.commands import CommandError
 from bot.turns import TurnFacts
 from cards.actions import render_action_refused, render_action_working
@@ -47,24 +49,38 @@ ActionHandler = Callable[[ActionTurn], Awaitable[Card]]
 
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
-    verb: str
-    permission: str  # the access-control action name ("retry", "rollback", "approve", ...)
+    """A catalog entry with its handler; the entry says what pressing it needs."""
+
+    declared: CardActionSpec
     handler: ActionHandler
-    environment_key: str | None = None  # signed data field naming the environment
+
+    @property
+    def verb(self) -> str:
+        return self.declared.verb
 
 
 @dataclass
 class ActionRegistry:
+    """Handlers keyed by verb, each bound to an entry of the card action catalog."""
+
+    catalog: tuple[CardActionSpec, ...] = field(default_factory=CARD_ACTIONS.specs)
     _specs: dict[str, ActionSpec] = field(default_factory=dict)
 
-    def action(
-        self, verb: str, *, permission: str, environment_key: str | None = None
-    ) -> Callable[[ActionHandler], ActionHandler]:
+    def handles(self, declared: CardActionSpec) -> Callable[[ActionHandler], ActionHandler]:
+        if declared not in self.catalog:
+            raise ValueError(f"card action {declared.verb!r} is not in the catalog")
+
         def register(handler: ActionHandler) -> ActionHandler:
-            self._specs[verb] = ActionSpec(verb, permission, handler, environment_key)
+            if declared.verb in self._specs:
+                raise ValueError(f"card action {declared.verb!r} has two handlers")
+            self._specs[declared.verb] = ActionSpec(declared, handler)
             return handler
 
         return register
+
+    def unhandled(self) -> list[str]:
+        """Catalog verbs no handler was bound to (pressing them would answer an error)."""
+        return [d.verb for d in self.catalog if d.verb not in self._specs]
 
     def find(self, verb: str) -> ActionSpec | None:
         return self._specs.get(verb)
@@ -93,7 +109,7 @@ class CardActionProcessor:
     ) -> None:
         self._registry = registry
         self._signer = signer
-        self._policy = policy
+        self._authorization = Authorization(policy, audit)
         self._actions = actions
         self._audit = audit
         self._answer_within_s = answer_within_s
@@ -118,18 +134,10 @@ class CardActionProcessor:
         except CardDataError as exc:
             await self._record(facts, actor, now, verb, "refused", exc.reason)
             return ActionOutcome(render_action_refused(exc.reason), "refused")
-        environment = (
-            str(signed.data.get(spec.environment_key) or "") if spec.environment_key else None
-        )
-        decision = decide(
-            self._policy(),
-            actor,
-            spec.permission,
-            environment or None,
-            personal=facts.conversation_type == "personal",
+        decision = await self._authorization.card_action(
+            spec.declared, facts=facts, actor=actor, now=now, data=signed.data
         )
         if not decision.allowed:
-            await self._record(facts, actor, now, verb, "refused", decision.reason, signed)
             return ActionOutcome(render_action_refused(decision.reason), "refused")
         claim = await self._actions.claim(signed.nonce, verb, actor.aad_object_id, now)
         if not claim.first:
@@ -202,7 +210,7 @@ class CardActionProcessor:
     ) -> None:
         target = None
         if signed is not None:
-            target = ", ".join(f"{k}={v}" for k, v in sorted(signed.data.items()))[:500]
+            target = card_target(signed.data)
         await self._audit.record(
             actor.audit_entry(
                 at=now,

@@ -1,15 +1,20 @@
-"""The chat commands and card buttons mlbot answers, registered beside their handlers."""
+"""The handlers of the chat commands and card buttons in `bot.command_catalog`.
+
+Access is checked before any of them runs (`bot.authorization`); they only do the work.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.access import AccessPolicy, decide
+from bot.access import AccessPolicy
+from bot.authorization import Authorization
 from bot.card_actions import ActionRegistry, ActionTurn
 from bot.card_signing import CardSigner
 from bot.chat import ChatTurn
-from bot.commands import CommandError, CommandRegistry, CommandSpec
+from bot.command_catalog import CARD_ACTIONS, COMMANDS
+from bot.commands import CommandError, CommandRegistry
 from bot.operations import Operations, parse_rollback
 from bot.subscription_commands import register_subscription_commands
 from cards.actions import (
@@ -55,51 +60,33 @@ class Handlers:
     commands: CommandRegistry[ChatTurn]
     actions: ActionRegistry
 
+    def __post_init__(self) -> None:
+        # A catalog entry without a handler would be listed, offered and never answered.
+        unhandled = self.commands.unhandled() + self.actions.unhandled()
+        if unhandled:
+            raise LookupError(f"no handler for {', '.join(unhandled)}")
 
-async def _require(
-    services: ChatServices, turn: ChatTurn, action: str, env: str | None = None
-) -> None:
-    decision = decide(services.policy(), turn.actor, action, env)
-    if not decision.allowed:
-        await services.audit.record(
-            turn.actor.audit_entry(
-                at=turn.now,
-                action=f"command:{action}",
-                outcome="refused",
-                conversation_id=turn.facts.conversation_id,
-                target=env,
-                detail=decision.reason,
-            )
-        )
-        raise CommandError(decision.reason)
+
+def _rollback_environment(args: str) -> str:
+    """The environment `rollback` is about, for the access check (same parse as its handler)."""
+    return parse_rollback(args)[0]
 
 
 def build_handlers(services: ChatServices) -> Handlers:
-    registry: CommandRegistry[ChatTurn] = CommandRegistry()
+    authorization = Authorization(services.policy, services.audit)
+    registry: CommandRegistry[ChatTurn] = CommandRegistry(authorization.command)
     actions = ActionRegistry()
     ops = services.operations
     signer = services.signer
 
-    @registry.command(
-        "status",
-        usage="status [filter]",
-        summary="Every watched training job: circuit, state, elapsed time, attempt. "
-        "Add a circuit, experiment or job name to narrow it down.",
-        aliases=("st",),
-    )
+    @registry.handles(COMMANDS.status)
     async def status(turn: ChatTurn, args: str) -> None:
         report = await services.status.report(turn.now, args)
         summary = f"Training status: {report.total} job(s)"
         await turn.reply_card(render_status_card(report), summary=summary)
 
-    @registry.command(
-        "retry",
-        usage="retry <circuits>",
-        summary="Queue the training pipeline again for these circuits "
-        "(e.g. PLANT001/CIRCUIT01,PLANT002/CIRCUIT02), after a confirmation.",
-    )
+    @registry.handles(COMMANDS.retry)
     async def retry(turn: ChatTurn, args: str) -> None:
-        await _require(services, turn, "retry")
         circuits = await ops.validate_circuits(args)
         confirm = signer.sign("retry.confirm", {"circuits": list(circuits)})
         cancel = signer.sign("action.cancel", {"for": "retry"})
@@ -110,7 +97,7 @@ def build_handlers(services: ChatServices) -> Handlers:
             summary="Confirm the retry",
         )
 
-    @actions.action("retry.confirm", permission="retry")
+    @actions.handles(CARD_ACTIONS.retry_confirm)
     async def retry_confirmed(turn: ActionTurn) -> Card:
         circuits = tuple(str(c) for c in turn.action.data.get("circuits", []))
         run = await ops.queue_retry(circuits)
@@ -139,13 +126,8 @@ def build_handlers(services: ChatServices) -> Handlers:
             raise CommandError(f"Which job? For example: `{command} <job name>`.")
         return name
 
-    @registry.command(
-        "watch",
-        usage="watch <job>",
-        summary="Watch an Azure ML job by name and post its changes here.",
-    )
+    @registry.handles(COMMANDS.watch)
     async def watch(turn: ChatTurn, args: str) -> None:
-        await _require(services, turn, "watch")
         name = _job_name(args, "watch")
         engine = _engine()
         try:
@@ -164,27 +146,16 @@ def build_handlers(services: ChatServices) -> Handlers:
             f"Watching {job.name} ({circuit}, {job.state.value}) — I'll post its changes here."
         )
 
-    @registry.command(
-        "unwatch",
-        usage="unwatch <job>",
-        summary="Stop posting changes of a watched job.",
-    )
+    @registry.handles(COMMANDS.unwatch)
     async def unwatch(turn: ChatTurn, args: str) -> None:
-        await _require(services, turn, "unwatch")
         name = _job_name(args, "unwatch")
         if not await _engine().unwatch_job(name):
             raise CommandError(f"I'm not watching a job named `{name}`, so nothing changed.")
         await turn.reply_text(f"Stopped watching {name}.")
 
-    @registry.command(
-        "rollback",
-        usage="rollback <environment> [reason]",
-        summary="Queue rollback-pipeline for an environment, after a confirmation "
-        "(prod needs an approver).",
-    )
+    @registry.handles(COMMANDS.rollback, environment=_rollback_environment)
     async def rollback(turn: ChatTurn, args: str) -> None:
         environment, reason = parse_rollback(args)
-        await _require(services, turn, "rollback", environment)
         confirm = signer.sign("rollback.confirm", {"environment": environment, "reason": reason})
         cancel = signer.sign("action.cancel", {"for": "rollback", "environment": environment})
         await turn.reply_card(
@@ -194,7 +165,7 @@ def build_handlers(services: ChatServices) -> Handlers:
             summary=f"Confirm the rollback of {environment}",
         )
 
-    @actions.action("rollback.confirm", permission="rollback", environment_key="environment")
+    @actions.handles(CARD_ACTIONS.rollback_confirm)
     async def rollback_confirmed(turn: ActionTurn) -> Card:
         environment = str(turn.action.data.get("environment", ""))
         reason = str(turn.action.data.get("reason", ""))
@@ -223,7 +194,7 @@ def build_handlers(services: ChatServices) -> Handlers:
             turn.now,
         )
 
-    @actions.action("rollback.cancel", permission="approve", environment_key="environment")
+    @actions.handles(CARD_ACTIONS.rollback_cancel)
     async def automatic_rollback_cancelled(turn: ActionTurn) -> Card:
         data = turn.action.data
         environment = str(data.get("environment") or "—")
@@ -242,18 +213,13 @@ def build_handlers(services: ChatServices) -> Handlers:
             ok=ok,
         )
 
-    @actions.action("action.cancel", permission="status")
+    @actions.handles(CARD_ACTIONS.action_cancel)
     async def cancelled(turn: ActionTurn) -> Card:
         what = str(turn.action.data.get("for", "action"))
         return render_action_done(f"{what.title()} cancelled", [], turn.actor.label, turn.now)
 
-    @registry.command(
-        "approvals",
-        usage="approvals",
-        summary="Pending Azure DevOps approvals, with Approve and Reject buttons.",
-    )
+    @registry.handles(COMMANDS.approvals)
     async def approvals(turn: ChatTurn, args: str) -> None:
-        await _require(services, turn, "approvals")
         pending = await ops.pending_approvals()
         lines = []
         for approval in pending:
@@ -291,21 +257,16 @@ def build_handlers(services: ChatServices) -> Handlers:
             ok=approve,
         )
 
-    @actions.action("approval.approve", permission="approve", environment_key="environment")
+    @actions.handles(CARD_ACTIONS.approval_approve)
     async def approve(turn: ActionTurn) -> Card:
         return await _decided(turn, True)
 
-    @actions.action("approval.reject", permission="reject", environment_key="environment")
+    @actions.handles(CARD_ACTIONS.approval_reject)
     async def reject(turn: ActionTurn) -> Card:
         return await _decided(turn, False)
 
-    @registry.command(
-        "config",
-        usage="config",
-        summary="The effective settings and where each came from (secrets masked).",
-    )
+    @registry.handles(COMMANDS.config)
     async def config(turn: ChatTurn, args: str) -> None:
-        await _require(services, turn, "config")
         rows = services.settings_rows()
         interesting = [r for r in rows if args.strip().lower() in r[0].lower()] if args else rows
         body = [
@@ -318,11 +279,9 @@ def build_handlers(services: ChatServices) -> Handlers:
 
     register_subscription_commands(registry, actions, services)
 
-    @registry.command(
-        "help", usage="help", summary="What I can do for you.", aliases=("?", "commands")
-    )
+    @registry.handles(COMMANDS.help)
     async def help_(turn: ChatTurn, args: str) -> None:
-        allowed = [s for s in registry.specs() if _may_run(services, turn, s)]
+        allowed = [s for s in registry.specs() if authorization.may_run(s, turn)]
         commands = [CommandHelp(spec.usage, spec.summary) for spec in allowed]
         await turn.reply_card(
             render_help_card(commands, services.bot_name), summary=f"{services.bot_name} help"
@@ -338,12 +297,6 @@ _CANCEL_OUTCOMES: dict[CancelOutcome, tuple[str, bool]] = {
     CancelOutcome.NOT_PENDING: ("No rollback of {environment} is waiting to be cancelled", False),
     CancelOutcome.NOT_FOUND: ("This deployment of {environment} is no longer watched", False),
 }
-
-
-def _may_run(services: ChatServices, turn: ChatTurn, spec: CommandSpec[ChatTurn]) -> bool:
-    # `rollback` is listed for operators; prod additionally needs an approver when used.
-    personal = turn.facts.conversation_type == "personal"
-    return decide(services.policy(), turn.actor, spec.name, "staging", personal=personal).allowed
 
 
 def _environment_of(*hints: str | None) -> str:

@@ -18,14 +18,12 @@ from bot.access import AccessPolicy, Actor, decide
 from bot.card_actions import ActionRegistry, ActionTurn
 from bot.card_signing import CardSigner
 from bot.chat import ChatTurn
+from bot.command_catalog import CARD_ACTIONS, COMMANDS
 from bot.commands import CommandError, CommandRegistry
 from bot.turns import TurnFacts
 from cards.common import Card
 from cards.subscriptions import (
     SAVE_VERB,
-    SUBSCRIBE_HELP,
-    SUBSCRIPTIONS_HELP,
-    UNSUBSCRIBE_HELP,
     SubscriptionsView,
     render_subscriptions_card,
     where,
@@ -91,26 +89,10 @@ def register_subscription_commands(
             raise CommandError("Subscriptions are not available on this bot.")
         return conversations
 
-    async def require(turn: ChatTurn, action: str) -> None:
-        decision = decide(
-            services.policy(), turn.actor, action, personal=_where(turn.facts).personal
-        )
-        if not decision.allowed:
-            await services.audit.record(
-                turn.actor.audit_entry(
-                    at=turn.now,
-                    action=f"command:{action}",
-                    outcome="refused",
-                    conversation_id=turn.facts.conversation_id,
-                    detail=decision.reason[:2000],
-                )
-            )
-            raise CommandError(decision.reason)
-
     def may_change(actor: Actor, facts: TurnFacts) -> bool:
-        return decide(
-            services.policy(), actor, "subscribe", personal=_where(facts).personal
-        ).allowed
+        # Whether the card shows Save: the permission that button is declared with.
+        action = CARD_ACTIONS.subscriptions_save.permission.action
+        return decide(services.policy(), actor, action, personal=_where(facts).personal).allowed
 
     async def changed(
         turn: ChatTurn | ActionTurn, action: str, before: Subscription, after: Subscription
@@ -160,9 +142,8 @@ def register_subscription_commands(
             **extra,
         )
 
-    @registry.command("subscribe", usage=SUBSCRIBE_HELP.usage, summary=SUBSCRIBE_HELP.summary)
+    @registry.handles(COMMANDS.subscribe)
     async def subscribe(turn: ChatTurn, args: str) -> None:
-        await require(turn, "subscribe")
         try:
             request = parse_subscribe(args)
         except SubscriptionInputError as exc:
@@ -175,15 +156,8 @@ def register_subscription_commands(
             f"Done: {place} now gets {describe(after)}. Type `subscriptions` to see or edit it."
         )
 
-    # The Teams menu holds 10 commands; switching kinds off is also on the card.
-    @registry.command(
-        "unsubscribe",
-        usage=UNSUBSCRIBE_HELP.usage,
-        summary=UNSUBSCRIBE_HELP.summary,
-        in_menu=False,
-    )
+    @registry.handles(COMMANDS.unsubscribe)
     async def unsubscribe(turn: ChatTurn, args: str) -> None:
-        await require(turn, "unsubscribe")
         try:
             request = parse_unsubscribe(args)
         except SubscriptionInputError as exc:
@@ -201,18 +175,15 @@ def register_subscription_commands(
         else:
             await turn.reply_text(f"Done: {place} now gets {describe(after)}.")
 
-    @registry.command(
-        "subscriptions", usage=SUBSCRIPTIONS_HELP.usage, summary=SUBSCRIPTIONS_HELP.summary
-    )
+    @registry.handles(COMMANDS.subscriptions)
     async def subscriptions(turn: ChatTurn, args: str) -> None:
-        await require(turn, "subscriptions")
         stored = await store().subscription(conversation_key(turn.facts.conversation_id))
         card = render_subscriptions_card(view(turn.facts, turn.actor, stored))
         await turn.reply_card(
             card, summary=f"Notifications for {where(turn.facts.conversation_type)}"
         )
 
-    @actions.action(SAVE_VERB, permission="subscribe")
+    @actions.handles(CARD_ACTIONS.subscriptions_save)
     async def save(turn: ActionTurn) -> Card:
         here = _where(turn.facts)
         if turn.action.data.get("conversation") != here.conversation_id:

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
+from bot.command_catalog import COMMANDS, EVERYWHERE
 from manifest.icons import (
     COLOR_ICON,
     COLOR_SIZE,
@@ -66,7 +67,7 @@ SCHEMA_ROOT = (
     / "teams"
 )
 # Channels, group chats and 1:1 chats: the bot posts alerts in all three.
-BOT_SCOPES = ("team", "groupChat", "personal")
+BOT_SCOPES: tuple[str, ...] = tuple(str(scope) for scope in EVERYWHERE)
 MANIFEST_FILE = "manifest.json"
 # Limits Teams applies on upload beyond the JSON schema (documented for commandLists).
 MAX_COMMANDS = 10
@@ -90,6 +91,7 @@ class BotCommand:
 
     title: str
     description: str
+    scopes: tuple[str, ...] = BOT_SCOPES  # where Teams offers it
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,24 +137,15 @@ def app_version() -> str:
         return FALLBACK_VERSION
 
 
-class _Unwired:
-    """Stands in for the bot's services while its registry is read; handlers never run."""
-
-    def __getattr__(self, name: str) -> Any:
-        return None
-
-
 def registered_commands() -> tuple[BotCommand, ...]:
-    """The chat commands the bot registers, in `help` order, as Teams lists them.
+    """The chat commands of the bot's catalog, in `help` order, as Teams lists them.
 
-    Read from the bot's own registry so the menu cannot drift from what the bot answers.
-    Imported here, not at module level: the bot layer pulls in the Bot Framework SDK.
+    Read from the same catalog the bot answers from, so the menu cannot drift from it.
     """
-    from bot.chat_commands import ChatServices, build_handlers
-
-    handlers = build_handlers(cast(ChatServices, _Unwired()))
     return tuple(
-        BotCommand(spec.name, spec.summary) for spec in handlers.commands.specs() if spec.in_menu
+        BotCommand(spec.name, spec.summary, tuple(str(scope) for scope in spec.scopes))
+        for spec in COMMANDS.specs()
+        if spec.in_menu
     )
 
 
@@ -164,22 +157,24 @@ def _clip(value: str, limit: int) -> str:
 def _command_lists(commands: Sequence[BotCommand]) -> list[dict[str, Any]]:
     if not commands:
         raise ValueError("the bot has no commands to list")
-    if len(commands) > MAX_COMMANDS:
-        raise ValueError(f"Teams lists at most {MAX_COMMANDS} commands per scope")
-    entries = []
     for command in commands:
         if not command.title or len(command.title) > MAX_COMMAND_TITLE:
             raise ValueError(
                 f"command title {command.title!r} must be 1-{MAX_COMMAND_TITLE} characters"
             )
-        entries.append(
-            {
-                "title": command.title,
-                "description": _clip(command.description, MAX_COMMAND_DESCRIPTION),
-            }
-        )
-    # One list per scope, as Teams asks; every command works everywhere.
-    return [{"scopes": [scope], "commands": [dict(e) for e in entries]} for scope in BOT_SCOPES]
+    lists = []
+    # One list per scope, as Teams asks, with the commands offered there.
+    for scope in BOT_SCOPES:
+        offered = [c for c in commands if scope in c.scopes]
+        if len(offered) > MAX_COMMANDS:
+            raise ValueError(f"Teams lists at most {MAX_COMMANDS} commands per scope")
+        if offered:
+            entries = [
+                {"title": c.title, "description": _clip(c.description, MAX_COMMAND_DESCRIPTION)}
+                for c in offered
+            ]
+            lists.append({"scopes": [scope], "commands": entries})
+    return lists
 
 
 def _check_values(values: ManifestValues, app_id: str, version: str) -> None:

@@ -6,7 +6,15 @@ import re
 
 import pytest
 
-from bot.access import AccessPolicy, Actor, Decision, Role, decide, roles_of
+from bot.access import (
+    AccessPolicy,
+    Actor,
+    Decision,
+    Role,
+    decide,
+    decide_any_environment,
+    roles_of,
+)
 from tests.conftest import make_settings
 
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -271,3 +279,21 @@ def test_every_refusal_is_a_polite_sentence() -> None:
             reason = decide(p, person, action, environment).reason
             assert_polite(reason)
             assert not re.search(r"\b(None|null)\b", reason)
+
+
+def test_before_the_environment_is_known_the_least_role_any_environment_needs_decides() -> None:
+    per_env = policy(PROD_ONLY, MLBOT_APPROVERS="")
+    # Someone who approves only prod may approve something; an operator approves nothing.
+    assert decide_any_environment(per_env, PROD_APPROVER, "approve").allowed
+    refused = decide_any_environment(per_env, OPERATOR, "reject")
+    assert not refused.allowed and refused.role_needed is Role.APPROVER
+    # Rolling back some (non-production) environment needs an operator.
+    assert decide_any_environment(per_env, OPERATOR, "rollback").allowed
+    refused = decide_any_environment(per_env, VIEWER, "rollback")
+    assert (refused.allowed, refused.role_needed) == (False, Role.OPERATOR)
+    assert "operator" in refused.reason
+    # Outside the tenant, and for actions without environments, it is `decide` itself.
+    assert decide_any_environment(per_env, STRANGER, "rollback") == decide(
+        per_env, STRANGER, "rollback"
+    )
+    assert decide_any_environment(per_env, VIEWER, "retry") == decide(per_env, VIEWER, "retry")

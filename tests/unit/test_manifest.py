@@ -7,11 +7,12 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from bot.chat_commands import ChatServices, build_handlers
+from bot.command_catalog import COMMANDS as CATALOG
+from bot.command_catalog import Scope
 from config.settings import settings_from_mapping
 from manifest.icons import (
     COLOR_ICON,
@@ -48,16 +49,6 @@ NPM_HINT = (
     "official Teams manifest schema not installed: run `npm ci` at the repository root "
     "(package.json pins @microsoft/app-manifest 1.1.x)"
 )
-
-
-class _Unwired:
-    def __getattr__(self, name: str) -> Any:
-        return None
-
-
-def registry_specs() -> list[Any]:
-    """The bot's own command registry; registering handlers touches no service."""
-    return build_handlers(cast(ChatServices, _Unwired())).commands.specs()
 
 
 def values(**overrides: Any) -> ManifestValues:
@@ -157,12 +148,12 @@ def test_bot_is_offered_in_team_group_chat_and_personal_scopes() -> None:
 
 
 def test_command_lists_cover_every_registered_command() -> None:
-    """The compose box menu is the bot's own registry: same names, same order, same words
+    """The compose box menu is the bot's command catalog: same names, same order, same words
     (commands kept out of the menu, which holds 10, are answered all the same)."""
-    specs = [s for s in registry_specs() if s.in_menu]
+    specs = [s for s in CATALOG.specs() if s.in_menu]
     assert specs, "the bot registers no commands"
     assert "help" in [s.name for s in specs]
-    manifest = build_manifest(values())  # commands read from the registry
+    manifest = build_manifest(values())  # commands read from the catalog
     for entry in manifest["bots"][0]["commandLists"]:
         assert [c["title"] for c in entry["commands"]] == [s.name for s in specs]
         for command, spec in zip(entry["commands"], specs, strict=True):
@@ -171,6 +162,20 @@ def test_command_lists_cover_every_registered_command() -> None:
             if len(spec.summary) <= 128:
                 assert command["description"] == spec.summary
     assert [c.title for c in registered_commands()] == [s.name for s in specs]
+
+
+def test_each_scope_lists_only_the_commands_offered_there() -> None:
+    commands = [
+        BotCommand("status", "Everywhere."),
+        BotCommand("subscribe", "Personal only.", (Scope.PERSONAL.value,)),
+    ]
+    lists = build_manifest(values(), commands)["bots"][0]["commandLists"]
+    titles = {entry["scopes"][0]: [c["title"] for c in entry["commands"]] for entry in lists}
+    assert titles == {
+        "team": ["status"],
+        "groupChat": ["status"],
+        "personal": ["status", "subscribe"],
+    }
 
 
 def test_long_descriptions_are_clipped_to_what_teams_shows() -> None:
