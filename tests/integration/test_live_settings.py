@@ -92,7 +92,7 @@ def reminders_of(bot: SandboxBot, circuit: str) -> list[Any]:
 async def test_new_recipients_get_the_next_reminder(start_sandbox_bot: StartSandboxBot) -> None:
     bot = await start_sandbox_bot()
     await change_group(bot)  # the running bot has read the scenario's group once
-    assert bot.runtime.live.now().ml_engineers_email == ("ml-engineers@example.com",)
+    assert bot.runtime.settings_source().ml_engineers_email == ("ml-engineers@example.com",)
 
     await change_group(bot, mlEngineersEmail="ada@example.com, grace@example.com")
     await play_training(bot, 120)
