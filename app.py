@@ -70,6 +70,7 @@ from service.alerts_hook import AlertsHook
 from service.devops_hooks import DevOpsEventKind, DevOpsHook, store_recorder
 from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
+from service.logs import SecretMaskingFilter
 from service.prometheus import MetricsRoute
 from store.audit import AuditTrail
 from store.card_actions import CardActionStore
@@ -675,7 +676,17 @@ def _refresh_variable_group(
             if old.monitoring_log_level != new.monitoring_log_level:
                 logging.getLogger().setLevel(new.monitoring_log_level)
 
+        def mask_webhook_url(old: Settings, new: Settings) -> None:
+            # The webhook URL is a secret wherever it comes from, the group included; the
+            # masking set up at start-up only knew the start-up value.
+            url = new.teams_webhook_url.get_secret_value()
+            if url and url != old.teams_webhook_url.get_secret_value():
+                masking = SecretMaskingFilter([url])
+                for handler in logging.getLogger().handlers:
+                    handler.addFilter(masking)
+
         refresher.add_listener(apply_log_level)
+        refresher.add_listener(mask_webhook_url)
         task = asyncio.create_task(refresher.run())
         yield
         task.cancel()  # it sleeps between refreshes; nothing is lost by stopping it
