@@ -1,18 +1,17 @@
-"""mlbot's composition root and command line.
+"""mlbot's composition root: Settings -> Azure, store, engine, Teams, delivery, bot, web app.
 
-Everything is built here, once, from a frozen Settings object, and handed to the
-pieces that need it; nothing else reads the environment.
+Everything is built here, once, in dependency order (`build_runtime` calls one
+`build_*` step per layer), from the start-up Settings and the live view of the settings
+the variable group may change (config/live.py). The command line is in cli.py;
 `python app.py` is the same as `mlbot serve`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import importlib.metadata
 import logging
-import os
 import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -26,26 +25,25 @@ from aiohttp import web
 from botbuilder.core import TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
 from botframework.connector.auth import ServiceClientCredentialsFactory
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from bot.access import AccessPolicy
 from bot.activity_handler import MlbotActivityHandler
-from bot.auth import TokenValidationEndpoints, build_authentication
+from bot.auth import (
+    CachingBotFrameworkAuthentication,
+    TokenValidationEndpoints,
+    build_authentication,
+)
 from bot.card_actions import CardActionProcessor
 from bot.card_signing import CardSigner, ephemeral_key
 from bot.chat_commands import ChatServices, build_handlers
 from bot.endpoint import MessagesEndpoint
 from bot.living_cards import LivingCards
-from bot.notifiers import WEBHOOK_DESTINATION, TeamsNotifier, WebhookNotifier
+from bot.notifiers import TeamsNotifier, WebhookNotifier
 from bot.operations import Operations
 from bot.proactive import ProactiveMessenger
-from config.settings import (
-    Settings,
-    SettingsError,
-    describe_validation_error,
-    load_settings,
-    settings_report,
-)
+from config.live import LiveSettings
+from config.settings import Settings, SettingsError, settings_report
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions
 from monitoring.deployment_watch import DeploymentWatcher, environments_from_settings
 from monitoring.devops import AzureDevOpsPipelines
@@ -65,23 +63,14 @@ from monitoring.rollback_targets import (
 )
 from monitoring.scheduler import EngineScheduler
 from monitoring.send_gate import SendGate
-from monitoring.service_check import (
-    CheckResult,
-    Verdict,
-    all_passed,
-    check_azureml,
-    check_devops,
-    render_check_table,
-)
 from monitoring.status_report import StatusService
 from monitoring.variable_group import VariableGroupRefresher
-from monitoring.watch import WatchExit, WatchOptions, WatchTarget, run_watch, watch_engine
 from monitoring.workspaces import WorkspaceSettingError, parse_workspaces
 from service.alerts_hook import AlertsHook
 from service.devops_hooks import DevOpsEventKind, DevOpsHook, store_recorder
 from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
-from service.logs import configure_logging
+from service.logs import SecretMaskingFilter
 from service.prometheus import MetricsRoute
 from store.audit import AuditTrail
 from store.card_actions import CardActionStore
@@ -91,7 +80,7 @@ from store.deliveries import DeliveryStore
 from store.deployment_watches import DeploymentWatchStore
 from store.gauges import GaugeReader
 from store.group_commit import GroupCommit
-from store.monitoring import EventRecord, MonitoringStore, NewEvent
+from store.monitoring import MonitoringStore, NewEvent
 from store.posted_activities import PostedActivityStore
 from store.watched_jobs import WatchedJobStore
 
@@ -100,8 +89,6 @@ if TYPE_CHECKING:
     from sandbox.stack import SandboxStack
 
 log = logging.getLogger("mlbot")
-
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def utc_now() -> datetime:
@@ -195,6 +182,10 @@ class Runtime:
     monitoring: MonitoringStore
     deliveries: DeliveryStore
     settings_source: Callable[[], Settings]
+    # The settings in effect (start-up values, live ones as the variable group has them).
+    live: LiveSettings
+    # Re-reads the variable group; None without Azure DevOps.
+    refresher: VariableGroupRefresher | None = None
     # The deployment health watch; None without endpoints to watch or a metrics client.
     watcher: DeploymentWatcher | None = None
 
@@ -218,6 +209,362 @@ def _turn_error_handler(bot_name: str) -> Callable[[TurnContext, Exception], obj
     return on_turn_error
 
 
+# --- The composition, in dependency order ----------------------------------------------
+# Each step takes what earlier steps built and returns what it built. Values fixed at
+# start-up are read from `live.startup`; anything read at each use asks `live.now()`,
+# so a setting the variable group changes reaches every consumer (see config/live.py).
+
+
+@dataclass(frozen=True, slots=True)
+class AzureParts:
+    clients: AzureClients
+    rollback_targets: tuple[EndpointTarget, ...]
+    live: LiveSettings
+    # Re-reads the variable group; None without Azure DevOps.
+    refresher: VariableGroupRefresher | None
+
+
+def build_azure(settings: Settings, clients: AzureClients) -> AzureParts:
+    """The Azure adapters, the endpoints to watch, and the settings the variable group keeps live.
+
+    Raises SettingsError before anything is opened when the endpoints are malformed.
+    """
+    rollback_targets = rollback_targets_from(settings)
+    refresher: VariableGroupRefresher | None = None
+    pipelines = clients.pipelines
+    if pipelines is not None:
+        group = settings.variable_group
+
+        async def fetch_group() -> dict[str, str]:
+            return await pipelines.get_variable_group(group)
+
+        refresher = VariableGroupRefresher(settings, fetch_group)
+    return AzureParts(clients, rollback_targets, LiveSettings(settings, refresher), refresher)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreParts:
+    db: Database
+    conversations: ConversationStore
+    jobs: WatchedJobStore
+    audit: AuditTrail
+    monitoring: MonitoringStore
+    deliveries: DeliveryStore
+    # Delivery rows, posted activities and idempotency keys share commits (one writer).
+    delivery_writes: GroupCommit
+
+
+async def build_store(settings: Settings) -> StoreParts:
+    """Open the store, migrating it."""
+    db = Database(settings.database_url)
+    await db.migrate()
+    delivery_writes = GroupCommit(db)
+    return StoreParts(
+        db=db,
+        conversations=ConversationStore(db),
+        jobs=WatchedJobStore(db),
+        audit=AuditTrail(db),
+        monitoring=MonitoringStore(db),
+        deliveries=DeliveryStore(db, delivery_writes),
+        delivery_writes=delivery_writes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineParts:
+    # None when no Azure ML workspace is configured.
+    engine: MonitoringEngine | None
+    # The deployment health watch; None without endpoints to watch or a metrics client.
+    watcher: DeploymentWatcher | None
+
+
+def build_engine(
+    store: StoreParts, azure: AzureParts, clock: Callable[[], datetime]
+) -> EngineParts:
+    """The monitoring engine and the deployment health watch."""
+    clients, live = azure.clients, azure.live
+    startup = live.startup
+    engine = (
+        MonitoringEngine(
+            store=store.monitoring,
+            source=clients.job_source,
+            workspaces=clients.workspaces,
+            pipelines=clients.pipelines,
+            config=lambda: EngineConfig.from_settings(live.now()),
+            clock=clock,
+        )
+        if clients.job_source is not None
+        else None
+    )
+    watcher = (
+        DeploymentWatcher(
+            store=DeploymentWatchStore(store.db),
+            metrics=clients.metrics,
+            pipelines=clients.pipelines,
+            events=store.monitoring,
+            policy=lambda: HealthPolicy.from_settings(live.now()),
+            clock=clock,
+            rollback_pipeline=lambda: live.now().rollback_pipeline,
+            dry_run=lambda: live.now().auto_rollback_dry_run,
+            grace=timedelta(seconds=startup.auto_rollback_grace_seconds),
+            enabled_for=lambda environment: environments_from_settings(live.now())(environment),
+            cooldown=timedelta(minutes=startup.auto_rollback_cooldown_minutes),
+        )
+        if clients.metrics is not None and azure.rollback_targets
+        else None
+    )
+    return EngineParts(engine, watcher)
+
+
+@dataclass(frozen=True, slots=True)
+class TeamsParts:
+    authentication: CachingBotFrameworkAuthentication
+    adapter: CloudAdapter
+    messenger: ProactiveMessenger
+    # Signs card button data; shared by the bot's cards and the notifiers' cards.
+    signer: CardSigner
+
+
+def build_teams(
+    settings: Settings,
+    store: StoreParts,
+    clock: Callable[[], datetime],
+    token_endpoints: TokenValidationEndpoints | None,
+    credentials_factory: ServiceClientCredentialsFactory | None,
+) -> TeamsParts:
+    """The Bot Framework adapter both ways: inbound authentication, proactive sends."""
+    authentication = build_authentication(settings, token_endpoints, credentials_factory)
+    adapter = CloudAdapter(authentication)
+    adapter.on_turn_error = _turn_error_handler(settings.bot_display_name)
+    signing_key = settings.card_signing_key.get_secret_value().encode()
+    if not signing_key:
+        log.warning(
+            "MLBOT_CARD_SIGNING_KEY is not set: card buttons are signed with a key that "
+            "changes at every restart (older cards stop working)"
+        )
+        signing_key = ephemeral_key()
+    messenger = ProactiveMessenger(adapter, settings.microsoft_app_id, store.conversations)
+    return TeamsParts(authentication, adapter, messenger, CardSigner(signing_key, clock))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryParts:
+    dispatcher: EventDispatcher
+    # Runs engine ticks, health checks and delivery; None when there is nothing to run.
+    scheduler: EngineScheduler | None
+    http: _HttpSessionHolder
+
+
+def build_delivery(
+    store: StoreParts,
+    azure: AzureParts,
+    engine: EngineParts,
+    teams: TeamsParts,
+    clock: Callable[[], datetime],
+    speed: float,
+) -> DeliveryParts:
+    """Where events go (Teams, the webhook, email) and the timer that drives it all."""
+    live = azure.live
+    http = _HttpSessionHolder()
+    # Every request to Teams takes a turn under its rate limits (sleeping in sim time).
+    gate = SendGate(SendPacer(), clock, sleep=lambda seconds: asyncio.sleep(seconds / speed))
+    living = LivingCards(
+        teams.messenger,
+        store.monitoring,
+        PostedActivityStore(store.db, store.delivery_writes),
+        clock,
+        gate,
+    )
+    notifiers: list[Notifier] = [
+        TeamsNotifier(store.conversations, teams.messenger, teams.signer, living=living),
+        WebhookNotifier(http.get, lambda: live.now().teams_webhook_url.get_secret_value()),
+        EmailNotifier(
+            EmailSender(
+                SmtpSettings.from_settings(live.startup),
+                recipients=lambda: live.now().ml_engineers_email,
+            ),
+            store.monitoring,
+            clock,
+            lambda: timedelta(hours=live.now().long_running_job_notification_interval_hours),
+        ),
+    ]
+    dispatcher = EventDispatcher(
+        events=store.monitoring,
+        deliveries=store.deliveries,
+        notifiers=notifiers,
+        clock=clock,
+        gate=gate,
+        group_wait=lambda: timedelta(seconds=live.now().group_wait_seconds),
+    )
+    # Hook events need delivering even when no Azure ML workspace is watched.
+    scheduler = (
+        EngineScheduler(engine.engine, dispatcher, clock=clock, speed=speed, watcher=engine.watcher)
+        if engine.engine is not None
+        or engine.watcher is not None
+        or azure.clients.pipelines is not None
+        else None
+    )
+    return DeliveryParts(dispatcher, scheduler, http)
+
+
+@dataclass(frozen=True, slots=True)
+class BotParts:
+    handler: MlbotActivityHandler
+    # Card buttons; drained at shutdown so an answered button still records its outcome.
+    processor: CardActionProcessor
+    endpoint: MessagesEndpoint
+
+
+def build_bot(
+    store: StoreParts,
+    azure: AzureParts,
+    engine: EngineParts,
+    teams: TeamsParts,
+    clock: Callable[[], datetime],
+    environ: Mapping[str, str] | None,
+) -> BotParts:
+    """Chat commands, card actions and the `/api/messages` endpoint."""
+    live = azure.live
+    startup = live.startup
+    env_snapshot = dict(environ or {})
+
+    def access_policy() -> AccessPolicy:
+        return AccessPolicy.from_settings(live.now(), env_snapshot)
+
+    operations = Operations(
+        pipelines=azure.clients.pipelines,
+        training_pipeline=lambda: live.now().training_pipeline,
+        rollback_pipeline=lambda: live.now().rollback_pipeline,
+        known_circuits=store.jobs.known_circuits,
+        default_circuits=lambda: live.now().manual_circuits,
+    )
+    built_engine, built_watcher = engine.engine, engine.watcher
+    handlers = build_handlers(
+        ChatServices(
+            status=StatusService(store.jobs, store.deliveries, store.monitoring),
+            bot_name=startup.bot_display_name,
+            operations=operations,
+            signer=teams.signer,
+            policy=access_policy,
+            audit=store.audit,
+            settings_rows=lambda: settings_report(
+                live.now(), env_snapshot, group_fields=live.group_fields()
+            ),
+            settings_problems=live.problems,
+            engine=lambda: built_engine,
+            watcher=lambda: built_watcher,
+            conversations=store.conversations,
+        )
+    )
+    processor = CardActionProcessor(
+        registry=handlers.actions,
+        signer=teams.signer,
+        policy=access_policy,
+        actions=CardActionStore(store.db),
+        audit=store.audit,
+        answer_within_s=startup.action_answer_seconds,
+    )
+
+    def roles_use_upns() -> bool:
+        policy = access_policy()
+        return any("@" in entry for entry in policy.operators | policy.any_approvers)
+
+    handler = MlbotActivityHandler(
+        needs_upn=roles_use_upns,
+        commands=handlers.commands,
+        actions=processor,
+        conversations=store.conversations,
+        audit=store.audit,
+        clock=clock,
+        bot_name=startup.bot_display_name,
+    )
+    endpoint = MessagesEndpoint(
+        adapter=teams.adapter,
+        bot=handler,
+        authentication=teams.authentication,
+        allowed_tenants=startup.allowed_tenants,
+        audit=store.audit,
+        clock=clock,
+    )
+    return BotParts(handler, processor, endpoint)
+
+
+def build_http(
+    store: StoreParts,
+    azure: AzureParts,
+    engine: EngineParts,
+    delivery: DeliveryParts,
+    bot: BotParts,
+    clock: Callable[[], datetime],
+    background: bool,
+) -> web.Application:
+    """The web application: routes, hooks, and what starts and stops with it."""
+    live = azure.live
+    startup = live.startup
+    db = store.db
+    health = HealthRoutes(db)
+    web_app = web.Application(client_max_size=startup.max_request_bytes)
+    web_app.router.add_post("/api/messages", bot.endpoint.handle)
+    web_app.router.add_get("/healthz", health.healthz)
+    web_app.router.add_get("/readyz", health.readyz)
+
+    async def schema_revision() -> str | None:
+        return (await db.readiness()).revision
+
+    metrics_route = MetricsRoute(GaugeReader(db).read, schema_revision, mlbot_version())
+    web_app.router.add_get("/metrics", metrics_route.get)
+
+    web_app.cleanup_ctx.append(delivery.http.context)
+    scheduler = delivery.scheduler
+    if background:
+        if azure.refresher is not None:
+            web_app.cleanup_ctx.append(_refresh_variable_group(azure.refresher))
+        if scheduler is not None:
+            web_app.cleanup_ctx.append(_run_scheduler(scheduler))
+
+    monitoring_engine, watcher = engine.engine, engine.watcher
+
+    async def on_push(workspace_key: str | None, job_name: str | None) -> int:
+        if monitoring_engine is None:
+            return 0
+        touched = await monitoring_engine.check_now(workspace_key, job_name)
+        if scheduler is not None:
+            scheduler.poke()
+        return touched
+
+    def hook_secret() -> str:
+        return live.now().hook_secret.get_secret_value()
+
+    eventgrid = EventGridHook(hook_secret, on_push)
+    web_app.router.add_post("/api/hooks/eventgrid", eventgrid.post)
+    web_app.router.add_route("OPTIONS", "/api/hooks/eventgrid", eventgrid.options)
+
+    # New events are delivered now rather than at the scheduler's next timer.
+    record_hook_event = store_recorder(
+        store.monitoring, clock, scheduler.poke if scheduler is not None else None
+    )
+    if watcher is not None:
+        record_hook_event = _watching_deployments(
+            record_hook_event, watcher, azure.rollback_targets
+        )
+    devops_hook = DevOpsHook(hook_secret, record_hook_event, clock)
+    web_app.router.add_post("/api/hooks/devops", devops_hook.post)
+    alerts = AlertsHook(hook_secret, watcher.on_alert if watcher is not None else None)
+    web_app.router.add_post("/api/hooks/alerts", alerts.post)
+
+    async def finish_actions(_: web.Application) -> None:
+        # A button answered "working on it" still records its outcome before we stop.
+        await bot.processor.drain()
+
+    web_app.on_shutdown.append(finish_actions)
+
+    async def close_store(_: web.Application) -> None:
+        await db.dispose()
+
+    web_app.on_cleanup.append(close_store)
+    return web_app
+
+
 async def build_runtime(
     settings: Settings,
     *,
@@ -230,247 +577,31 @@ async def build_runtime(
     environ: Mapping[str, str] | None = None,
 ) -> Runtime:
     """Open the store (migrating it), wire the bot and return the web application."""
-    clients = azure or AzureClients()
-    rollback_targets = rollback_targets_from(settings)
-    db = Database(settings.database_url)
-    await db.migrate()
-    conversations = ConversationStore(db)
-    jobs = WatchedJobStore(db)
-    audit = AuditTrail(db)
-
-    authentication = build_authentication(settings, token_endpoints, credentials_factory)
-    adapter = CloudAdapter(authentication)
-    adapter.on_turn_error = _turn_error_handler(settings.bot_display_name)
-
-    monitoring = MonitoringStore(db)
-    # Delivery rows and idempotency keys share commits (one writer for both).
-    delivery_writes = GroupCommit(db)
-    deliveries = DeliveryStore(db, delivery_writes)
-
-    # Settings the variable group may change while running (see monitoring.variable_group).
-    refresher: VariableGroupRefresher | None = None
-    pipelines = clients.pipelines
-    if pipelines is not None:
-        group = settings.variable_group
-
-        async def fetch_group() -> dict[str, str]:
-            assert pipelines is not None
-            return await pipelines.get_variable_group(group)
-
-        refresher = VariableGroupRefresher(settings, fetch_group)
-
-    def current_settings() -> Settings:
-        return refresher.current if refresher is not None else settings
-
-    signing_key = settings.card_signing_key.get_secret_value().encode()
-    if not signing_key:
-        log.warning(
-            "MLBOT_CARD_SIGNING_KEY is not set: card buttons are signed with a key that "
-            "changes at every restart (older cards stop working)"
-        )
-        signing_key = ephemeral_key()
-    signer = CardSigner(signing_key, clock)
-    env_snapshot = dict(environ or {})
-
-    def access_policy() -> AccessPolicy:
-        return AccessPolicy.from_settings(current_settings(), env_snapshot)
-
-    operations = Operations(
-        pipelines=clients.pipelines,
-        training_pipeline=lambda: current_settings().training_pipeline,
-        rollback_pipeline=lambda: current_settings().rollback_pipeline,
-        known_circuits=jobs.known_circuits,
-    )
-    handlers = build_handlers(
-        ChatServices(
-            status=StatusService(jobs, deliveries, monitoring),
-            bot_name=settings.bot_display_name,
-            operations=operations,
-            signer=signer,
-            policy=access_policy,
-            audit=audit,
-            settings_rows=lambda: settings_report(
-                current_settings(),
-                env_snapshot,
-                group_fields=refresher.applied_fields if refresher is not None else (),
-            ),
-            settings_problems=lambda: (
-                [str(problem) for problem in refresher.problems] if refresher is not None else []
-            ),
-            # The engine is built further down; commands look it up when they run.
-            engine=lambda: engine,
-            watcher=lambda: watcher,
-            conversations=conversations,
-        )
-    )
-    processor = CardActionProcessor(
-        registry=handlers.actions,
-        signer=signer,
-        policy=access_policy,
-        actions=CardActionStore(db),
-        audit=audit,
-        answer_within_s=settings.action_answer_seconds,
-    )
-
-    def roles_use_upns() -> bool:
-        policy = access_policy()
-        return any("@" in entry for entry in policy.operators | policy.any_approvers)
-
-    bot = MlbotActivityHandler(
-        needs_upn=roles_use_upns,
-        commands=handlers.commands,
-        actions=processor,
-        conversations=conversations,
-        audit=audit,
-        clock=clock,
-        bot_name=settings.bot_display_name,
-    )
-    messenger = ProactiveMessenger(adapter, settings.microsoft_app_id, conversations)
-    endpoint = MessagesEndpoint(
-        adapter=adapter,
-        bot=bot,
-        authentication=authentication,
-        allowed_tenants=settings.allowed_tenants,
-        audit=audit,
-        clock=clock,
-    )
-    health = HealthRoutes(db)
-
-    web_app = web.Application(client_max_size=settings.max_request_bytes)
-    web_app.router.add_post("/api/messages", endpoint.handle)
-    web_app.router.add_get("/healthz", health.healthz)
-    web_app.router.add_get("/readyz", health.readyz)
-
-    async def schema_revision() -> str | None:
-        return (await db.readiness()).revision
-
-    metrics_route = MetricsRoute(GaugeReader(db).read, schema_revision, mlbot_version())
-    web_app.router.add_get("/metrics", metrics_route.get)
-
-    engine = (
-        MonitoringEngine(
-            store=monitoring,
-            source=clients.job_source,
-            workspaces=clients.workspaces,
-            pipelines=clients.pipelines,
-            config=lambda: EngineConfig.from_settings(current_settings()),
-            clock=clock,
-        )
-        if clients.job_source is not None
-        else None
-    )
-    watcher = (
-        DeploymentWatcher(
-            store=DeploymentWatchStore(db),
-            metrics=clients.metrics,
-            pipelines=clients.pipelines,
-            events=monitoring,
-            policy=lambda: HealthPolicy.from_settings(current_settings()),
-            clock=clock,
-            rollback_pipeline=lambda: current_settings().rollback_pipeline,
-            dry_run=lambda: current_settings().auto_rollback_dry_run,
-            grace=timedelta(seconds=settings.auto_rollback_grace_seconds),
-            enabled_for=lambda environment: environments_from_settings(current_settings())(
-                environment
-            ),
-            cooldown=timedelta(minutes=settings.auto_rollback_cooldown_minutes),
-        )
-        if clients.metrics is not None and rollback_targets
-        else None
-    )
-    http = _HttpSessionHolder()
-    # Every request to Teams takes a turn under its rate limits (sleeping in sim time).
-    gate = SendGate(SendPacer(), clock, sleep=lambda seconds: asyncio.sleep(seconds / speed))
-    living = LivingCards(
-        messenger, monitoring, PostedActivityStore(db, delivery_writes), clock, gate
-    )
-    notifiers: list[Notifier] = [
-        TeamsNotifier(conversations, messenger, signer, living=living),
-        WebhookNotifier(http.get, lambda: current_settings().teams_webhook_url.get_secret_value()),
-        EmailNotifier(
-            EmailSender(SmtpSettings.from_settings(settings)),
-            monitoring,
-            clock,
-            lambda: timedelta(
-                hours=current_settings().long_running_job_notification_interval_hours
-            ),
-        ),
-    ]
-    dispatcher = EventDispatcher(
-        events=monitoring,
-        deliveries=deliveries,
-        notifiers=notifiers,
-        clock=clock,
-        gate=gate,
-        group_wait=lambda: timedelta(seconds=current_settings().group_wait_seconds),
-    )
-    web_app.cleanup_ctx.append(http.context)
-    # Hook events need delivering even when no Azure ML workspace is watched.
-    scheduler = (
-        EngineScheduler(engine, dispatcher, clock=clock, speed=speed, watcher=watcher)
-        if engine is not None or watcher is not None or clients.pipelines is not None
-        else None
-    )
-    if background:
-        if refresher is not None:
-            web_app.cleanup_ctx.append(_refresh_variable_group(refresher))
-        if scheduler is not None:
-            web_app.cleanup_ctx.append(_run_scheduler(scheduler))
-
-    async def on_push(workspace_key: str | None, job_name: str | None) -> int:
-        if engine is None:
-            return 0
-        touched = await engine.check_now(workspace_key, job_name)
-        if scheduler is not None:
-            scheduler.poke()
-        return touched
-
-    eventgrid = EventGridHook(lambda: settings.hook_secret.get_secret_value(), on_push)
-    web_app.router.add_post("/api/hooks/eventgrid", eventgrid.post)
-    web_app.router.add_route("OPTIONS", "/api/hooks/eventgrid", eventgrid.options)
-
-    # New events are delivered now rather than at the scheduler's next timer.
-    record_hook_event = store_recorder(
-        monitoring, clock, scheduler.poke if scheduler is not None else None
-    )
-    if watcher is not None:
-        record_hook_event = _watching_deployments(record_hook_event, watcher, rollback_targets)
-    devops_hook = DevOpsHook(
-        lambda: settings.hook_secret.get_secret_value(), record_hook_event, clock
-    )
-    web_app.router.add_post("/api/hooks/devops", devops_hook.post)
-    alerts = AlertsHook(
-        lambda: settings.hook_secret.get_secret_value(),
-        watcher.on_alert if watcher is not None else None,
-    )
-    web_app.router.add_post("/api/hooks/alerts", alerts.post)
-
-    async def finish_actions(_: web.Application) -> None:
-        # A button answered "working on it" still records its outcome before we stop.
-        await processor.drain()
-
-    web_app.on_shutdown.append(finish_actions)
-
-    async def close_store(_: web.Application) -> None:
-        await db.dispose()
-
-    web_app.on_cleanup.append(close_store)
+    azure_parts = build_azure(settings, azure or AzureClients())
+    store = await build_store(settings)
+    engine = build_engine(store, azure_parts, clock)
+    teams = build_teams(settings, store, clock, token_endpoints, credentials_factory)
+    delivery = build_delivery(store, azure_parts, engine, teams, clock, speed)
+    bot = build_bot(store, azure_parts, engine, teams, clock, environ)
+    web_app = build_http(store, azure_parts, engine, delivery, bot, clock, background)
     return Runtime(
         settings=settings,
-        db=db,
-        conversations=conversations,
-        jobs=jobs,
-        audit=audit,
-        adapter=adapter,
-        messenger=messenger,
+        db=store.db,
+        conversations=store.conversations,
+        jobs=store.jobs,
+        audit=store.audit,
+        adapter=teams.adapter,
+        messenger=teams.messenger,
         web_app=web_app,
-        azure=clients,
-        engine=engine,
-        dispatcher=dispatcher,
-        monitoring=monitoring,
-        deliveries=deliveries,
-        settings_source=current_settings,
-        watcher=watcher,
+        azure=azure_parts.clients,
+        engine=engine.engine,
+        dispatcher=delivery.dispatcher,
+        monitoring=store.monitoring,
+        deliveries=store.deliveries,
+        settings_source=azure_parts.live.now,
+        live=azure_parts.live,
+        refresher=azure_parts.refresher,
+        watcher=engine.watcher,
     )
 
 
@@ -545,7 +676,17 @@ def _refresh_variable_group(
             if old.monitoring_log_level != new.monitoring_log_level:
                 logging.getLogger().setLevel(new.monitoring_log_level)
 
+        def mask_webhook_url(old: Settings, new: Settings) -> None:
+            # The webhook URL is a secret wherever it comes from, the group included; the
+            # masking set up at start-up only knew the start-up value.
+            url = new.teams_webhook_url.get_secret_value()
+            if url and url != old.teams_webhook_url.get_secret_value():
+                masking = SecretMaskingFilter([url])
+                for handler in logging.getLogger().handlers:
+                    handler.addFilter(masking)
+
         refresher.add_listener(apply_log_level)
+        refresher.add_listener(mask_webhook_url)
         task = asyncio.create_task(refresher.run())
         yield
         task.cancel()  # it sleeps between refreshes; nothing is lost by stopping it
@@ -553,16 +694,6 @@ def _refresh_variable_group(
             await task
 
     return context
-
-
-def _secrets_of(settings: Settings) -> list[str]:
-    return [
-        settings.microsoft_app_password.get_secret_value(),
-        settings.devops_pat.get_secret_value(),
-        settings.hook_secret.get_secret_value(),
-        settings.card_signing_key.get_secret_value(),
-        settings.teams_webhook_url.get_secret_value(),
-    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,7 +757,15 @@ def sandbox_settings(settings: Settings, stack: SandboxStack) -> Settings:
         settings = settings.model_copy(update=update)
     from sandbox.smtp_sink import sandbox_email_settings
 
-    return sandbox_email_settings(settings, stack)
+    emailed = sandbox_email_settings(settings, stack)
+    if "ml_engineers_email" in settings.model_fields_set:
+        return emailed
+    # The sink's recipients stand in for a default: the variable group stays free to
+    # change `mlEngineersEmail` while running, as it would without the sandbox.
+    return Settings.model_construct(
+        _fields_set=emailed.model_fields_set - {"ml_engineers_email"},
+        **{name: getattr(emailed, name) for name in Settings.model_fields},
+    )
 
 
 def subscribe_sandbox_hooks(stack: SandboxStack, settings: Settings, base_url: str) -> None:
@@ -635,332 +774,11 @@ def subscribe_sandbox_hooks(stack: SandboxStack, settings: Settings, base_url: s
     stack.service_hooks.subscribe(f"{base_url}/api/hooks/devops?key={key}")
 
 
-def _announce_sandbox(clients: AzureClients, stack: SandboxStack, settings: Settings) -> None:
-    endpoints = stack.endpoints
-    log.warning("  %s", clients.description)
-    log.warning(
-        "  Azure ML     %s (workspaces: %s)",
-        endpoints.azureml_base_url,
-        ", ".join(w.name for w in endpoints.workspaces),
-    )
-    log.warning("  Azure DevOps %s/%s", endpoints.devops_org_url, endpoints.devops_project)
-    log.warning("  inspect with: curl http://%s:%d/_sandbox/state", settings.host, settings.port)
-
-
-async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> None:
-    stack: SandboxStack | None = None
-    clock: Callable[[], datetime] = utc_now
-    if settings.use_sandbox:
-        log.warning("SANDBOX MODE: no Azure settings, starting local Azure emulators")
-        stack, clients = await start_sandbox(settings, sandbox or SandboxOptions())
-        _announce_sandbox(clients, stack, settings)
-        settings = sandbox_settings(settings, stack)
-        # Emulated jobs live on the sandbox's (possibly faster) clock.
-        clock = stack.clock.now
-    else:
-        clients = azure_clients_from_settings(settings)
-        log.info("Azure: %s", clients.description)
-    try:
-        speed = (sandbox or SandboxOptions()).speed if stack is not None else 1.0
-        runtime = await build_runtime(
-            settings, azure=clients, clock=clock, speed=speed, environ=os.environ
-        )
-        if stack is not None:
-            from sandbox.control_api import add_sandbox_routes
-
-            add_sandbox_routes(runtime.web_app, stack)
-            host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-            host = f"[{host}]" if ":" in host else host
-            subscribe_sandbox_hooks(stack, settings, f"http://{host}:{settings.port}")
-        await _serve_forever(runtime, settings)
-    finally:
-        if stack is not None:
-            await stack.stop()
-
-
-async def _serve_forever(runtime: Runtime, settings: Settings) -> None:
-    if settings.local_mode:
-        log.warning("=" * 72)
-        log.warning("LOCAL MODE: MicrosoftAppId is not set, so inbound activities are NOT")
-        log.warning("authenticated. Use this only on your own machine (Agents Playground).")
-        log.warning("=" * 72)
-        if settings.host not in LOOPBACK_HOSTS:
-            log.warning("local mode is listening on %s, beyond this machine", settings.host)
-    runner = web.AppRunner(runtime.web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    log.info(
-        "mlbot listening on http://%s:%d/api/messages (store: %s)",
-        settings.host,
-        settings.port,
-        runtime.db.dialect,
-    )
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
-
-
-async def run_checks(settings: Settings, azure: AzureClients) -> list[CheckResult]:
-    """Every row `mlbot check` prints, in order."""
-    mode = "local mode (no MicrosoftAppId)" if settings.local_mode else "authenticated"
-    results = [CheckResult("settings", "loaded", Verdict.OK, f"{mode}; Azure: {azure.description}")]
-    db = Database(settings.database_url)
-    try:
-        await db.migrate()
-        readiness = await db.readiness()
-        results.append(
-            CheckResult(
-                "store",
-                db.dialect,
-                Verdict.OK if readiness.ready else Verdict.FAIL,
-                readiness.detail,
-                "check MLBOT_DATABASE_URL",
-            )
-        )
-    except Exception as exc:
-        results.append(
-            CheckResult(
-                "store", "database", Verdict.FAIL, type(exc).__name__, "check MLBOT_DATABASE_URL"
-            )
-        )
-    finally:
-        await db.dispose()
-    results += await check_azureml(azure.job_source, azure.workspaces)
-    results += await check_devops(
-        azure.pipelines,
-        project=getattr(azure.pipelines, "project", None) or settings.devops_project,
-        pipeline_names=[
-            (settings.training_pipeline, "MLBOT_TRAINING_PIPELINE"),
-            (settings.rollback_pipeline, "MLBOT_ROLLBACK_PIPELINE"),
-        ],
-        variable_group=settings.variable_group,
-    )
-    return results
-
-
-async def check(settings: Settings, sandbox: SandboxOptions | None = None) -> int:
-    stack: SandboxStack | None = None
-    if settings.use_sandbox:
-        stack, azure = await start_sandbox(settings, sandbox or SandboxOptions())
-    else:
-        azure = azure_clients_from_settings(settings)
-    try:
-        results = await run_checks(settings, azure)
-    finally:
-        if stack is not None:
-            await stack.stop()
-    print(render_check_table(results))
-    return 0 if all_passed(results) else 1
-
-
-async def watch(settings: Settings, target: WatchTarget, sandbox: SandboxOptions | None) -> int:
-    """`mlbot watch`: the monitoring engine in the foreground for a pipeline stage."""
-    stack: SandboxStack | None = None
-    clock: Callable[[], datetime] = utc_now
-    try:
-        if settings.use_sandbox:
-            stack, clients = await start_sandbox(settings, sandbox or SandboxOptions())
-            clock = stack.clock.now
-        else:
-            clients = azure_clients_from_settings(settings)
-    except SettingsError as exc:
-        print(f"mlbot: {exc}", file=sys.stderr)
-        return int(WatchExit.CONFIGURATION_ERROR)
-    if clients.job_source is None:
-        print(
-            "mlbot: invalid setting MLBOT_AZUREML_WORKSPACES: no workspace to watch",
-            file=sys.stderr,
-        )
-        if stack is not None:
-            await stack.stop()
-        return int(WatchExit.CONFIGURATION_ERROR)
-    if clients.pipelines is None:
-        # Nothing can queue a retry: the first failure is final.
-        settings = settings.model_copy(update={"auto_retry_max_retries": 0})
-    db = Database(settings.database_url)
-    await db.migrate()
-    store = MonitoringStore(db)
-    engine, probe = watch_engine(
-        store=store,
-        source=clients.job_source,
-        workspaces=clients.workspaces,
-        pipelines=clients.pipelines,
-        config=lambda: EngineConfig.from_settings(settings),
-        clock=clock,
-    )
-    speed = stack.clock.speed if stack is not None and stack.clock.speed > 0 else 1.0
-
-    async def sleep(seconds: float) -> None:
-        await asyncio.sleep(seconds / speed)  # simulated seconds on a fast sandbox clock
-
-    async with aiohttp.ClientSession() as http:
-        notify: Callable[[EventRecord], Awaitable[None]] | None = None
-        url = settings.teams_webhook_url.get_secret_value()
-        if url:
-            webhook = WebhookNotifier(lambda: http, lambda: url)
-
-            async def notify_webhook(event: EventRecord) -> None:
-                if await webhook.destinations(event):
-                    await webhook.deliver(event, WEBHOOK_DESTINATION)
-
-            notify = notify_webhook
-        try:
-            outcome = await run_watch(
-                engine,
-                store,
-                target,
-                clock=clock,
-                sleep=sleep,
-                out=sys.stdout,
-                notify=notify,
-                options=WatchOptions.from_settings(settings),
-                probe=probe,
-            )
-        finally:
-            await db.dispose()
-            if stack is not None:
-                await stack.stop()
-    return int(outcome.exit_code)
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return number
-
-
-def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--sandbox",
-        action="store_true",
-        default=None,
-        help="use the local Azure emulators (default when no Azure service is configured)",
-    )
-    group.add_argument(
-        "--no-sandbox", dest="sandbox", action="store_false", help="never start the emulators"
-    )
-    parser.add_argument("--scenario", type=Path, help="sandbox scenario file (YAML)")
-    parser.add_argument(
-        "--speed",
-        type=_positive_float,
-        default=1.0,
-        help="simulated seconds per real second in the sandbox (e.g. 60)",
-    )
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mlbot", description="Microsoft Teams ChatOps for Azure ML training and deployments."
-    )
-    commands = parser.add_subparsers(dest="command")
-    serve_cmd = commands.add_parser("serve", help="run the bot's web server")
-    serve_cmd.add_argument("--host", help="interface to listen on (MLBOT_HOST)")
-    serve_cmd.add_argument("--port", type=int, help="port to listen on (MLBOT_PORT)")
-    _add_sandbox_arguments(serve_cmd)
-    check_cmd = commands.add_parser(
-        "check", help="reach every configured service and print what works and what to fix"
-    )
-    _add_sandbox_arguments(check_cmd)
-    watch_cmd = commands.add_parser(
-        "watch",
-        help="wait for training jobs in the foreground; exit 0 completed, 1 failed, "
-        "2 max wait exceeded, 3 configuration error",
-    )
-    watch_cmd.add_argument(
-        "--job", action="append", default=[], help="a job name to watch (repeatable)"
-    )
-    watch_cmd.add_argument("--experiment", help="watch the jobs of this experiment")
-    watch_cmd.add_argument(
-        "--circuit-prefix", help="watch circuits starting with this, e.g. PLANT001/"
-    )
-    _add_sandbox_arguments(watch_cmd)
-    manifest_cmd = commands.add_parser(
-        "manifest", help="build the Teams app package (manifest.json + icons) from settings"
-    )
-    manifest_cmd.add_argument("--out", type=Path, default=Path("mlbot-teams-app.zip"))
-    cards_cmd = commands.add_parser(
-        "cards",
-        help="write every card mlbot can send, with sample data, as JSON (--out) "
-        "and/or as pictures drawn by the official renderer (--png)",
-    )
-    cards_cmd.add_argument(
-        "--out", type=Path, help="folder for the JSON files (default cards-out without --png)"
-    )
-    cards_cmd.add_argument(
-        "--png",
-        type=Path,
-        help="folder for one PNG per card, rendered in Teams' light theme by headless "
-        "Chromium (MLBOT_CHROMIUM, default /usr/bin/chromium); exits 1 if a card is rejected",
-    )
-    return parser
-
-
-def with_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
-    """Apply command-line values with the same validation as the environment."""
-    if not overrides:
-        return settings
-    try:
-        checked = Settings.model_validate(overrides)
-    except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc)) from None
-    by_alias = {field.alias: name for name, field in Settings.model_fields.items()}
-    update = {by_alias[alias]: getattr(checked, by_alias[alias]) for alias in overrides}
-    return settings.model_copy(update=update)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    command = args.command or "serve"
-    overrides: dict[str, Any] = {}
-    if getattr(args, "host", None):
-        overrides["MLBOT_HOST"] = args.host
-    if getattr(args, "port", None) is not None:
-        overrides["MLBOT_PORT"] = args.port
-    if getattr(args, "sandbox", None) is not None:
-        overrides["MLBOT_SANDBOX"] = args.sandbox
-    sandbox = SandboxOptions(getattr(args, "scenario", None), getattr(args, "speed", 1.0))
-    # `watch` speaks to pipelines: its configuration errors have their own exit code.
-    config_error = int(WatchExit.CONFIGURATION_ERROR) if command == "watch" else 2
-    try:
-        settings = with_overrides(load_settings(), overrides)
-    except SettingsError as exc:
-        print(f"mlbot: {exc}", file=sys.stderr)
-        return config_error
-    configure_logging(settings.monitoring_log_level, _secrets_of(settings))
-    try:
-        if command == "check":
-            return asyncio.run(check(settings, sandbox))
-        if command == "manifest":
-            from manifest.package import manifest_command
+    """The `mlbot` command line (cli.py); here so `app:main` and `python app.py` keep working."""
+    from cli import main as cli_main  # cli imports this module: import it when called
 
-            return manifest_command(settings, args.out)
-        if command == "cards":
-            from cards.catalog import cards_command
-            from cards.pictures import pictures_command
-
-            status = 0
-            if args.out is not None or args.png is None:
-                status = cards_command(args.out or Path("cards-out"))
-            if args.png is not None:
-                status = max(status, pictures_command(args.png))
-            return status
-        if command == "watch":
-            try:
-                target = WatchTarget(tuple(args.job), args.experiment, args.circuit_prefix)
-            except ValueError as exc:
-                print(f"mlbot watch: {exc}", file=sys.stderr)
-                return config_error
-            return asyncio.run(watch(settings, target, sandbox))
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(settings, sandbox))
-    except SettingsError as exc:
-        print(f"mlbot: {exc}", file=sys.stderr)
-        return config_error
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

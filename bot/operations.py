@@ -33,6 +33,8 @@ class Operations:
     training_pipeline: Callable[[], str]
     rollback_pipeline: Callable[[], str]
     known_circuits: Callable[[], Awaitable[set[str]]]
+    # `manualCircuits` of the variable group: what `retry` alone proposes to retrain.
+    default_circuits: Callable[[], tuple[str, ...]] = tuple
 
     def _require_pipelines(self) -> AzureDevOpsPipelines:
         if self.pipelines is None:
@@ -43,7 +45,12 @@ class Operations:
         return self.pipelines
 
     async def validate_circuits(self, text: str) -> tuple[str, ...]:
-        """Parse `PLANT001/CIRCUIT01, PLANT002/CIRCUIT02`; unknown circuits are named."""
+        """Parse `PLANT001/CIRCUIT01, PLANT002/CIRCUIT02`; unknown circuits are named.
+
+        No text means the circuits the variable group's `manualCircuits` names, if any.
+        """
+        if not text.strip():
+            text = ",".join(self.default_circuits())
         if not text.strip():
             raise CommandError(
                 "Which circuits? For example: `retry PLANT001/CIRCUIT01,PLANT002/CIRCUIT02`."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal
@@ -29,7 +30,11 @@ _MASK = "********"
 
 @dataclass(frozen=True, slots=True)
 class SmtpSettings:
-    """How to reach the mail server and whom to tell; a slice of `Settings`."""
+    """How to reach the mail server and whom to tell; a slice of `Settings`.
+
+    The server settings are fixed at start-up; `recipients` is only a snapshot, as
+    `mlEngineersEmail` is live: the sender asks for the current list at each send.
+    """
 
     host: str
     port: int = 587
@@ -78,17 +83,26 @@ class EmailSender:
     """Delivers one message per connection; reminders are hours apart, so no pooling.
 
     `tls_context` replaces the system trust store (e.g. a company CA for an internal
-    relay); certificates are always verified.
+    relay); certificates are always verified. `recipients`, when given, is asked for
+    the current addresses at each send (they come from the variable group, which may
+    change them while the bot runs); without it, `settings.recipients` is used.
     """
 
-    def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        recipients: Callable[[], tuple[str, ...]] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ):
         self._settings = settings
+        self._recipients = recipients
         self._tls_context = tls_context
 
     @property
     def is_configured(self) -> bool:
         """A server to send through and someone to send to."""
-        return bool(self._settings.host and self._settings.recipients)
+        return bool(self._settings.host and self.recipients)
 
     @property
     def sender(self) -> str:
@@ -96,6 +110,8 @@ class EmailSender:
 
     @property
     def recipients(self) -> tuple[str, ...]:
+        if self._recipients is not None:
+            return tuple(self._recipients())
         return self._settings.recipients
 
     async def send(self, message: EmailMessage) -> None:

@@ -22,26 +22,13 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from config.live import VARIABLE_GROUP_KEYS
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Variable-group key -> Settings field.
-GROUP_KEYS: Mapping[str, str] = {
-    "monitoringMaxWaitHours": "monitoring_max_wait_hours",
-    "monitoringPollIntervalSeconds": "monitoring_poll_interval_seconds",
-    "monitoringLogLevel": "monitoring_log_level",
-    "teamsWebhookUrl": "teams_webhook_url",
-    "longRunningJobNotificationIntervalHours": "long_running_job_notification_interval_hours",
-    "mlEngineersEmail": "ml_engineers_email",
-    "manualCircuits": "manual_circuits",
-    # The documented auto-rollback block (`enabled: true`, `error_threshold: 5%`,
-    # `latency_threshold: 2000ms`, prod), flattened as pipeline variables are.
-    "autoRollbackEnabled": "auto_rollback_enabled",
-    "autoRollbackErrorThreshold": "auto_rollback_error_threshold_percent",
-    "autoRollbackLatencyThreshold": "auto_rollback_latency_threshold_ms",
-    "autoRollbackEnvironments": "auto_rollback_environments",
-}
+# Variable-group key -> Settings field; the live settings are declared in config.live.
+GROUP_KEYS: Mapping[str, str] = VARIABLE_GROUP_KEYS
 
 SettingsListener = Callable[[Settings, Settings], Awaitable[None] | None]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app import SandboxOptions, check, run_checks, start_sandbox
+from app import SandboxOptions, start_sandbox
+from cli import check, run_checks
 from config.settings import settings_from_mapping
 from monitoring.service_check import Verdict
 from sandbox.clock import ManualClock
