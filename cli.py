@@ -48,6 +48,7 @@ from monitoring.watch import WatchExit, WatchOptions, WatchTarget, run_watch, wa
 from service.logs import configure_logging
 from store.database import Database
 from store.monitoring import EventRecord, MonitoringStore
+from store.replica_lock import DatabaseInUseError, SingleReplicaLock
 
 if TYPE_CHECKING:
     from sandbox.stack import SandboxStack
@@ -80,6 +81,12 @@ def _announce_sandbox(clients: AzureClients, stack: SandboxStack, settings: Sett
 
 
 async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> None:
+    # Before anything starts: a second process on one SQLite file would repeat all the work.
+    with SingleReplicaLock(settings.database_url):
+        await _serve(settings, sandbox)
+
+
+async def _serve(settings: Settings, sandbox: SandboxOptions | None) -> None:
     stack: SandboxStack | None = None
     clock: Callable[[], datetime] = utc_now
     if settings.use_sandbox:
@@ -392,4 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"mlbot: {exc}", file=sys.stderr)
         return config_error
+    except DatabaseInUseError as exc:
+        print(f"mlbot: {exc}", file=sys.stderr)
+        return 2
     return 0
