@@ -124,6 +124,7 @@ def azureml_options_for(settings: Settings) -> AzureMLOptions:
         connection_verify=settings.ca_bundle or None,
         cloud=CloudEndpoints.of(cloud) if cloud.customized else None,
         cloud_name=cloud.name,
+        token_scope=KNOWN_CLOUDS[cloud.name].management_audience + "/.default",
     )
 
 

@@ -296,14 +296,64 @@ def _next_step(view: _View) -> Element | None:
     )
 
 
+_CATEGORY_TEXT = {
+    "user": "User error: something in the job's code, data or configuration",
+    "system": "System error: on Azure ML's side; a retry may well succeed",
+}
+
+
+def _literal(value: str, limit: int) -> str:
+    # Log text is shown as written: markdown escaped, and angle brackets (`<module>`),
+    # which Teams reads as HTML tags and drops, swapped for look-alikes.
+    return _safe(value, limit).replace("<", "\u2039").replace(">", "\u203a")
+
+
+def _log_lines(view: _View) -> list[str]:
+    raw = view.payload.get("log_tail")
+    if not isinstance(raw, list | tuple):
+        return []
+    return [_literal(line, 200) for line in raw if isinstance(line, str)][-15:]
+
+
 def _error_block(view: _View) -> list[Element]:
     error = view.string("error_summary")
-    if error is None:
-        return [text("No error message was reported; see the job's logs in Studio.")]
-    return [
-        text("Error", weight="Bolder", spacing="Medium"),
-        text(_safe(error, MAX_ERROR_CHARS), fontType="Monospace"),
-    ]
+    code = view.string("error_code")
+    lines = _log_lines(view)
+    unavailable = view.string("details_unavailable")
+    if error is None and not lines:
+        missing = (
+            f"Azure ML's error details could not be read ({_safe(unavailable, 200)}). "
+            if unavailable
+            else "No error message was reported. "
+        )
+        return [text(missing + "See the job's logs and outputs in Studio.")]
+    block: list[Element] = [text("Why it failed", weight="Bolder", spacing="Medium")]
+    category = _CATEGORY_TEXT.get(view.string("error_category") or "")
+    if category or code:
+        label = category or "Error"
+        block.append(
+            text(
+                f"{label}{f' ({_safe(code, 60)})' if code else ''}.", isSubtle=True, spacing="None"
+            )
+        )
+    if error is not None:
+        block.append(text(_literal(error, MAX_ERROR_CHARS), fontType="Monospace"))
+    if lines:
+        source = _safe(view.string("log_name") or "the job's log", 80)
+        block.append(text(f"Last lines of {source}", weight="Bolder", spacing="Medium"))
+        # One block per line: markdown would run single line breaks together.
+        block.append(
+            {
+                "type": "Container",
+                "style": "emphasis",
+                "items": [
+                    text(line, fontType="Monospace", size="Small", spacing="None") for line in lines
+                ],
+            }
+        )
+    elif unavailable:
+        block.append(text(f"Log not shown: {_safe(unavailable, 200)}.", isSubtle=True))
+    return block
 
 
 def _more(hidden: int, noun: str) -> Element:

@@ -126,9 +126,14 @@ class TrainingCompletedPayload(JobEventPayload):
 
 
 class TrainingFailedPayload(JobEventPayload):
-    error_summary: str | None = None
+    error_summary: str | None = None  # Azure ML's error message
     retries_exhausted: bool = False
     duration: float | None = None
+    error_code: str | None = None  # e.g. UserError, SystemError
+    error_category: str = "unknown"  # user | system | unknown
+    log_name: str | None = None  # the log the tail comes from
+    log_tail: tuple[str, ...] = ()  # its last lines, secrets masked
+    details_unavailable: str | None = None  # why the details or log could not be read
 
 
 class TrainingCanceledPayload(JobEventPayload):

@@ -41,6 +41,20 @@ class Workspace:
 
 
 @dataclass(frozen=True, slots=True)
+class JobFailure:
+    """What Azure ML says went wrong with a failed job, and the end of its main log."""
+
+    code: str | None = None  # Azure ML's error code, e.g. "UserError"
+    message: str | None = None
+    category: str = "unknown"  # "user" (the job's code or data), "system" (Azure's side)
+    log_name: str | None = None  # e.g. "user_logs/std_log.txt"
+    log_tail: tuple[str, ...] = ()  # the last lines, bounded and with secrets masked
+    # Why the details or the log could not be read (they are optional: the alert goes
+    # out regardless).
+    unavailable: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TrainingJob:
     """One Azure ML job as mlbot sees it (one per circuit and attempt)."""
 
@@ -57,3 +71,4 @@ class TrainingJob:
     studio_url: str | None = None
     error_summary: str | None = None
     attempt: int = 1
+    failure: JobFailure | None = None  # failed jobs: Azure ML's error details and log tail

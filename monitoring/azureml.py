@@ -9,16 +9,20 @@ own retry loop is switched off so that `RetryPolicy` is the only one and its tim
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import random
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from config.clouds import AzureCloud
+from domain.jobs import JobFailure, JobState, TrainingJob, Workspace
 from monitoring.azure_calls import (
     AzureCallError,
     RetryPolicy,
@@ -26,8 +30,14 @@ from monitoring.azure_calls import (
     call_blocking,
 )
 from monitoring.azure_core_errors import classify_azure_core
+from monitoring.job_failure import (
+    MAX_LOG_BYTES,
+    failure_from_run_details,
+    main_log,
+    unavailable,
+    with_log,
+)
 from monitoring.job_status import job_state
-from monitoring.jobs import JobState, TrainingJob, Workspace
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -50,6 +60,7 @@ _STARTED_KEYS = ("StartTimeUtc", "startTimeUtc")
 _ENDED_KEYS = ("EndTimeUtc", "endTimeUtc")
 _ERROR_KEYS = ("error", "azureml.error")
 _MAX_ERROR_CHARS = 500
+_FAILURES_KEPT = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +112,10 @@ class AzureMLOptions:
     cloud: CloudEndpoints | None = None  # endpoints of a customized cloud; None: cloud_name
     connect_timeout_s: float = 10.0
     cloud_name: str = PUBLIC_CLOUD  # one of azure-ai-ml's own clouds
+    # Resource Manager's token scope in this cloud (the run history takes the same token).
+    token_scope: str = "https://management.azure.com/.default"  # noqa: S105 (a scope, not a secret)
+    # Read a failed job's error and log tail from the run history (see job_failure.py).
+    failure_details: bool = True
 
 
 # --- pure mapping ----------------------------------------------------------------------
@@ -193,6 +208,22 @@ def _attempt(tags: Mapping[str, Any]) -> int:
     return value if value >= 1 else 1
 
 
+def _read_log_end(sas_url: str, timeout: tuple[float, float], verify: str | bool) -> str:
+    """The last MAX_LOG_BYTES of a log blob (its size first, then a Range read)."""
+    import requests
+
+    head = requests.head(sas_url, timeout=timeout, verify=verify)
+    head.raise_for_status()
+    size = int(head.headers.get("Content-Length", "0") or 0)
+    start = max(size - MAX_LOG_BYTES, 0)
+    headers = {"Range": f"bytes={start}-"} if start else {}
+    answer = requests.get(sas_url, headers=headers, timeout=timeout, verify=verify)
+    answer.raise_for_status()
+    text = answer.content[-MAX_LOG_BYTES:].decode("utf-8", errors="replace")
+    # A read from the middle starts inside a line: drop that partial line.
+    return text.split("\n", 1)[1] if start and "\n" in text else text
+
+
 # --- errors ----------------------------------------------------------------------------
 
 
@@ -233,6 +264,9 @@ class AzureMLJobSource:
         self._credential: TokenCredential | None = None
         self._clients: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # A failed job stays failed: its details are read once (bounded, oldest dropped).
+        self._failures: OrderedDict[tuple[str, str], JobFailure] = OrderedDict()
+        self._api_urls: dict[str, str] = {}  # run-history host per workspace
 
     async def list_active(self, workspace: Workspace) -> list[TrainingJob]:
         """Every job that is not archived ("ActiveOnly"), terminal ones included.
@@ -250,7 +284,8 @@ class AzureMLJobSource:
                 if job is not None
             ]
 
-        return await self._call(listing, "list jobs", f"workspace {workspace.name}")
+        jobs = await self._call(listing, "list jobs", f"workspace {workspace.name}")
+        return [await self._with_failure(client, workspace, job) for job in jobs]
 
     async def get(self, workspace: Workspace, name: str) -> TrainingJob:
         client = await self._client(workspace)
@@ -259,7 +294,69 @@ class AzureMLJobSource:
         def read() -> TrainingJob:
             return training_job_from_sdk(client.jobs.get(name), workspace, tag)
 
-        return await self._call(read, "get job", f"job {name} in workspace {workspace.name}")
+        job = await self._call(read, "get job", f"job {name} in workspace {workspace.name}")
+        return await self._with_failure(client, workspace, job)
+
+    async def _with_failure(
+        self, client: Any, workspace: Workspace, job: TrainingJob
+    ) -> TrainingJob:
+        """A failed job with what Azure ML says went wrong (read once per job)."""
+        if job.state is not JobState.FAILED or not self.options.failure_details:
+            return job
+        key = (workspace.key, job.name)
+        failure = self._failures.get(key)
+        if failure is None:
+            failure = await self._call(
+                partial(self._read_failure, client, workspace, job.name),
+                "read run details",
+                f"job {job.name} in workspace {workspace.name}",
+            )
+            self._failures[key] = failure
+            while len(self._failures) > _FAILURES_KEPT:
+                self._failures.popitem(last=False)
+        summary = failure.message or job.error_summary
+        return dataclasses.replace(job, failure=failure, error_summary=summary)
+
+    def _read_failure(self, client: Any, workspace: Workspace, name: str) -> JobFailure:
+        """Run details, then the end of the main log; never raises (the alert goes anyway)."""
+        import requests  # the run history and log blobs are plain HTTPS calls
+
+        options = self.options
+        verify: str | bool = options.connection_verify or True
+        timeout = (min(options.connect_timeout_s, options.retry.timeout_s), options.retry.timeout_s)
+        try:
+            api = self._api_urls.get(workspace.key)
+            if api is None:
+                discovery_url = client.workspaces.get(workspace.name).discovery_url
+                answer = requests.get(discovery_url, timeout=timeout, verify=verify)
+                answer.raise_for_status()
+                api = str(answer.json()["api"]).rstrip("/")
+                self._api_urls[workspace.key] = api
+            assert self._credential is not None  # made with the client
+            token = self._credential.get_token(options.token_scope).token
+            url = (
+                f"{api}/history/v1.0/subscriptions/{workspace.subscription_id}/resourceGroups/"
+                f"{workspace.resource_group}/providers/Microsoft.MachineLearningServices/"
+                f"workspaces/{workspace.name}/runs/{quote(name, safe='')}/details"
+            )
+            answer = requests.get(
+                url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout, verify=verify
+            )
+            if answer.status_code != 200:
+                return unavailable(None, f"the run history answered {answer.status_code}")
+            details = answer.json()
+        except Exception as exc:  # any failure here only costs the details
+            return unavailable(None, f"the run details could not be read ({type(exc).__name__})")
+        failure = failure_from_run_details(details)
+        log_files = details.get("logFiles") or {}
+        log_name = main_log(log_files)
+        if log_name is None:
+            return unavailable(failure, "the run lists no log file")
+        try:
+            text = _read_log_end(str(log_files[log_name]), timeout, verify)
+        except Exception as exc:
+            return unavailable(failure, f"the log could not be read ({type(exc).__name__})")
+        return with_log(failure, log_name, text)
 
     async def cancel(self, workspace: Workspace, name: str) -> None:
         """Ask Azure ML to cancel; returns once the request is accepted, not when it stops."""

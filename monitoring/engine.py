@@ -486,6 +486,7 @@ class MonitoringEngine:
             studio_url=job.studio_url,
             error_summary=job.error_summary,
             attempt=job.attempt,
+            failure=job.failure,
         )
         cancel_requested_at = record.cancel_requested_at if record else None
         progress = JobProgress(

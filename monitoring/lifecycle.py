@@ -29,9 +29,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from domain.events import EventKind
+from domain.jobs import JobFailure
 from monitoring.backoff import PollState
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.reminders import reminder_due
@@ -99,6 +100,13 @@ class TrainingFailed(JobEvent):
     error_summary: str | None
     retries_exhausted: bool  # True: this was the last attempt, no automatic retry follows
     duration: timedelta | None
+    # What Azure ML's run history says (see monitoring/job_failure.py); flat, so the
+    # stored payload stays plain JSON.
+    error_code: str | None = None
+    error_category: str = "unknown"  # "user", "system" or "unknown"
+    log_name: str | None = None
+    log_tail: tuple[str, ...] = ()
+    details_unavailable: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -331,6 +339,19 @@ def _terminal_event(
                 error_summary=job.error_summary,
                 retries_exhausted=attempt.is_last,
                 duration=duration,
+                **_failure_fields(job.failure),
             ),
         )
     return (TrainingCanceled(**common, duration=duration),)
+
+
+def _failure_fields(failure: JobFailure | None) -> dict[str, Any]:
+    if failure is None:
+        return {}
+    return {
+        "error_code": failure.code,
+        "error_category": failure.category,
+        "log_name": failure.log_name,
+        "log_tail": failure.log_tail,
+        "details_unavailable": failure.unavailable,
+    }

@@ -62,6 +62,84 @@ class EmulatedJob:
         )
         return f"{studio_base.rstrip('/')}/runs/{quote(self.name)}?wsid={wsid}"
 
+    @property
+    def error_code(self) -> str:
+        """Azure ML's code for the failure: the message's own prefix, else a user error."""
+        prefix = (self.error_message or "").split(":", 1)[0].strip()
+        return prefix if prefix in ("UserError", "SystemError") else "UserError"
+
+    def std_log(self) -> str:
+        """The job's `user_logs/std_log.txt` as a training script would write it."""
+        lines = [
+            f"Starting training job {self.name} ({self.tags.get('circuit', 'no circuit')}, "
+            f"attempt {self.tags.get('attempt', '1')})",
+            "Loading dataset from azureml://datastores/workspaceblobstore/paths/training/",
+        ]
+        lines += [f"epoch {epoch}/20 loss={1.0 / epoch:.4f}" for epoch in range(1, 6)]
+        if self.status == "Failed":
+            message = self.error_message or "training failed"
+            lines += [
+                "Traceback (most recent call last):",
+                '  File "train.py", line 88, in <module>',
+                "    main()",
+                '  File "train.py", line 61, in main',
+                "    loss = trainer.step(batch)",
+                f"RuntimeError: {message}",
+                # Real logs carry SAS URLs; whoever shows this log must mask them.
+                "Uploading outputs to https://stsandbox.blob.core.windows.net/azureml/"
+                f"ExperimentRun/dcid.{self.name}/outputs?sv=2023-01-03&sr=c&sp=rcwl"
+                "&sig=c2FuZGJveC1zaWduYXR1cmU%3D",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def run_details(self, log_url: str) -> dict[str, Any]:
+        """The run history's `RunDetails` of this job (the shape of run-history.json)."""
+        error: dict[str, Any] | None = None
+        if self.status == "Failed":
+            error = {
+                "error": {
+                    "code": self.error_code,
+                    "message": self.error_message or "Execution failed.",
+                    "messageFormat": None,
+                    "messageParameters": {},
+                    "referenceCode": None,
+                    "detailsUri": None,
+                    "target": None,
+                    "details": [],
+                    "innerError": None,
+                    "additionalInfo": None,
+                },
+                "correlation": {"operation": None, "request": None},
+                "environment": None,
+                "location": None,
+                "time": _arm_time(self.ended_at or self.created_at),
+                "componentName": "CommonRuntime",
+            }
+        return {
+            "runId": self.name,
+            "runUuid": None,
+            "parentRunUuid": None,
+            "rootRunUuid": None,
+            "target": "cpu-cluster",
+            "status": self.status,
+            "parentRunId": None,
+            "startTimeUtc": _arm_time(self.started_at) if self.started_at else None,
+            "endTimeUtc": _arm_time(self.ended_at) if self.ended_at else None,
+            "error": error,
+            "warnings": None,
+            "tags": dict(self.tags),
+            "properties": dict(self.properties),
+            "inputDatasets": [],
+            "outputDatasets": [],
+            "runDefinition": None,
+            "logFiles": {"user_logs/std_log.txt": log_url},
+            "jobCost": None,
+            "revision": 1,
+            "runTypeV2": {"orchestrator": None, "traits": [], "attribution": None},
+            "settings": {},
+            "services": {},
+        }
+
     def to_rest(self, studio_base: str) -> dict[str, Any]:
         """The ARM JSON of a job (`JobBase` resource with `CommandJob` properties)."""
         ws = self.workspace
@@ -71,8 +149,6 @@ class EmulatedJob:
             properties["StartTimeUtc"] = _service_time(self.started_at)
         if self.ended_at is not None:
             properties["EndTimeUtc"] = _service_time(self.ended_at)
-        if self.error_message is not None:
-            properties["error"] = self.error_message
         compute = (
             _WORKSPACE_PREFIX.format(sub=ws.subscription_id, rg=ws.resource_group, ws=ws.name)
             + "/computes/cpu-cluster"
@@ -143,6 +219,9 @@ class AzureMLEmulator:
         self.instant_cancel = instant_cancel
         self.jobs: dict[tuple[str, str], EmulatedJob] = {}  # (workspace key, job name)
         self.requests: list[LoggedRequest] = []
+        # Run-history and log calls, kept apart so that counts of job calls stay as they are.
+        self.detail_requests: list[LoggedRequest] = []
+        self.logs_readable = True  # False: log blobs answer 403, as an expired SAS does
         self._faults = FaultQueue(f"{_PROVIDER}/workspaces/jobs/read")
         self._site = HttpsSite(self.app, tls, name="the emulator")
 
@@ -168,6 +247,12 @@ class AzureMLEmulator:
         app.router.add_get(ws + "/jobs/{name}", self._get_job)
         app.router.add_post(ws + "/jobs/{name}/cancel", self._cancel_job)
         app.router.add_get(ws + "/jobs/{name}/cancelOperation", self._cancel_operation)
+        # Where a failed job's error and logs live: the workspace's discovery URL names
+        # the run history's host, whose run details list the log files as SAS URLs.
+        app.router.add_get(ws, self._get_workspace)
+        app.router.add_get("/discovery/workspaces/{sub}/{rg}/{ws}", self._discovery)
+        app.router.add_get("/history/v1.0" + ws + "/runs/{name}/details", self._run_details)
+        app.router.add_route("*", "/logs/{sub}/{rg}/{ws}/{name}/{log:.+}", self._log_file)
 
     async def start(self) -> str:
         """Serve on an ephemeral port of 127.0.0.1; return the base URL."""
@@ -324,6 +409,85 @@ class AzureMLEmulator:
         if job.status == "CancelRequested":
             return web.Response(status=202, headers={"Retry-After": "1"})
         return web.Response(status=200)
+
+    # --- run history (error details and logs) ------------------------------------------
+
+    async def _get_workspace(self, request: web.Request) -> web.Response:
+        refused = self._api_version_error(request)
+        if refused is not None:
+            return refused
+        ws = self._workspace(request)
+        self.detail_requests.append(LoggedRequest(request.method, request.path, {}))
+        prefix = _WORKSPACE_PREFIX.format(sub=ws.subscription_id, rg=ws.resource_group, ws=ws.name)
+        discovery = (
+            f"{self._origin(request)}/discovery/workspaces/"
+            f"{ws.subscription_id}/{ws.resource_group}/{ws.name}"
+        )
+        return web.json_response(
+            {
+                "id": prefix,
+                "name": ws.name,
+                "type": f"{_PROVIDER}/workspaces",
+                "location": "westeurope",
+                "kind": "Default",
+                "identity": {"type": "SystemAssigned"},
+                "sku": {"name": "Basic", "tier": "Basic"},
+                "properties": {
+                    "friendlyName": ws.name,
+                    "discoveryUrl": discovery,
+                    "workspaceId": "00000000-0000-0000-0000-00000000beef",
+                    "provisioningState": "Succeeded",
+                    "publicNetworkAccess": "Enabled",
+                },
+            }
+        )
+
+    async def _discovery(self, request: web.Request) -> web.Response:
+        self.detail_requests.append(LoggedRequest(request.method, request.path, {}))
+        origin = self._origin(request)
+        services = ("api", "catalog", "experimentation", "history", "modelmanagement")
+        return web.json_response(
+            {name: origin for name in services} | {"studio": self.studio_base.rstrip("/")}
+        )
+
+    async def _run_details(self, request: web.Request) -> web.Response:
+        self.detail_requests.append(LoggedRequest(request.method, request.path, {}))
+        if not request.headers.get("Authorization", "").lower().startswith("bearer "):
+            return arm_error(401, "AuthenticationFailed", "Bearer token required.")
+        ws = self._workspace(request)
+        name = request.match_info["name"]
+        job = self.jobs.get((ws.key.lower(), name))
+        if job is None:
+            return arm_error(404, "UserError", f"Run {name} not found.")
+        log_url = (
+            f"{self._origin(request)}/logs/{ws.subscription_id}/{ws.resource_group}/{ws.name}"
+            f"/{quote(name)}/user_logs/std_log.txt?sv=2023-01-03&sr=b&sp=r&sig=c2FuZGJveA%3D%3D"
+        )
+        return web.json_response(job.run_details(log_url))
+
+    async def _log_file(self, request: web.Request) -> web.StreamResponse:
+        """A log blob behind a read-only SAS URL: HEAD for its size, GET with Range."""
+        self.detail_requests.append(LoggedRequest(request.method, request.path, {}))
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405)
+        if not request.query.get("sig") or not self.logs_readable:
+            return web.Response(status=403, text="AuthenticationFailed: SAS not valid")
+        ws = Workspace(
+            request.match_info["sub"], request.match_info["rg"], request.match_info["ws"]
+        )
+        job = self.jobs.get((ws.key.lower(), request.match_info["name"]))
+        if job is None or request.match_info["log"] != "user_logs/std_log.txt":
+            return web.Response(status=404, text="BlobNotFound")
+        content = job.std_log().encode()
+        headers = {"Content-Type": "text/plain; charset=utf-8", "Accept-Ranges": "bytes"}
+        if request.method == "HEAD":
+            return web.Response(status=200, headers=headers | {"Content-Length": str(len(content))})
+        start, status = 0, 200
+        wanted = request.headers.get("Range", "")
+        if wanted.startswith("bytes=") and wanted[6:].split("-", 1)[0].isdigit():
+            start, status = min(int(wanted[6:].split("-", 1)[0]), len(content)), 206
+            headers["Content-Range"] = f"bytes {start}-{len(content) - 1}/{len(content)}"
+        return web.Response(status=status, body=content[start:], headers=headers)
 
     @staticmethod
     def _origin(request: web.Request) -> str:

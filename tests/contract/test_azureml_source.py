@@ -148,7 +148,7 @@ async def test_fields_are_mapped(emulator: AzureMLEmulator, make_source: SourceF
         WS,
         "train-42",
         "Failed",
-        error_message='{"error": {"code": "UserError", "message": "CUDA out of memory"}}',
+        error_message="CUDA out of memory",
         at=dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC),
     )
 
@@ -164,7 +164,9 @@ async def test_fields_are_mapped(emulator: AzureMLEmulator, make_source: SourceF
     assert job.created_at == dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)
     assert job.started_at == dt.datetime(2025, 3, 1, 8, 5, tzinfo=dt.UTC)
     assert job.ended_at == dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
+    # The error comes from the run history's details, as Azure ML keeps it there.
     assert job.error_summary == "CUDA out of memory"
+    assert job.failure is not None and job.failure.code == "UserError"
     assert job.studio_url is not None
     assert job.studio_url.startswith("https://ml.azure.com/runs/train-42?wsid=/subscriptions/")
     assert f"tid={SANDBOX_TENANT_ID}" in job.studio_url

@@ -794,3 +794,40 @@ def test_schema_check_is_not_vacuous() -> None:
     card["version"] = "1.4"
     with pytest.raises(AssertionError, match="style"):
         assert_valid(card, "1.4")
+
+
+def test_a_failure_card_says_why_with_the_log_tail_shown_literally() -> None:
+    import json as _json
+
+    from cards.events import render_event_card
+    from domain.events import EventKind
+    from store.monitoring import EventRecord
+
+    record = EventRecord(
+        id=1,
+        key="k",
+        kind=EventKind.TRAINING_FAILED.value,
+        workspace="s/r/w",
+        job_name="train-7",
+        circuit="PLANT001/CIRCUIT02",
+        session_id=None,
+        payload={
+            "error_summary": "CUDA out of memory",
+            "error_code": "UserError",
+            "error_category": "user",
+            "log_name": "user_logs/std_log.txt",
+            "log_tail": ['  File "train.py", line 88, in <module>', "RuntimeError: *boom*"],
+            "attempt": 1,
+            "max_attempts": 3,
+        },
+        created_at=datetime(2026, 3, 31, 18, 0, tzinfo=UTC),
+        delivered_at=None,
+        delivery_attempts=0,
+        last_error=None,
+    )
+    shown = _json.dumps(render_event_card(record))
+    assert "Why it failed" in shown and "User error" in shown and "(UserError)" in shown
+    assert "Last lines of user\\\\_logs/std\\\\_log.txt" in shown
+    # Angle brackets would be eaten by Teams, markdown would restyle the log.
+    assert "<module>" not in shown and "\\u2039module\\u203a" in shown
+    assert "\\\\*boom\\\\*" in shown
