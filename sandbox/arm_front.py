@@ -60,7 +60,7 @@ class ArmFront:
     async def _require_entra_token(
         self, request: web.Request, handler: Handler
     ) -> web.StreamResponse:
-        if request.path.startswith("/subscriptions/"):
+        if request.path.startswith(("/subscriptions/", "/history/")):
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not self.entra.knows(token.strip()):
                 self.unauthenticated += 1
