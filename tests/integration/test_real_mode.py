@@ -71,7 +71,9 @@ def _clean_environment() -> dict[str, str]:
     return {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("MLBOT_", "AZURE_", "MICROSOFT", "Microsoft"))
+        # AZUREML_CURRENT_CLOUD: azure-ai-ml records the last cloud it used in the
+        # environment of the process, here the test runner's.
+        if not key.startswith(("MLBOT_", "AZURE_", "AZUREML_", "MICROSOFT", "Microsoft"))
     } | {"PYTHONPATH": str(ROOT)}
 
 
