@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 CommaList = Annotated[tuple[str, ...], NoDecode]
+HookName = Literal["devops", "eventgrid", "alerts"]
+HOOK_NAMES: tuple[HookName, ...] = ("devops", "eventgrid", "alerts")
 
 
 def _split_commas(value: Any) -> Any:
@@ -65,7 +67,14 @@ class Settings(BaseSettings):
     allowed_tenants: CommaList = Field((), alias="MLBOT_ALLOWED_TENANTS")
     operators: CommaList = Field((), alias="MLBOT_OPERATORS")
     approvers: CommaList = Field((), alias="MLBOT_APPROVERS")
+    # One secret per hook, so a leaked Event Grid URL cannot post deployments or alerts.
+    devops_hook_secret: SecretStr = Field(SecretStr(""), alias="MLBOT_DEVOPS_HOOK_SECRET")
+    eventgrid_hook_secret: SecretStr = Field(SecretStr(""), alias="MLBOT_EVENTGRID_HOOK_SECRET")
+    alerts_hook_secret: SecretStr = Field(SecretStr(""), alias="MLBOT_ALERTS_HOOK_SECRET")
+    # Deprecated fallback for any hook without its own secret (start-up warns it is shared).
     hook_secret: SecretStr = Field(SecretStr(""), alias="MLBOT_HOOK_SECRET")
+    # Hook notifications older than this (by their own timestamps) are refused as replays.
+    hook_max_age_seconds: int = Field(900, alias="MLBOT_HOOK_MAX_AGE_SECONDS", ge=30, le=86400)
     card_signing_key: SecretStr = Field(SecretStr(""), alias="MLBOT_CARD_SIGNING_KEY")
 
     # --- Azure Machine Learning ---------------------------------------------------------
@@ -134,6 +143,13 @@ class Settings(BaseSettings):
     auto_rollback_environments: CommaList = Field(
         ("prod",), alias="MLBOT_AUTO_ROLLBACK_ENVIRONMENTS"
     )
+    # Production for access control: only the process environment sets it (never the
+    # variable group), and environments nobody named here or below count as production.
+    production_environments: CommaList = Field(("prod",), alias="MLBOT_PRODUCTION_ENVIRONMENTS")
+    # Environments known not to be production (`dev,staging`); any other name is production.
+    non_production_environments: CommaList = Field(
+        ("dev", "test", "qa", "staging", "uat"), alias="MLBOT_NON_PRODUCTION_ENVIRONMENTS"
+    )
     # What to watch when a deployment to an environment completes:
     # `env=workspace/endpoint[@deployment]` or `env=<online endpoint ARM id>[@deployment]`.
     auto_rollback_endpoints: CommaList = Field((), alias="MLBOT_AUTO_ROLLBACK_ENDPOINTS")
@@ -176,6 +192,8 @@ class Settings(BaseSettings):
         "ml_engineers_email",
         "manual_circuits",
         "auto_rollback_environments",
+        "production_environments",
+        "non_production_environments",
         "auto_rollback_endpoints",
         mode="before",
     )(_split_commas)
@@ -220,6 +238,23 @@ class Settings(BaseSettings):
         return value
 
     # --- Derived -----------------------------------------------------------------------
+    def _own_hook_secrets(self) -> dict[HookName, str]:
+        return {
+            "devops": self.devops_hook_secret.get_secret_value(),
+            "eventgrid": self.eventgrid_hook_secret.get_secret_value(),
+            "alerts": self.alerts_hook_secret.get_secret_value(),
+        }
+
+    def secret_of_hook(self, hook: HookName) -> str:
+        """The secret a hook must present: its own, else the shared fallback."""
+        return self._own_hook_secrets()[hook] or self.hook_secret.get_secret_value()
+
+    def hooks_sharing_the_fallback(self) -> tuple[HookName, ...]:
+        """Hooks without a secret of their own that accept `MLBOT_HOOK_SECRET`."""
+        if not self.hook_secret.get_secret_value():
+            return ()
+        return tuple(name for name, own in self._own_hook_secrets().items() if not own)
+
     @property
     def local_mode(self) -> bool:
         """No app id: inbound traffic is not authenticated (development only)."""
