@@ -72,7 +72,7 @@ from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
 from service.hook_auth import HookGuard
 from service.hook_verification import HookVerifier
-from service.logs import SecretMaskingFilter
+from service.logs import learn_secrets
 from service.prometheus import MetricsRoute
 from store.audit import AuditTrail
 from store.card_actions import CardActionStore
@@ -698,9 +698,7 @@ def _refresh_variable_group(
             # masking set up at start-up only knew the start-up value.
             url = new.teams_webhook_url.get_secret_value()
             if url and url != old.teams_webhook_url.get_secret_value():
-                masking = SecretMaskingFilter([url])
-                for handler in logging.getLogger().handlers:
-                    handler.addFilter(masking)
+                learn_secrets([url])
 
         refresher.add_listener(apply_log_level)
         refresher.add_listener(mask_webhook_url)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -318,6 +321,40 @@ def settings_from_mapping(values: Mapping[str, Any]) -> Settings:
 SECRET_MASK = "********"  # noqa: S105 - the mask, not a secret
 
 
+def url_password(url: str) -> str:
+    """The password inside `scheme://user:password@host/...`, or empty."""
+    try:
+        return make_url(url).password or ""
+    except (ArgumentError, ValueError):
+        return ""
+
+
+def mask_url_password(url: str) -> str:
+    """The URL as it may be shown: its password, if any, replaced by the mask."""
+    password = url_password(url)
+    if not password:
+        return url
+    try:
+        hidden = make_url(url).render_as_string(hide_password=True)  # `user:***@host`
+    except (ArgumentError, ValueError):
+        return SECRET_MASK
+    return hidden.replace(":***@", f":{SECRET_MASK}@", 1)
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret value the settings hold (what logs must never print)."""
+    return [
+        *(
+            value.get_secret_value()
+            for name in Settings.model_fields
+            if isinstance(value := getattr(settings, name), SecretStr)
+        ),
+        url_password(settings.database_url),
+        # As it appears inside the URL itself, when it has characters that need quoting.
+        quote(url_password(settings.database_url), safe=""),
+    ]
+
+
 def _env_file_names(path: str | None) -> frozenset[str]:
     if not path or not os.path.isfile(path):
         return frozenset()
@@ -344,6 +381,8 @@ def settings_report(
         value = getattr(settings, field_name)
         if isinstance(value, SecretStr):
             shown = SECRET_MASK if value.get_secret_value() else "(not set)"
+        elif field_name == "database_url":
+            shown = mask_url_password(value)
         elif isinstance(value, tuple):
             shown = ",".join(value) if value else "(none)"
         else:
