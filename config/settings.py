@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -31,6 +31,11 @@ def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
     return value
+
+
+def _is_loopback_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseSettings):
@@ -230,14 +235,22 @@ class Settings(BaseSettings):
     def _upper_percentile(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator(
-        "devops_org_url", "teams_webhook_url", "azure_resource_manager_url", mode="after"
-    )
+    @field_validator("devops_org_url", "azure_resource_manager_url", mode="after")
     @classmethod
     def _http_url(cls, value: Any) -> Any:
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if raw and not raw.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("teams_webhook_url", mode="after")
+    @classmethod
+    def _https_webhook(cls, value: SecretStr) -> SecretStr:
+        # Cards carry run details and the URL itself is a credential: only over TLS,
+        # except to a stand-in on this machine.
+        raw = value.get_secret_value()
+        if raw and not (raw.startswith("https://") or _is_loopback_http(raw)):
+            raise ValueError("must be an https:// URL")
         return value
 
     # --- Derived -----------------------------------------------------------------------
