@@ -8,13 +8,21 @@ the emulated Azure DevOps) on a manual clock.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from tests.conftest import SandboxBot, StartSandboxBot
+from app import SandboxOptions, build_runtime, sandbox_settings, start_sandbox
+from config.settings import settings_from_mapping
+from sandbox.clock import ManualClock
+from tests.conftest import SANDBOX_START, SandboxBot, StartSandboxBot, serve_app
+from tests.standins.connector import ConnectorStandIn
+from tests.teams_payloads import bot_added_to_team, card_action
 from tests.unit.test_devops_hooks import approval_event, stage_event
 
 ROLLBACK_SCENARIO = Path(__file__).parents[2] / "sandbox" / "scenarios" / "rollback.yaml"
@@ -240,3 +248,77 @@ async def test_forged_alerts_on_healthy_traffic_queue_no_rollback(bot: SandboxBo
         assert (status, body) == (200, {"matched": 1})
     assert await bot.runtime.monitoring.events_of_kind("rollback_pending") == []
     assert bot.stack.devops.runs_of("rollback-pipeline") == []
+
+
+DEV_APPROVER = {"id": "29:dev", "name": "Dev Approver", "aadObjectId": "aad-dev-approver"}
+PROD_APPROVER = {"id": "29:prod", "name": "Prod Approver", "aadObjectId": "aad-prod-approver"}
+
+
+@pytest.fixture
+async def bot_with_approvers(tmp_path: Path) -> AsyncIterator[SandboxBot]:
+    """The sandbox bot with per-environment approvers (read from its environment)."""
+    environ = {
+        "MLBOT_APPROVERS_DEV": DEV_APPROVER["aadObjectId"],
+        "MLBOT_APPROVERS_PROD": PROD_APPROVER["aadObjectId"],
+    }
+    clock = ManualClock(SANDBOX_START)
+    configured = settings_from_mapping(
+        {
+            **SECRETS,
+            "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/approvers.db",
+            "MLBOT_SANDBOX": "true",
+            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests",
+        }
+    )
+    options = SandboxOptions(scenario=ROLLBACK_SCENARIO, clock=clock, tick_interval_s=None)
+    stack, clients = await start_sandbox(configured, options)
+    try:
+        runtime = await build_runtime(
+            sandbox_settings(configured, stack),
+            azure=clients,
+            clock=clock.now,
+            background=False,
+            environ=environ,
+        )
+        runner, url = await serve_app(runtime.web_app)
+        try:
+            async with aiohttp.ClientSession() as session:
+                yield SandboxBot(runtime, stack, clock, url, session)
+        finally:
+            await runner.cleanup()
+    finally:
+        await stack.stop()
+
+
+async def test_a_dev_approver_cannot_approve_an_approval_labelled_dev(
+    bot_with_approvers: SandboxBot, connector: ConnectorStandIn
+) -> None:
+    bot = bot_with_approvers
+    async with bot.session.post(
+        f"{bot.url}/api/messages", json=bot_added_to_team(connector.url)
+    ) as response:
+        assert response.status == 201
+    run = bot.stack.devops.queue_run("deployment-pipeline")
+    approval = bot.stack.devops.add_approval(run.id)
+    body = _approval_pending(bot, approval.id, "dev")
+    status, _ = await _post(bot, "devops", body, SECRETS["MLBOT_DEVOPS_HOOK_SECRET"])
+    assert status == 200
+    await bot.runtime.dispatcher.dispatch_pending()
+    approve = next(
+        action
+        for card in connector.cards()
+        for action in card.get("actions", [])
+        if action.get("verb") == "approval.approve"
+    )
+
+    async def press(user: dict[str, Any]) -> str:
+        activity = card_action(approve["verb"], approve["data"], connector.url, user=user)
+        async with bot.session.post(f"{bot.url}/api/messages", json=activity) as response:
+            assert response.status == 200
+            return json.dumps(await response.json())
+
+    refused = await press(DEV_APPROVER)
+    assert "needs an approver for prod" in refused
+    assert bot.stack.devops.approvals[approval.id].status == "pending"
+    await press(PROD_APPROVER)
+    assert bot.stack.devops.approvals[approval.id].status == "approved"
