@@ -4,7 +4,9 @@ A service hook is only a claim: whoever holds the hook secret can post one. Two 
 would act on production, so both are confirmed through the Azure DevOps API first:
 
 - "a deployment completed" starts a health watch that can roll the environment back:
-  the run must exist in that pipeline, and must not have failed or been canceled;
+  the run must exist in that pipeline and must not have failed or been canceled; for a
+  stage event, that stage must show as succeeded in the run's timeline, and for a run
+  event the run must have succeeded;
 - "an approval is pending" becomes a card with signed Approve / Reject buttons: the
   approval must exist and still be pending. The approvals API does not say which
   environment an approval guards, so the payload's label is kept for people to read
@@ -24,17 +26,30 @@ from typing import Any, Protocol
 
 from domain.events import EventKind
 from monitoring.azure_calls import AzureCallError, AzureNotFoundError
-from monitoring.devops import Approval, PipelineRun
+from monitoring.devops import Approval, PipelineRun, RunStage
 
 log = logging.getLogger(__name__)
 
 _FAILED_RESULTS = frozenset({"failed", "canceled", "cancelled", "abandoned", "rejected"})
+_SUCCEEDED_RESULTS = frozenset({"succeeded", "partiallysucceeded", "succeededwithissues"})
+STAGE_EVENT = "ms.vss-pipelines.stage-state-changed-event"
+
+
+def _succeeded(result: str | None) -> bool:
+    return (result or "").lower() in _SUCCEEDED_RESULTS
+
+
+def _stage_key(name: str) -> str:
+    """Stage names compare as Azure DevOps shows them: `Deploy_Prod` is `Deploy Prod`."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
 class RunsAndApprovals(Protocol):
     """The part of the Azure DevOps adapter the checks read."""
 
     async def get_run(self, pipeline_id: int, run_id: int) -> PipelineRun: ...
+
+    async def get_stages(self, run_id: int) -> list[RunStage]: ...
 
     async def list_pending_approvals(self) -> list[Approval]: ...
 
@@ -96,6 +111,18 @@ class HookVerifier:
             return Verification(
                 Verdict.REFUSED, f"run {run_id} is {run.state} {run.result or ''}".strip()
             )
+        stage = payload.get("stage")
+        if payload.get("event_type") == STAGE_EVENT or stage:
+            # A stage event: that stage of that run must have succeeded.
+            wanted = _stage_key(str(stage or ""))
+            stages = await devops.get_stages(run_id)
+            found = [s for s in stages if wanted in (_stage_key(s.identifier), _stage_key(s.name))]
+            if not any(s.state.lower() == "completed" and _succeeded(s.result) for s in found):
+                return Verification(
+                    Verdict.REFUSED, f"run {run_id} has no succeeded stage {str(stage)[:100]!r}"
+                )
+        elif not (run.state.lower() == "completed" and _succeeded(run.result)):
+            return Verification(Verdict.REFUSED, f"run {run_id} has not succeeded")
         return CONFIRMED
 
     async def _approval(self, devops: RunsAndApprovals, payload: dict[str, Any]) -> Verification:

@@ -180,10 +180,16 @@ async def test_a_deployment_azure_devops_does_not_know_starts_no_watch(bot: Sand
     assert status == 422
     assert await watcher.next_due_at() is None
 
+    # A real run of the pipeline whose Deploy_Prod stage never ran (a dev-only run).
     real = bot.stack.devops.queue_run("deployment-pipeline")
-    status, body = await _post(
-        bot, "devops", _deploy_prod(bot, real.id, pipeline.id), SECRETS["MLBOT_DEVOPS_HOOK_SECRET"]
-    )
+    bot.stack.devops.finish_stage(real.id, "Deploy_Dev")
+    deploy = _deploy_prod(bot, real.id, pipeline.id)
+    status, body = await _post(bot, "devops", deploy, SECRETS["MLBOT_DEVOPS_HOOK_SECRET"])
+    assert status == 422 and "Deploy_Prod" in body["error"]
+    assert await watcher.next_due_at() is None
+
+    bot.stack.devops.finish_stage(real.id, "Deploy_Prod")
+    status, body = await _post(bot, "devops", deploy, SECRETS["MLBOT_DEVOPS_HOOK_SECRET"])
     assert (status, body["recorded"]) == (200, "deployment_completed")
     assert await watcher.next_due_at() is not None
 
@@ -236,7 +242,9 @@ async def test_forged_alerts_on_healthy_traffic_queue_no_rollback(bot: SandboxBo
     watcher = bot.runtime.watcher
     assert watcher is not None
     pipeline = bot.stack.devops.pipeline_named("deployment-pipeline")
-    run = bot.stack.devops.queue_run("deployment-pipeline")
+    run = bot.stack.devops.finish_stage(
+        bot.stack.devops.queue_run("deployment-pipeline").id, "Deploy_Prod"
+    )
     deploy = _deploy_prod(bot, run.id, pipeline.id)
     status, _ = await _post(bot, "devops", deploy, SECRETS["MLBOT_DEVOPS_HOOK_SECRET"])
     assert status == 200 and await watcher.next_due_at() is not None
