@@ -42,9 +42,11 @@ from bot.living_cards import LivingCards
 from bot.notifiers import TeamsNotifier, WebhookNotifier
 from bot.operations import Operations
 from bot.proactive import ProactiveMessenger
+from config.clouds import KNOWN_CLOUDS
 from config.live import LiveSettings
 from config.settings import HOOK_NAMES, HookName, Settings, SettingsError, settings_report
-from monitoring.azureml import AzureMLJobSource, AzureMLOptions
+from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
+from monitoring.credentials import credential_factory
 from monitoring.deployment_watch import DeploymentWatcher, environments_from_settings
 from monitoring.devops import AzureDevOpsPipelines
 from monitoring.dispatch import EventDispatcher, Notifier
@@ -116,11 +118,27 @@ class AzureClients:
     metrics: EndpointMetrics | None = None
 
 
-def _default_credential() -> Any:
-    # Managed identity in Azure, a service principal from AZURE_* variables elsewhere.
-    from azure.identity import DefaultAzureCredential
+def azureml_options_for(settings: Settings) -> AzureMLOptions:
+    """Azure ML client options for the configured cloud (and CA bundle)."""
+    cloud = settings.cloud
+    return AzureMLOptions(
+        circuit_tag=settings.circuit_tag,
+        connection_verify=settings.ca_bundle or None,
+        cloud=CloudEndpoints.of(cloud) if cloud.customized else None,
+        cloud_name=cloud.name,
+    )
 
-    return DefaultAzureCredential()
+
+def metrics_options_for(settings: Settings) -> MetricsOptions:
+    """Azure Monitor client options for the configured cloud (and CA bundle)."""
+    cloud = settings.cloud
+    public = cloud.name == "AzureCloud" and not cloud.customized
+    return MetricsOptions(
+        endpoint=None if public else cloud.resource_manager,
+        # A replaced Resource Manager still issues tokens for its cloud's audience.
+        audience=None if public else KNOWN_CLOUDS[cloud.name].management_audience,
+        connection_verify=settings.ca_bundle or None,
+    )
 
 
 def azure_clients_from_settings(settings: Settings) -> AzureClients:
@@ -133,24 +151,24 @@ def azure_clients_from_settings(settings: Settings) -> AzureClients:
         )
     except WorkspaceSettingError as exc:
         raise SettingsError(f"invalid setting MLBOT_AZUREML_WORKSPACES: {exc}") from None
+    credentials = credential_factory(settings.cloud, settings.azure_credential, settings.ca_bundle)
     job_source = (
-        AzureMLJobSource(
-            _default_credential, workspaces, AzureMLOptions(circuit_tag=settings.circuit_tag)
-        )
+        AzureMLJobSource(credentials, workspaces, azureml_options_for(settings))
         if workspaces
         else None
     )
     pipelines = None
     if settings.devops_org_url and settings.devops_project:
-        credential = None if settings.devops_pat.get_secret_value() else _default_credential()
+        credential = None if settings.devops_pat.get_secret_value() else credentials()
         pipelines = AzureDevOpsPipelines.from_settings(settings, credential=credential)
     metrics = None
     if settings.auto_rollback_endpoints:
-        metrics = EndpointMetrics(
-            _default_credential,
-            MetricsOptions(endpoint=settings.azure_resource_manager_url or None),
-        )
+        metrics = EndpointMetrics(credentials, metrics_options_for(settings))
     described = "Azure" if job_source or pipelines else "not configured"
+    if described == "Azure" and (settings.cloud.name != "AzureCloud" or settings.cloud.customized):
+        described = (
+            f"Azure ({settings.cloud.name}, Resource Manager {settings.cloud.resource_manager})"
+        )
     return AzureClients(job_source, workspaces, pipelines, described, metrics)
 
 

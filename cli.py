@@ -54,6 +54,7 @@ from monitoring.watch import WatchExit, WatchOptions, WatchTarget, run_watch, wa
 from service.logs import configure_logging, learn_secrets
 from store.database import Database
 from store.monitoring import EventRecord, MonitoringStore
+from store.replica_lock import DatabaseInUseError, SingleReplicaLock
 
 if TYPE_CHECKING:
     from sandbox.stack import SandboxStack
@@ -80,6 +81,12 @@ def _announce_sandbox(clients: AzureClients, stack: SandboxStack, settings: Sett
 
 
 async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> None:
+    # Before anything starts: a second process on one SQLite file would repeat all the work.
+    with SingleReplicaLock(settings.database_url):
+        await _serve(settings, sandbox)
+
+
+async def _serve(settings: Settings, sandbox: SandboxOptions | None) -> None:
     stack: SandboxStack | None = None
     clock: Callable[[], datetime] = utc_now
     if settings.use_sandbox:
@@ -258,6 +265,23 @@ async def watch(settings: Settings, target: WatchTarget, sandbox: SandboxOptions
     return int(outcome.exit_code)
 
 
+def run_sandbox(scenario: Path | None, speed: float, port: int, env_file: Path | None) -> int:
+    """`mlbot sandbox`: serve until interrupted; 2 when the scenario cannot be read."""
+    from sandbox.scenario import ScenarioError
+    from sandbox.standalone import serve_sandbox
+
+    def emit(text: str) -> None:
+        print(text, flush=True)
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_sandbox(scenario, speed, port, env_file=env_file, emit=emit))
+    except (ScenarioError, OSError) as exc:
+        print(f"mlbot sandbox: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -311,6 +335,28 @@ def _parser() -> argparse.ArgumentParser:
         "--circuit-prefix", help="watch circuits starting with this, e.g. PLANT001/"
     )
     _add_sandbox_arguments(watch_cmd)
+    sandbox_cmd = commands.add_parser(
+        "sandbox",
+        help="serve the emulated Azure alone and print the settings a real-mode "
+        "`mlbot serve` needs to use it",
+    )
+    sandbox_cmd.add_argument("--scenario", type=Path, help="scenario file (YAML)")
+    sandbox_cmd.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=1.0,
+        help="simulated seconds per real second (e.g. 60)",
+    )
+    sandbox_cmd.add_argument(
+        "--port",
+        dest="control_port",
+        type=int,
+        default=0,
+        help="port of the /_sandbox/ control API (default: any free port)",
+    )
+    sandbox_cmd.add_argument(
+        "--env-file", type=Path, help="also write the settings to this file (.env format)"
+    )
     manifest_cmd = commands.add_parser(
         "manifest", help="build the Teams app package (manifest.json + icons) from settings"
     )
@@ -367,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "check":
             return asyncio.run(check(settings, sandbox))
+        if command == "sandbox":
+            return run_sandbox(args.scenario, args.speed, args.control_port, args.env_file)
         if command == "manifest":
             from manifest.package import manifest_command
 
@@ -393,4 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"mlbot: {exc}", file=sys.stderr)
         return config_error
+    except DatabaseInUseError as exc:
+        print(f"mlbot: {exc}", file=sys.stderr)
+        return 2
     return 0

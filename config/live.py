@@ -63,6 +63,11 @@ SECURITY_FIELDS: frozenset[str] = frozenset(
         "devops_org_url",
         "smtp_password",
         "database_url",
+        "azure_cloud",
+        "azure_resource_manager_url",
+        "azure_authority_host",
+        "azure_credential",
+        "ca_bundle",
         "auto_rollback_dry_run",
     }
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -17,6 +18,14 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from config.clouds import (
+    AzureCloud,
+    CloudSettingError,
+    canonical_cloud_name,
+    https_base_url,
+    resolve_cloud,
+)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -189,8 +198,18 @@ class Settings(BaseSettings):
     )
     # Post what would be done without queuing the rollback pipeline.
     auto_rollback_dry_run: bool = Field(False, alias="MLBOT_AUTO_ROLLBACK_DRY_RUN")
-    # Resource Manager base URL for Azure Monitor; empty is public Azure.
+    # The Azure cloud of every Azure client (Azure ML, Azure Monitor, Entra ID sign-in).
+    azure_cloud: str = Field("AzureCloud", alias="MLBOT_AZURE_CLOUD")
+    # Replace the cloud's Resource Manager / Entra ID endpoints (https; empty keeps them).
     azure_resource_manager_url: str = Field("", alias="MLBOT_AZURE_RESOURCE_MANAGER_URL")
+    azure_authority_host: str = Field("", alias="MLBOT_AZURE_AUTHORITY_HOST")
+    # Which azure-identity credential signs in: the default chain, or one of its members.
+    azure_credential: Literal["default", "environment", "managed-identity", "cli"] = Field(
+        "default", alias="MLBOT_AZURE_CREDENTIAL"
+    )
+    # A PEM bundle of CAs to trust for Azure, Azure DevOps and webhook HTTPS (a private CA
+    # in front of Azure, or the sandbox's); empty trusts the system store.
+    ca_bundle: str = Field("", alias="MLBOT_CA_BUNDLE")
 
     _split = field_validator(
         "allowed_tenants",
@@ -235,7 +254,37 @@ class Settings(BaseSettings):
     def _upper_percentile(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("devops_org_url", "azure_resource_manager_url", mode="after")
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable_bundle(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("azure_cloud")
+    @classmethod
+    def _known_cloud(cls, value: str) -> str:
+        try:
+            return canonical_cloud_name(value)
+        except CloudSettingError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("azure_resource_manager_url", "azure_authority_host")
+    @classmethod
+    def _https_endpoint(cls, value: str) -> str:
+        try:
+            return https_base_url(value) if value.strip() else ""
+        except CloudSettingError as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def cloud(self) -> AzureCloud:
+        """The Azure cloud every Azure client is built for (endpoints replaced as set)."""
+        return resolve_cloud(
+            self.azure_cloud, self.azure_resource_manager_url, self.azure_authority_host
+        )
+
+    @field_validator("devops_org_url", mode="after")
     @classmethod
     def _http_url(cls, value: Any) -> Any:
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from config.clouds import AzureCloud
 from monitoring.azure_calls import (
     AzureCallError,
     RetryPolicy,
@@ -69,6 +70,18 @@ class CloudEndpoints:
         digest = hashlib.sha256(repr(self).encode()).hexdigest()[:12]
         return f"mlbot-{digest}"
 
+    @classmethod
+    def of(cls, cloud: AzureCloud) -> CloudEndpoints:
+        """The endpoints of a cloud whose Resource Manager or authority was replaced."""
+        return cls(
+            resource_manager=cloud.resource_manager,
+            portal=cloud.portal,
+            active_directory=cloud.authority_host,
+            aml_resource_id=cloud.studio,
+            storage_suffix=cloud.storage_suffix,
+            registry_discovery=cloud.registry_discovery,
+        )
+
     def metadata(self) -> dict[str, str]:
         return {
             "azure_portal": self.portal,
@@ -85,8 +98,9 @@ class AzureMLOptions:
     circuit_tag: str = "circuit"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connection_verify: str | None = None  # CA bundle path; None trusts the system store
-    cloud: CloudEndpoints | None = None  # None means public Azure
+    cloud: CloudEndpoints | None = None  # endpoints of a customized cloud; None: cloud_name
     connect_timeout_s: float = 10.0
+    cloud_name: str = PUBLIC_CLOUD  # one of azure-ai-ml's own clouds
 
 
 # --- pure mapping ----------------------------------------------------------------------
@@ -304,7 +318,7 @@ class AzureMLJobSource:
         else:
             # Named explicitly: otherwise MLClient falls back to a process-wide setting that
             # another client may have changed.
-            kwargs["cloud"] = PUBLIC_CLOUD
+            kwargs["cloud"] = options.cloud_name
         return MLClient(
             self._credential,
             subscription_id=workspace.subscription_id,

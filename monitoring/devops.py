@@ -308,6 +308,7 @@ class AzureDevOpsPipelines:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         user_agent: str = "mlbot",
+        ca_bundle: str | None = None,
     ) -> None:
         if not org_url:
             raise ValueError(f"{ORG_SETTING} is not set")
@@ -324,6 +325,7 @@ class AzureDevOpsPipelines:
         self._sleep = sleep
         self._rng = rng
         self._user_agent = user_agent
+        self._ca_bundle = ca_bundle  # CA bundle path; None trusts the system store
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._connection: Any = None
@@ -348,6 +350,7 @@ class AzureDevOpsPipelines:
             credential=None if pat else credential,
             policy=policy,
             sleep=sleep,
+            ca_bundle=settings.ca_bundle or None,
         )
 
     # --- public API -----------------------------------------------------------------------
@@ -553,6 +556,8 @@ class AzureDevOpsPipelines:
     def _configure(self, config: Any) -> None:
         """Timeouts, no hidden retries, and response capture on an SDK/msrest config."""
         config.connection.timeout = self._policy.timeout_s
+        if self._ca_bundle is not None:
+            config.connection.verify = self._ca_bundle
         # Our RetryPolicy does the retrying; urllib3's would sleep in the thread unseen.
         # The Retry object is shared with sessions already mounted, so change it in place.
         config.retry_policy.retries = 0

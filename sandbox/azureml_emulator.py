@@ -158,12 +158,16 @@ class AzureMLEmulator:
 
     def app(self) -> web.Application:
         app = web.Application()
+        self.add_routes(app)
+        return app
+
+    def add_routes(self, app: web.Application) -> None:
+        """The emulator's Resource Manager routes, on any application (one ARM front)."""
         ws = "/subscriptions/{sub}/resourceGroups/{rg}/providers/" + _PROVIDER + "/workspaces/{ws}"
         app.router.add_get(ws + "/jobs", self._list_jobs)
         app.router.add_get(ws + "/jobs/{name}", self._get_job)
         app.router.add_post(ws + "/jobs/{name}/cancel", self._cancel_job)
         app.router.add_get(ws + "/jobs/{name}/cancelOperation", self._cancel_operation)
-        return app
 
     async def start(self) -> str:
         """Serve on an ephemeral port of 127.0.0.1; return the base URL."""

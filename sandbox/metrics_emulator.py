@@ -158,9 +158,13 @@ class MetricsEmulator:
 
     def app(self) -> web.Application:
         app = web.Application()
+        self.add_routes(app)
+        return app
+
+    def add_routes(self, app: web.Application) -> None:
+        """The emulator's Resource Manager routes, on any application (one ARM front)."""
         app.router.add_get("/{resource:.+}/providers/Microsoft.Insights/metrics", self._metrics)
         app.router.add_get("/{resource:.+}/providers/microsoft.insights/metrics", self._metrics)
-        return app
 
     async def start(self) -> str:
         """Serve on an ephemeral port of 127.0.0.1; return the base URL."""

@@ -87,8 +87,19 @@ def configure_logging(level: str, secrets: Iterable[str]) -> SecretList:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    # Third-party libraries are chatty at INFO (every HTTP request); keep them quieter.
-    for noisy in ("alembic", "azure", "msrest", "urllib3", "aiohttp.access", "msal"):
+    # Third-party libraries are chatty at INFO (every HTTP request, every scheduler run,
+    # every SMTP command of the sandbox's mail sink); keep them quieter.
+    noisy_loggers = (
+        "alembic",
+        "azure",
+        "msrest",
+        "urllib3",
+        "aiohttp.access",
+        "msal",
+        "apscheduler",
+        "mail.log",
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     return live
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -10,6 +12,14 @@ from pathlib import Path
 import pytest
 
 from store.replica_lock import DatabaseInUseError, SingleReplicaLock, sqlite_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _url(path: Path) -> str:
@@ -66,3 +76,34 @@ def test_only_sqlite_files_are_locked(tmp_path: Path) -> None:
     lock.acquire()
     SingleReplicaLock("postgresql+asyncpg://postgres@127.0.0.1:5432/test").acquire()
     assert lock.path is None
+
+
+def test_mlbot_serve_on_a_file_another_process_serves_from_exits_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "mlbot.db"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MLBOT_", "MICROSOFT", "Microsoft", "AZURE_"))
+    }
+    env.update(
+        MLBOT_DATABASE_URL=_url(database),
+        MLBOT_SANDBOX="false",
+        MLBOT_HOST="127.0.0.1",
+        MLBOT_PORT=str(_free_port()),
+        PYTHONPATH=str(ROOT),
+    )
+    with SingleReplicaLock(_url(database)):
+        finished = subprocess.run(
+            [sys.executable, "-c", "import sys, cli; sys.exit(cli.main(['serve']))"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,  # without the lock the process would serve until killed
+        )
+    assert finished.returncode == 2, finished.stderr
+    assert "already serves from" in finished.stderr
+    assert str(database) in finished.stderr
+    assert "listening" not in finished.stderr
