@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _FAILED_RESULTS = frozenset({"failed", "canceled", "cancelled", "abandoned", "rejected"})
 _SUCCEEDED_RESULTS = frozenset({"succeeded", "partiallysucceeded", "succeededwithissues"})
+# `service.devops_hooks.STAGE_STATE_CHANGED`, which imports this module.
 STAGE_EVENT = "ms.vss-pipelines.stage-state-changed-event"
 
 
@@ -56,7 +57,7 @@ class RunsAndApprovals(Protocol):
 
 class Verdict(StrEnum):
     CONFIRMED = "confirmed"  # record it, with `updates` applied to the payload
-    REFUSED = "refused"  # Azure DevOps contradicts the hook: acknowledge, do nothing
+    REFUSED = "refused"  # Azure DevOps contradicts the hook: refuse it (422), do nothing
     UNAVAILABLE = "unavailable"  # Azure DevOps could not answer: ask for a redelivery
 
 
@@ -69,7 +70,7 @@ class Verification:
 
 CONFIRMED = Verification(Verdict.CONFIRMED)
 
-# What a claim must carry to be checked at all (the kinds whose effects matter).
+# The kinds whose effects reach production; every other kind is only a card.
 CHECKED_KINDS = frozenset({EventKind.DEPLOYMENT_COMPLETED.value, EventKind.APPROVAL_REQUIRED.value})
 
 
