@@ -582,7 +582,7 @@ def build_http(
             record_hook_event, watcher, azure.rollback_targets
         )
     verifier = HookVerifier(azure.clients.pipelines, lambda: startup.production_environments)
-    devops_hook = DevOpsHook(guard("devops"), record_hook_event, verifier)
+    devops_hook = DevOpsHook(guard("devops"), record_hook_event, verifier=verifier)
     web_app.router.add_post("/api/hooks/devops", devops_hook.post)
     alerts = AlertsHook(guard("alerts"), watcher.on_alert if watcher is not None else None)
     web_app.router.add_post("/api/hooks/alerts", alerts.post)

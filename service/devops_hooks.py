@@ -580,11 +580,10 @@ def notification_time(body: Mapping[str, Any]) -> datetime | None:
 
 class DevOpsHook:
     """The route handler. Claims that act on production are first confirmed by `verifier`
-    (`service.hook_verification`); without one, events are recorded as they came."""
+    (`service.hook_verification`); `None` records events as they came, for callers that
+    only parse and record (the composition root always passes one)."""
 
-    def __init__(
-        self, guard: HookGuard, record: Record, verifier: HookVerifier | None = None
-    ) -> None:
+    def __init__(self, guard: HookGuard, record: Record, *, verifier: HookVerifier | None) -> None:
         self._guard = guard
         self._record = record
         self._verifier = verifier
