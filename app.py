@@ -44,7 +44,7 @@ from bot.operations import Operations
 from bot.proactive import ProactiveMessenger
 from config.clouds import KNOWN_CLOUDS
 from config.live import LiveSettings
-from config.settings import Settings, SettingsError, settings_report
+from config.settings import HOOK_NAMES, HookName, Settings, SettingsError, settings_report
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
 from monitoring.credentials import credential_factory
 from monitoring.deployment_watch import DeploymentWatcher, environments_from_settings
@@ -72,7 +72,9 @@ from service.alerts_hook import AlertsHook
 from service.devops_hooks import DevOpsEventKind, DevOpsHook, store_recorder
 from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
-from service.logs import SecretMaskingFilter
+from service.hook_auth import HookGuard
+from service.hook_verification import HookVerifier
+from service.logs import learn_secrets
 from service.prometheus import MetricsRoute
 from store.audit import AuditTrail
 from store.card_actions import CardActionStore
@@ -551,10 +553,24 @@ def build_http(
             scheduler.poke()
         return touched
 
-    def hook_secret() -> str:
-        return live.now().hook_secret.get_secret_value()
+    def guard(hook: HookName) -> HookGuard:
+        setting = Settings.model_fields[f"{hook}_hook_secret"].alias or hook
+        return HookGuard(
+            setting=setting,
+            secret=lambda: startup.secret_of_hook(hook),
+            clock=clock,
+            max_age=lambda: timedelta(seconds=startup.hook_max_age_seconds),
+        )
 
-    eventgrid = EventGridHook(hook_secret, on_push)
+    for hook in startup.hooks_sharing_the_fallback():
+        log.warning(
+            "the %s hook has no secret of its own and accepts the shared MLBOT_HOOK_SECRET:"
+            " set %s so that one leaked hook URL cannot drive the others",
+            hook,
+            Settings.model_fields[f"{hook}_hook_secret"].alias,
+        )
+
+    eventgrid = EventGridHook(guard("eventgrid"), on_push)
     web_app.router.add_post("/api/hooks/eventgrid", eventgrid.post)
     web_app.router.add_route("OPTIONS", "/api/hooks/eventgrid", eventgrid.options)
 
@@ -566,9 +582,10 @@ def build_http(
         record_hook_event = _watching_deployments(
             record_hook_event, watcher, azure.rollback_targets
         )
-    devops_hook = DevOpsHook(hook_secret, record_hook_event, clock)
+    verifier = HookVerifier(azure.clients.pipelines, lambda: startup.production_environments)
+    devops_hook = DevOpsHook(guard("devops"), record_hook_event, verifier=verifier)
     web_app.router.add_post("/api/hooks/devops", devops_hook.post)
-    alerts = AlertsHook(hook_secret, watcher.on_alert if watcher is not None else None)
+    alerts = AlertsHook(guard("alerts"), watcher.on_alert if watcher is not None else None)
     web_app.router.add_post("/api/hooks/alerts", alerts.post)
 
     async def finish_actions(_: web.Application) -> None:
@@ -700,9 +717,7 @@ def _refresh_variable_group(
             # masking set up at start-up only knew the start-up value.
             url = new.teams_webhook_url.get_secret_value()
             if url and url != old.teams_webhook_url.get_secret_value():
-                masking = SecretMaskingFilter([url])
-                for handler in logging.getLogger().handlers:
-                    handler.addFilter(masking)
+                learn_secrets([url])
 
         refresher.add_listener(apply_log_level)
         refresher.add_listener(mask_webhook_url)
@@ -764,12 +779,14 @@ async def start_sandbox(
 
 
 def sandbox_settings(settings: Settings, stack: SandboxStack) -> Settings:
-    """What sandbox mode fills in where the operator set nothing: a hook secret (the
+    """What sandbox mode fills in where the operator set nothing: a secret per hook (the
     emulated Azure DevOps posts service hooks), the scenario's online endpoints to watch
     after deployments, and the mail sink for email reminders."""
     update: dict[str, Any] = {}
-    if not settings.hook_secret.get_secret_value():
-        update["hook_secret"] = SecretStr(secrets.token_urlsafe(24))
+    for hook in HOOK_NAMES:
+        # A secret of its own for each hook the operator left without one.
+        if not settings.secret_of_hook(hook):
+            update[f"{hook}_hook_secret"] = SecretStr(secrets.token_urlsafe(24))
     if "auto_rollback_endpoints" not in settings.model_fields_set:
         update["auto_rollback_endpoints"] = stack.endpoints.rollback_targets
     if update:
@@ -789,7 +806,7 @@ def sandbox_settings(settings: Settings, stack: SandboxStack) -> Settings:
 
 def subscribe_sandbox_hooks(stack: SandboxStack, settings: Settings, base_url: str) -> None:
     """Point the emulated Azure DevOps' service hooks at this bot's `/api/hooks/devops`."""
-    key = settings.hook_secret.get_secret_value()
+    key = settings.secret_of_hook("devops")
     stack.service_hooks.subscribe(f"{base_url}/api/hooks/devops?key={key}")
 
 

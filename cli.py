@@ -34,7 +34,13 @@ from app import (
     utc_now,
 )
 from bot.notifiers import WEBHOOK_DESTINATION, WebhookNotifier
-from config.settings import Settings, SettingsError, describe_validation_error, load_settings
+from config.settings import (
+    Settings,
+    SettingsError,
+    describe_validation_error,
+    load_settings,
+    secret_values,
+)
 from monitoring.engine import EngineConfig
 from monitoring.service_check import (
     CheckResult,
@@ -45,7 +51,7 @@ from monitoring.service_check import (
     render_check_table,
 )
 from monitoring.watch import WatchExit, WatchOptions, WatchTarget, run_watch, watch_engine
-from service.logs import configure_logging
+from service.logs import configure_logging, learn_secrets
 from store.database import Database
 from store.monitoring import EventRecord, MonitoringStore
 from store.replica_lock import DatabaseInUseError, SingleReplicaLock
@@ -59,13 +65,7 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _secrets_of(settings: Settings) -> list[str]:
-    return [
-        settings.microsoft_app_password.get_secret_value(),
-        settings.devops_pat.get_secret_value(),
-        settings.hook_secret.get_secret_value(),
-        settings.card_signing_key.get_secret_value(),
-        settings.teams_webhook_url.get_secret_value(),
-    ]
+    return secret_values(settings)
 
 
 def _announce_sandbox(clients: AzureClients, stack: SandboxStack, settings: Settings) -> None:
@@ -94,6 +94,7 @@ async def _serve(settings: Settings, sandbox: SandboxOptions | None) -> None:
         stack, clients = await start_sandbox(settings, sandbox or SandboxOptions())
         _announce_sandbox(clients, stack, settings)
         settings = sandbox_settings(settings, stack)
+        learn_secrets(secret_values(settings))  # the hook secrets sandbox mode made up
         # Emulated jobs live on the sandbox's (possibly faster) clock.
         clock = stack.clock.now
     else:

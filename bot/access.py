@@ -92,7 +92,9 @@ class AccessSettings(Protocol):
     @property
     def allowed_tenants(self) -> tuple[str, ...]: ...
     @property
-    def auto_rollback_environments(self) -> tuple[str, ...]: ...
+    def production_environments(self) -> tuple[str, ...]: ...
+    @property
+    def non_production_environments(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,9 @@ class AccessPolicy:
     )
     allowed_tenants: frozenset[str] = frozenset()
     production_environments: frozenset[str] = frozenset({"prod"})
+    # Environments known not to be production; any name in neither list is production,
+    # so a new spelling (`production`, `prod_eu`) is never less protected than prod.
+    non_production_environments: frozenset[str] = frozenset({"dev", "test", "qa", "staging", "uat"})
 
     def __post_init__(self) -> None:
         # Normalize whatever the caller passed, so direct construction in tests and
@@ -134,6 +139,13 @@ class AccessPolicy:
             "production_environments",
             frozenset(environment_key(env) for env in self.production_environments if env.strip()),
         )
+        object.__setattr__(
+            self,
+            "non_production_environments",
+            frozenset(
+                environment_key(env) for env in self.non_production_environments if env.strip()
+            ),
+        )
 
     @classmethod
     def from_settings(cls, settings: AccessSettings, environ: Mapping[str, str]) -> AccessPolicy:
@@ -155,7 +167,9 @@ class AccessPolicy:
             approvers=frozenset(settings.approvers),
             approvers_by_environment=by_env,
             allowed_tenants=frozenset(settings.allowed_tenants),
-            production_environments=frozenset(settings.auto_rollback_environments or ("prod",)),
+            # Never the auto-rollback list: the variable group may change that one.
+            production_environments=frozenset(settings.production_environments or ("prod",)),
+            non_production_environments=frozenset(settings.non_production_environments),
         )
 
     def tenant_allowed(self, tenant_id: str | None) -> bool:
@@ -177,7 +191,9 @@ class AccessPolicy:
         return self.approvers.union(*self.approvers_by_environment.values())
 
     def is_production(self, environment: str) -> bool:
-        return environment_key(environment) in self.production_environments
+        """Listed as production, or simply not known to be anything else."""
+        key = environment_key(environment)
+        return key in self.production_environments or key not in self.non_production_environments
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from cards.status import render_status_card
 from monitoring.azure_calls import AzureCallError
 from monitoring.deployment_watch import CancelOutcome, DeploymentWatcher
 from monitoring.engine import MonitoringEngine
-from monitoring.status_report import StatusService
+from monitoring.status_report import StatusFilterError, StatusService
 from store.audit import AuditTrail
 from store.conversations import ConversationStore
 
@@ -81,7 +81,10 @@ def build_handlers(services: ChatServices) -> Handlers:
 
     @registry.handles(COMMANDS.status)
     async def status(turn: ChatTurn, args: str) -> None:
-        report = await services.status.report(turn.now, args)
+        try:
+            report = await services.status.report(turn.now, args)
+        except StatusFilterError as exc:
+            raise CommandError(str(exc)) from None
         summary = f"Training status: {report.total} job(s)"
         await turn.reply_card(render_status_card(report), summary=summary)
 

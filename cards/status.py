@@ -28,10 +28,10 @@ def _summary(report: StatusReport) -> str:
 
 def render_status_card(report: StatusReport) -> Card:
     stamp = report.generated_at.strftime("%Y-%m-%d %H:%M UTC")
-    title = "Training status"
+    # What a user typed is never part of the heading: it is shown as plain, bounded text.
+    body: list[dict[str, Any]] = [heading("Training status")]
     if report.filter_text:
-        title += f" — “{escape_markdown(report.filter_text)}”"
-    body: list[dict[str, Any]] = [heading(title)]
+        body.append(text(f"Filtered by “{escape_markdown(report.filter_text)}”"))
     if not report.lines:
         if report.filter_text:
             body.append(text(f"No watched job matches “{escape_markdown(report.filter_text)}”."))

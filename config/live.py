@@ -40,6 +40,38 @@ VARIABLE_GROUP_KEYS: Mapping[str, str] = MappingProxyType(
 
 LIVE_FIELDS: frozenset[str] = frozenset(VARIABLE_GROUP_KEYS.values())
 
+# Settings that decide who may do what, what is production, and what proves a caller:
+# whoever can edit the variable group must not be able to change them, so they come
+# from the process environment (or `.env`) only. `docs/configuration.md` lists them.
+SECURITY_FIELDS: frozenset[str] = frozenset(
+    {
+        "microsoft_app_id",
+        "microsoft_app_password",
+        "microsoft_app_tenant_id",
+        "allowed_tenants",
+        "operators",
+        "approvers",
+        "production_environments",
+        "non_production_environments",
+        "devops_hook_secret",
+        "eventgrid_hook_secret",
+        "alerts_hook_secret",
+        "hook_secret",
+        "hook_max_age_seconds",
+        "card_signing_key",
+        "devops_pat",
+        "devops_org_url",
+        "smtp_password",
+        "database_url",
+        "azure_cloud",
+        "azure_resource_manager_url",
+        "azure_authority_host",
+        "azure_credential",
+        "ca_bundle",
+        "auto_rollback_dry_run",
+    }
+)
+
 
 def is_live(field_name: str) -> bool:
     """True when the setting may change while the process runs."""

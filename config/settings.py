@@ -11,10 +11,13 @@ import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from config.clouds import (
     AzureCloud,
@@ -26,6 +29,8 @@ from config.clouds import (
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 CommaList = Annotated[tuple[str, ...], NoDecode]
+HookName = Literal["devops", "eventgrid", "alerts"]
+HOOK_NAMES: tuple[HookName, ...] = ("devops", "eventgrid", "alerts")
 
 
 def _split_commas(value: Any) -> Any:
@@ -35,6 +40,11 @@ def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
     return value
+
+
+def _is_loopback_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseSettings):
@@ -74,7 +84,14 @@ class Settings(BaseSettings):
     allowed_tenants: CommaList = Field((), alias="MLBOT_ALLOWED_TENANTS")
     operators: CommaList = Field((), alias="MLBOT_OPERATORS")
     approvers: CommaList = Field((), alias="MLBOT_APPROVERS")
+    # One secret per hook, so a leaked Event Grid URL cannot post deployments or alerts.
+    devops_hook_secret: SecretStr = Field(SecretStr(""), alias="MLBOT_DEVOPS_HOOK_SECRET")
+    eventgrid_hook_secret: SecretStr = Field(SecretStr(""), alias="MLBOT_EVENTGRID_HOOK_SECRET")
+    alerts_hook_secret: SecretStr = Field(SecretStr(""), alias="MLBOT_ALERTS_HOOK_SECRET")
+    # Deprecated fallback for any hook without its own secret (start-up warns it is shared).
     hook_secret: SecretStr = Field(SecretStr(""), alias="MLBOT_HOOK_SECRET")
+    # Hook notifications older than this (by their own timestamps) are refused as replays.
+    hook_max_age_seconds: int = Field(900, alias="MLBOT_HOOK_MAX_AGE_SECONDS", ge=30, le=86400)
     card_signing_key: SecretStr = Field(SecretStr(""), alias="MLBOT_CARD_SIGNING_KEY")
 
     # --- Azure Machine Learning ---------------------------------------------------------
@@ -143,6 +160,13 @@ class Settings(BaseSettings):
     auto_rollback_environments: CommaList = Field(
         ("prod",), alias="MLBOT_AUTO_ROLLBACK_ENVIRONMENTS"
     )
+    # Production for access control: only the process environment sets it (never the
+    # variable group), and environments nobody named here or below count as production.
+    production_environments: CommaList = Field(("prod",), alias="MLBOT_PRODUCTION_ENVIRONMENTS")
+    # Environments known not to be production (`dev,staging`); any other name is production.
+    non_production_environments: CommaList = Field(
+        ("dev", "test", "qa", "staging", "uat"), alias="MLBOT_NON_PRODUCTION_ENVIRONMENTS"
+    )
     # What to watch when a deployment to an environment completes:
     # `env=workspace/endpoint[@deployment]` or `env=<online endpoint ARM id>[@deployment]`.
     auto_rollback_endpoints: CommaList = Field((), alias="MLBOT_AUTO_ROLLBACK_ENDPOINTS")
@@ -195,6 +219,8 @@ class Settings(BaseSettings):
         "ml_engineers_email",
         "manual_circuits",
         "auto_rollback_environments",
+        "production_environments",
+        "non_production_environments",
         "auto_rollback_endpoints",
         mode="before",
     )(_split_commas)
@@ -258,7 +284,7 @@ class Settings(BaseSettings):
             self.azure_cloud, self.azure_resource_manager_url, self.azure_authority_host
         )
 
-    @field_validator("devops_org_url", "teams_webhook_url", mode="after")
+    @field_validator("devops_org_url", mode="after")
     @classmethod
     def _http_url(cls, value: Any) -> Any:
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -266,7 +292,34 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value
 
+    @field_validator("teams_webhook_url", mode="after")
+    @classmethod
+    def _https_webhook(cls, value: SecretStr) -> SecretStr:
+        # Cards carry run details and the URL itself is a credential: only over TLS,
+        # except to a stand-in on this machine.
+        raw = value.get_secret_value()
+        if raw and not (raw.startswith("https://") or _is_loopback_http(raw)):
+            raise ValueError("must be an https:// URL")
+        return value
+
     # --- Derived -----------------------------------------------------------------------
+    def _own_hook_secrets(self) -> dict[HookName, str]:
+        return {
+            "devops": self.devops_hook_secret.get_secret_value(),
+            "eventgrid": self.eventgrid_hook_secret.get_secret_value(),
+            "alerts": self.alerts_hook_secret.get_secret_value(),
+        }
+
+    def secret_of_hook(self, hook: HookName) -> str:
+        """The secret a hook must present: its own, else the shared fallback."""
+        return self._own_hook_secrets()[hook] or self.hook_secret.get_secret_value()
+
+    def hooks_sharing_the_fallback(self) -> tuple[HookName, ...]:
+        """Hooks without a secret of their own that accept `MLBOT_HOOK_SECRET`."""
+        if not self.hook_secret.get_secret_value():
+            return ()
+        return tuple(name for name, own in self._own_hook_secrets().items() if not own)
+
     @property
     def local_mode(self) -> bool:
         """No app id: inbound traffic is not authenticated (development only)."""
@@ -330,6 +383,40 @@ def settings_from_mapping(values: Mapping[str, Any]) -> Settings:
 SECRET_MASK = "********"  # noqa: S105 - the mask, not a secret
 
 
+def url_password(url: str) -> str:
+    """The password inside `scheme://user:password@host/...`, or empty."""
+    try:
+        return make_url(url).password or ""
+    except (ArgumentError, ValueError):
+        return ""
+
+
+def mask_url_password(url: str) -> str:
+    """The URL as it may be shown: its password, if any, replaced by the mask."""
+    password = url_password(url)
+    if not password:
+        return url
+    try:
+        hidden = make_url(url).render_as_string(hide_password=True)  # `user:***@host`
+    except (ArgumentError, ValueError):
+        return SECRET_MASK
+    return hidden.replace(":***@", f":{SECRET_MASK}@", 1)
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret value the settings hold (what logs must never print)."""
+    return [
+        *(
+            value.get_secret_value()
+            for name in Settings.model_fields
+            if isinstance(value := getattr(settings, name), SecretStr)
+        ),
+        url_password(settings.database_url),
+        # As it appears inside the URL itself, when it has characters that need quoting.
+        quote(url_password(settings.database_url), safe=""),
+    ]
+
+
 def _env_file_names(path: str | None) -> frozenset[str]:
     if not path or not os.path.isfile(path):
         return frozenset()
@@ -356,6 +443,8 @@ def settings_report(
         value = getattr(settings, field_name)
         if isinstance(value, SecretStr):
             shown = SECRET_MASK if value.get_secret_value() else "(not set)"
+        elif field_name == "database_url":
+            shown = mask_url_password(value)
         elif isinstance(value, tuple):
             shown = ",".join(value) if value else "(none)"
         else:

@@ -3,11 +3,12 @@
 When a deployment reaches an environment with auto-rollback (prod by default), mlbot
 watches its Azure ML online endpoint for an observation window. Each due `tick` samples
 the last complete minute of Azure Monitor metrics and folds the check into the watch
-(`monitoring.health`); Azure Monitor alerts about the endpoint feed the same decision
-(`on_alert`). After `failure_threshold` failed checks in a row the channel is told why
-(`rollback_pending`, with the figures and a chart) and, after a grace period in which an
-approver may cancel, `rollback-pipeline` is queued (`rollback_queued`) - or, in dry-run,
-only described (`rollback_dry_run`). Checks that cannot be measured call humans
+(`monitoring.health`); an Azure Monitor alert about the endpoint makes its watch check
+the metrics at once (`on_alert`), never counting as a check itself. After
+`failure_threshold` failed checks in a row the channel is told why (`rollback_pending`,
+with the figures and a chart) and, after a grace period in which an approver may cancel,
+`rollback-pipeline` is queued (`rollback_queued`) - or, in dry-run, only described
+(`rollback_dry_run`). Checks that cannot be measured call humans
 (`health_inconclusive`); a quiet window ends `deployment_healthy`.
 
 Restart safety: every watch lives in `deployment_watches`; events are recorded before
@@ -40,7 +41,6 @@ from monitoring.health import (
     Percentile,
     evaluate,
     next_state,
-    result_from_alert,
 )
 from store.deployment_watches import (
     CANCELLED,
@@ -402,21 +402,29 @@ class DeploymentWatcher:
 
     # --- alerts --------------------------------------------------------------------------
     async def on_alert(self, signal: AlertSignal) -> int:
-        """Feed an Azure Monitor alert into every watch of the endpoint it is about.
+        """Re-check now every watch of the endpoint an Azure Monitor alert is about.
 
-        A Fired alert is a failed check, a Resolved one a passing check; the same
-        notification delivered twice counts once. Returns how many watches it matched.
+        The alert itself is never counted as a check: whoever can post one (a leaked
+        hook secret) could otherwise fail a deployment. It only makes the watch read the
+        endpoint's metrics at once instead of at the next interval; a minute already
+        judged is not judged twice. Returns how many watches it matched.
         """
         matched = 0
         async with self._lock:
             now = self._clock()
-            result = result_from_alert(signal, received_at=now)
             for record in await self._store.watching():
                 if not signal.targets(record.endpoint_resource_id):
                     continue
                 matched += 1
-                watch = self._load(record, self._policy())
-                await self._fold(watch, result, now, record.next_check_at)
+                if record.status != WATCHING:
+                    continue  # a rollback is already pending or queued
+                try:
+                    await self._check(record, now)
+                except Exception:
+                    # The watch stays due at its next interval, which checks it anyway.
+                    log.exception(
+                        "health watch %s: the re-check an alert asked for failed", record.key
+                    )
         return matched
 
     # --- deciding ------------------------------------------------------------------------

@@ -110,6 +110,16 @@ class PipelineRun:
 
 
 @dataclass(frozen=True, slots=True)
+class RunStage:
+    """One stage of a run, as the run's timeline shows it."""
+
+    identifier: str  # `Deploy_Prod`
+    name: str  # the display name, `Deploy Prod`
+    state: str  # pending | inProgress | completed
+    result: str | None  # succeeded | failed | canceled | skipped | ...; None while running
+
+
+@dataclass(frozen=True, slots=True)
 class Approval:
     id: str
     status: str  # pending | approved | rejected | canceled | skipped | timedOut | ...
@@ -375,6 +385,24 @@ class AzureDevOpsPipelines:
             return self._to_run(found, "")
 
         return await self._call(f"get run {run_id}", run, f"pipeline {pipeline_id} run {run_id}")
+
+    async def get_stages(self, run_id: int) -> list[RunStage]:
+        """The stages of a run (its build timeline's `Stage` records)."""
+
+        def run() -> list[RunStage]:
+            timeline = self._sdk("build").get_build_timeline(self.project, run_id)
+            return [
+                RunStage(
+                    identifier=str(record.identifier or ""),
+                    name=str(record.name or ""),
+                    state=str(record.state or ""),
+                    result=str(record.result) if record.result else None,
+                )
+                for record in (timeline.records if timeline is not None else None) or []
+                if str(record.type or "").lower() == "stage"
+            ]
+
+        return await self._call(f"read the stages of run {run_id}", run, f"run {run_id}")
 
     async def find_run(
         self, pipeline_name: str, template_parameters: Mapping[str, str], since: datetime

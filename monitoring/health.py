@@ -4,8 +4,8 @@ After a deployment to an environment with auto-rollback, mlbot samples the onlin
 endpoint's Azure Monitor metrics once per interval for an observation window and turns
 each sample into a check (`evaluate`). A run of failed checks rolls the deployment back;
 a run of checks that could not be judged calls humans instead (`next_state`). Azure
-Monitor metric alerts about the same endpoint feed the same decision
-(`parse_common_alert`, `result_from_alert`). Nothing here does I/O or reads a clock:
+Monitor metric alerts are read here (`parse_common_alert`) only to know which endpoint
+to re-check now: an alert is never a check. Nothing here does I/O or reads a clock:
 every time comes in with the data, so hours of watching replay in a test.
 
 Decisions worth knowing (modelled on Flagger's / Argo Rollouts' analysis):
@@ -505,25 +505,3 @@ def _describe_criteria(criteria: tuple[AlertCriterion, ...]) -> str:
         value = f" (value {_fmt(c.metric_value)})" if c.metric_value is not None else ""
         parts.append(f"{c.metric_name} {c.operator} {c.threshold}{value}".strip())
     return "; ".join(parts)
-
-
-def result_from_alert(signal: AlertSignal, *, received_at: datetime | None = None) -> CheckResult:
-    """A Fired alert is a failed check, a Resolved one a passing check.
-
-    `received_at` stands in when the alert carries no usable time.
-    """
-    when = signal.at or received_at
-    if when is None:
-        raise AlertPayloadError("the alert carries no time; pass received_at")
-    what = _describe_criteria(signal.criteria)
-    severity = f" ({signal.severity})" if signal.severity else ""
-    verb = "fired" if signal.condition is AlertCondition.FIRED else "resolved"
-    reason = f"Azure Monitor alert '{signal.rule}'{severity} {verb}" + (f": {what}" if what else "")
-    return CheckResult(
-        CheckStatus.FAILED if signal.condition is AlertCondition.FIRED else CheckStatus.PASSED,
-        when,
-        reason,
-        breaches=("alert",) if signal.condition is AlertCondition.FIRED else (),
-        source=CheckSource.ALERT,
-        dedupe_key=f"{signal.alert_id.lower()}:{signal.condition.value}",
-    )

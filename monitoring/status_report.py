@@ -11,6 +11,35 @@ from monitoring.jobs import JobState, TrainingJob
 
 # Teams refuses cards above ~28 KB; a status card lists at most this many jobs.
 MAX_JOBS_SHOWN = 25
+# Circuits, experiments and job names are far shorter; a longer filter matches nothing
+# and only costs the database (a huge LIKE pattern is refused as "too complex").
+MAX_FILTER_CHARS = 100
+
+
+class StatusFilterError(ValueError):
+    """The `status` filter cannot be used; the message is meant for the user."""
+
+
+def status_filter(raw: str) -> str:
+    """The filter as `status` uses it: trimmed, on one line, at most MAX_FILTER_CHARS."""
+    text = " ".join(raw.split())
+    if len(text) > MAX_FILTER_CHARS:
+        raise StatusFilterError(
+            f"The filter is {len(text):,} characters long; use at most {MAX_FILTER_CHARS}, "
+            "for example `status PLANT001/CIRCUIT01`."
+        )
+    return text
+
+
+# LIKE's escape character for `like_pattern`; any character works, this one needs no quoting.
+LIKE_ESCAPE = "!"
+
+
+def like_pattern(text: str, escape: str = LIKE_ESCAPE) -> str:
+    """A LIKE pattern that matches `text` anywhere, its `%` and `_` taken literally."""
+    for ch in (escape, "%", "_"):
+        text = text.replace(ch, escape + ch)
+    return f"%{text}%"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +149,9 @@ class StatusService:
         self._limit = limit
 
     async def report(self, now: datetime, filter_text: str = "") -> StatusReport:
-        page = await self._jobs.status_page(filter_text.strip(), self._limit)
+        """Raises StatusFilterError for a filter that cannot be used."""
+        filter_text = status_filter(filter_text)
+        page = await self._jobs.status_page(filter_text, self._limit)
         report = build_status_report(page, now, filter_text)
         if self._stuck is not None:
             report = dataclasses.replace(report, stuck=tuple(await self._stuck.stuck(limit=5)))

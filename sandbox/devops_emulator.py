@@ -5,12 +5,12 @@ It speaks what the real `azure-devops` SDK (7.1) and our approvals calls send:
 - `OPTIONS {org}/_apis` (location negotiation) and `GET {org}/_apis/ResourceAreas`
   (an empty list, which keeps every area on the organization URL);
 - pipelines: list, get, run (`POST …/pipelines/{id}/runs` with `templateParameters`),
-  list runs, get run;
+  list runs, get run; a run's timeline (`GET …/build/builds/{id}/timeline`, its stages);
 - approvals: `GET` / `PATCH {org}/{project}/_apis/pipelines/approvals`;
 - variable groups: `GET {project}/_apis/distributedtask/variablegroups?groupName=`.
 
 All state lives on one `DevOpsEmulator` instance. Tests and scenarios drive it directly
-(complete a run, add an approval, set variables), react to queued runs through
+(complete a run or one of its stages, add an approval, set variables), react to queued runs through
 `run_hooks`, inject faults for the next requests, and assert on `requests`.
 """
 
@@ -44,6 +44,7 @@ _LOC_RUNS = "7859261e-d2e9-4a68-b820-a5d84cc5bb3d"
 _LOC_VARIABLE_GROUPS = "f5b09dd5-9d54-45a1-8b5a-1c8287d634cc"
 _LOC_RESOURCE_AREAS = "e81700f7-3be2-46de-8624-2eb35882fcaa"
 _LOC_BUILD_DEFINITIONS = "dbeaf647-6167-421a-bda9-c9327b25e2e6"
+_LOC_BUILD_TIMELINE = "8baac422-4c6e-4de5-8532-db96d92acffa"
 
 
 def _location(
@@ -81,6 +82,13 @@ _LOCATIONS = [
         "{project}/_apis/{area}/{resource}/{definitionId}",
         resource_version=7,
     ),
+    _location(
+        _LOC_BUILD_TIMELINE,
+        "build",
+        "Timeline",
+        "{project}/_apis/{area}/builds/{buildId}/{resource}/{timelineId}",
+        resource_version=2,
+    ),
 ]
 
 
@@ -113,6 +121,8 @@ class EmulatedRun:
     result: RunResult | None = None
     finished: datetime | None = None
     requested_by: str = ""
+    # Stage name (`Deploy_Prod`) -> (result, finish time): the run's timeline.
+    stages: dict[str, tuple[str, datetime]] = field(default_factory=dict)
 
 
 @dataclass
@@ -273,6 +283,10 @@ class DevOpsEmulator:
             ("GET",
              re.compile(r"^/(?P<project>[^/]+)/_apis/distributedtask/variablegroups/?$", re.I),
              self._list_variable_groups),
+            ("GET",
+             re.compile(r"^/(?P<project>[^/]+)/_apis/build/builds/(?P<rid>\d+)/timeline/?$",
+                        re.I),
+             self._get_timeline),
         ]  # fmt: skip
 
     # --- lifecycle -------------------------------------------------------------------
@@ -339,6 +353,12 @@ class DevOpsEmulator:
         run.state = "completed"
         run.result = result
         run.finished = self._clock()
+        return run
+
+    def finish_stage(self, run_id: int, stage: str, result: RunResult = "succeeded") -> EmulatedRun:
+        """Record that one stage of a run ended (what the run's timeline shows)."""
+        run = self.runs[run_id]
+        run.stages[stage] = (result, self._clock())
         return run
 
     def fail_run(self, run_id: int) -> EmulatedRun:
@@ -907,6 +927,32 @@ class DevOpsEmulator:
                 f"Run with id {match['rid']} not found.", "PipelineRunNotFoundException", 404
             )
         return _Reply(200, self._run_json(run))
+
+    async def _get_timeline(
+        self, request: web.Request, match: re.Match[str], body: Any, identity: str
+    ) -> _Reply:
+        run = self.runs.get(int(match["rid"]))
+        if run is None:
+            return _wrapped_exception(
+                f"Build {match['rid']} not found.", "BuildNotFoundException", 404
+            )
+        records = [
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"run/{run.id}/stage/{stage}")),
+                "parentId": None,
+                "type": "Stage",
+                "name": stage.replace("_", " "),
+                "identifier": stage,
+                "state": "completed",
+                "result": result,
+                "startTime": _iso(run.created),
+                "finishTime": _iso(finished),
+                "order": order,
+            }
+            for order, (stage, (result, finished)) in enumerate(run.stages.items(), start=1)
+        ]
+        timeline_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"run/{run.id}/timeline"))
+        return _Reply(200, {"id": timeline_id, "changeId": len(records), "records": records})
 
     async def _list_approvals(
         self, request: web.Request, match: re.Match[str], body: Any, identity: str

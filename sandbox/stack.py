@@ -566,6 +566,8 @@ class SandboxStack:
                 if endpoint.environment == environment:
                     traffic = endpoint.traffic if action == "Deploy" else HEALTHY_TRAFFIC
                     self._set_traffic(endpoint, traffic, finished)
+        stage = stage_name(action, environment)
+        self.devops.finish_stage(run.id, stage, result)  # type: ignore[arg-type]  # a RunResult
         self.service_hooks.publish(
             StageFinished(
                 org_url=self.devops.org_url,
@@ -574,7 +576,7 @@ class SandboxStack:
                 pipeline_name=run.pipeline_name,
                 run_id=run.id,
                 run_name=run.name,
-                stage=stage_name(action, environment),
+                stage=stage,
                 result=result,
                 finished=finished,
             )

@@ -42,7 +42,8 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
 from domain.events import REGISTRY, EventKind, Source
-from service.hook_auth import refuse_request
+from service.hook_auth import HookGuard
+from service.hook_verification import HookVerifier, Verdict
 from store.monitoring import MonitoringStore, NewEvent, Observation
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "event_key",
     "is_deployment_pipeline",
     "is_deployment_stage",
+    "notification_time",
     "parse_devops_hook",
     "store_recorder",
 ]
@@ -566,16 +568,28 @@ def store_recorder(
     return record
 
 
+def notification_time(body: Mapping[str, Any]) -> datetime | None:
+    """When Azure DevOps raised the notification (`createdDate`), for the replay window."""
+    raw = body.get("createdDate")
+    try:
+        at = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+    return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 class DevOpsHook:
-    def __init__(
-        self, secret: Callable[[], str], record: Record, clock: Callable[[], datetime]
-    ) -> None:
-        self._secret = secret
+    """The route handler. Claims that act on production are first confirmed by `verifier`
+    (`service.hook_verification`); `None` records events as they came, for callers that
+    only parse and record (the composition root always passes one)."""
+
+    def __init__(self, guard: HookGuard, record: Record, *, verifier: HookVerifier | None) -> None:
+        self._guard = guard
         self._record = record
-        self._clock = clock
+        self._verifier = verifier
 
     async def post(self, request: web.Request) -> web.Response:
-        refused = refuse_request(request, self._secret(), basic_auth=True)
+        refused = self._guard.refuse(request, basic_auth=True)
         if refused is not None:
             return refused
         try:
@@ -596,7 +610,28 @@ class DevOpsHook:
                 event.kind.value,
             )
             return web.json_response({"ignored": event.event_type, "kind": event.kind.value})
-        payload = event.payload() | {"at": self._clock().isoformat()}
+        # Only what is recorded can act, so only that must be fresh.
+        stale = self._guard.stale_response(notification_time(body))
+        if stale is not None:
+            log.warning("devops hook: %s refused, outside the replay window", event.event_type)
+            return stale
+        payload = event.payload() | {"at": self._guard.clock().isoformat()}
+        if self._verifier is not None:
+            verification = await self._verifier.verify(event.kind.value, payload)
+            if verification.verdict is Verdict.UNAVAILABLE:
+                return web.json_response({"error": verification.reason}, status=503)
+            if verification.verdict is Verdict.REFUSED:
+                log.warning(
+                    "devops hook: %s for run %s not confirmed by Azure DevOps: %s",
+                    event.kind.value,
+                    event.run_id,
+                    verification.reason,
+                )
+                return web.json_response(
+                    {"error": f"not confirmed by Azure DevOps: {verification.reason}"},
+                    status=422,
+                )
+            payload |= verification.updates
         new = await self._record(NewEvent(event_key(event), event.kind.value, payload))
         log.info(
             "devops hook: %s for run %s -> %s (%s)",

@@ -3,7 +3,9 @@
 Event Grid raises `RunStatusChanged` (only for some statuses) and `RunCompleted`; they
 are hints, never the source of truth: the engine re-reads the job from Azure ML.
 Both the Event Grid schema (with its SubscriptionValidationEvent handshake) and the
-CloudEvents schema (with its OPTIONS handshake) are accepted.
+CloudEvents schema (with its OPTIONS handshake) are accepted. Calls present
+`MLBOT_EVENTGRID_HOOK_SECRET` as `?key=`; a delivery with an event stamped outside the
+replay window (`eventTime`, CloudEvents `time`) is refused.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from service.hook_auth import refuse_request
+from service.hook_auth import HookGuard
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +108,32 @@ def parse_eventgrid(body: Any) -> EventGridBatch:
 PushHandler = Callable[[str | None, str | None], Awaitable[int]]
 
 
+def event_times(body: Any) -> list[datetime | None]:
+    """The time of every event of a delivery except the validation handshake."""
+    items = body if isinstance(body, list) else [body]
+    times: list[datetime | None] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if (item.get("eventType") or item.get("type")) == VALIDATION_EVENT:
+            continue
+        raw = item.get("eventTime") or item.get("time")
+        try:
+            at = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+        except ValueError:
+            at = None
+        times.append(at if at is None or at.tzinfo is not None else None)
+    return times
+
+
 class EventGridHook:
-    def __init__(self, secret: Callable[[], str], on_push: PushHandler | None) -> None:
-        self._secret = secret
+    def __init__(self, guard: HookGuard, on_push: PushHandler | None) -> None:
+        self._guard = guard
         self._on_push = on_push
 
     async def options(self, request: web.Request) -> web.Response:
         """CloudEvents abuse-protection handshake."""
-        refused = refuse_request(request, self._secret())
+        refused = self._guard.refuse(request)
         if refused is not None:
             return refused
         origin = request.headers.get("WebHook-Request-Origin", "*")
@@ -124,16 +145,21 @@ class EventGridHook:
         )
 
     async def post(self, request: web.Request) -> web.Response:
-        refused = refuse_request(request, self._secret())
+        refused = self._guard.refuse(request)
         if refused is not None:
             return refused
         try:
             body = json.loads(await request.read())
             batch = parse_eventgrid(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return web.json_response({"error": f"not an Event Grid delivery: {exc}"}, status=400)
         if batch.validation_code is not None:
             return web.json_response({"validationResponse": batch.validation_code})
+        for at in event_times(body):
+            stale = self._guard.stale_response(at)
+            if stale is not None:
+                log.warning("event grid: delivery refused, outside the replay window")
+                return stale
         checked = 0
         if self._on_push is not None:
             for run in batch.runs:

@@ -1,9 +1,13 @@
-"""The shared secret that Azure DevOps, Event Grid and Azure Monitor hooks present.
+"""What a hook call must show before it may act: its hook's secret and a fresh timestamp.
 
-Event Grid and Azure Monitor can only carry it in the URL (`?key=`); Azure DevOps
-service hooks can also send it as the basic-auth password. Without a configured
-secret the hook endpoints refuse everything: an open hook would let anyone trigger
-checks (or, later, rollbacks).
+Each hook has its own secret (`MLBOT_DEVOPS_HOOK_SECRET`, `MLBOT_EVENTGRID_HOOK_SECRET`,
+`MLBOT_ALERTS_HOOK_SECRET`), so a leaked Event Grid URL cannot post deployments or
+alerts. Event Grid and Azure Monitor can only carry it in the URL (`?key=`); Azure
+DevOps service hooks can also send it as the basic-auth password. Without a configured
+secret a hook refuses everything: an open hook would let anyone trigger checks.
+
+A notification whose own timestamp is older than the replay window (or too far ahead)
+is refused, so a captured call cannot be replayed later.
 """
 
 from __future__ import annotations
@@ -11,9 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from aiohttp import web
+
+# Senders' clocks run a little ahead of ours at times; further ahead is a forgery.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class HookAccess(StrEnum):
@@ -50,13 +60,13 @@ def check_hook_secret(
     return HookAccess.WRONG
 
 
-def refusal(access: HookAccess, *, basic_auth: bool = False) -> web.Response | None:
+def refusal(access: HookAccess, *, setting: str, basic_auth: bool = False) -> web.Response | None:
     """The answer to a hook call without a valid secret; None when it may proceed."""
     if access is HookAccess.ALLOWED:
         return None
     if access is HookAccess.NOT_CONFIGURED:
         return web.json_response(
-            {"error": "hooks are disabled until MLBOT_HOOK_SECRET is set"}, status=403
+            {"error": f"this hook is disabled until {setting} is set"}, status=403
         )
     if basic_auth:
         # Azure DevOps' web hook form offers basic authentication: the challenge names it.
@@ -68,11 +78,39 @@ def refusal(access: HookAccess, *, basic_auth: bool = False) -> web.Response | N
     return web.json_response({"error": "a valid ?key= is required"}, status=401)
 
 
-def refuse_request(
-    request: web.Request, secret: str, *, basic_auth: bool = False
-) -> web.Response | None:
-    """Check the secret a hook request presents; the refusal to answer, or None."""
-    access = check_hook_secret(
-        secret, request.query.get("key"), request.headers.get("Authorization")
-    )
-    return refusal(access, basic_auth=basic_auth)
+def staleness(at: datetime | None, now: datetime, max_age: timedelta) -> str | None:
+    """Why a notification stamped `at` is refused as a replay; None when it is fresh."""
+    if at is None:
+        return "the notification carries no timestamp"
+    if at < now - max_age:
+        return f"the notification is older than {int(max_age.total_seconds())} s"
+    if at > now + CLOCK_SKEW:
+        return "the notification is stamped in the future"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class HookGuard:
+    """One hook's secret (by the setting that holds it) and its replay window."""
+
+    setting: str  # e.g. MLBOT_ALERTS_HOOK_SECRET: named when the hook is disabled
+    secret: Callable[[], str]
+    clock: Callable[[], datetime]
+    max_age: Callable[[], timedelta]
+
+    def refuse(self, request: web.Request, *, basic_auth: bool = False) -> web.Response | None:
+        """Check the secret a request presents; the refusal to answer, or None."""
+        access = check_hook_secret(
+            self.secret(), request.query.get("key"), request.headers.get("Authorization")
+        )
+        return refusal(access, setting=self.setting, basic_auth=basic_auth)
+
+    def stale(self, at: datetime | None) -> str | None:
+        return staleness(at, self.clock(), self.max_age())
+
+    def stale_response(self, at: datetime | None) -> web.Response | None:
+        """A 400 for a notification outside the replay window (retrying cannot help)."""
+        reason = self.stale(at)
+        if reason is None:
+            return None
+        return web.json_response({"error": f"refused as a replay: {reason}"}, status=400)

@@ -9,7 +9,7 @@ from sqlalchemy import Integer, Select, String, and_, bindparam, func, or_, sele
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitoring.jobs import JobState, TrainingJob
-from monitoring.status_report import STATE_RANK, JobPage
+from monitoring.status_report import LIKE_ESCAPE, STATE_RANK, JobPage, like_pattern
 from store.database import Database, as_utc
 from store.tables import watched_jobs
 
@@ -57,7 +57,7 @@ class WatchedJobStore:
         rows_query, counts_query = _STATUS_QUERIES[filtered]
         params: dict[str, Any] = {"limit": limit}
         if filtered:
-            params["needle"] = f"%{filter_text.lower()}%"
+            params["needle"] = like_pattern(filter_text.lower(), LIKE_ESCAPE)
         # A plain connection, not an ORM session: this runs on every `status`.
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(rows_query, params)).all()
@@ -135,10 +135,10 @@ def _status_queries(filtered: bool) -> tuple[Select[Any], Select[Any]]:
     if filtered:
         needle = bindparam("needle", type_=String)
         condition = or_(
-            func.lower(c.circuit).like(needle),
-            func.lower(c.experiment).like(needle),
-            func.lower(c.name).like(needle),
-            func.lower(c.display_name).like(needle),
+            func.lower(c.circuit).like(needle, escape=LIKE_ESCAPE),
+            func.lower(c.experiment).like(needle, escape=LIKE_ESCAPE),
+            func.lower(c.name).like(needle, escape=LIKE_ESCAPE),
+            func.lower(c.display_name).like(needle, escape=LIKE_ESCAPE),
         )
         rows_query = rows_query.where(condition)
         counts_query = counts_query.where(condition)

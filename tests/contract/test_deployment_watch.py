@@ -336,37 +336,39 @@ def alert_body(condition: str, at: dt.datetime, target: str = ENDPOINT) -> dict[
     }
 
 
-async def test_a_fired_alert_counts_as_a_failed_check(harness: Harness) -> None:
+async def test_fired_alerts_on_healthy_traffic_never_fail_a_check(harness: Harness) -> None:
+    harness.emulator.set_traffic(ENDPOINT, HEALTHY)
+    watcher = harness.watcher()
+    await watcher.start("prod", ENDPOINT, "blue", "4242")
+    for _ in range(3):
+        await harness.run_until(watcher, harness.minute + 1)
+        harness.clock.advance(30)
+        fired = parse_common_alert(alert_body("Fired", harness.clock.now()))
+        assert await watcher.on_alert(fired) == 1
+    assert await harness.events(EventKind.ROLLBACK_PENDING) == []
+    stored = await DeploymentWatchStore(harness.database).get(KEY)
+    assert stored is not None and stored.status == "watching"
+    assert stored.state["recent"], "the watch has judged minutes"
+    assert {check["source"] for check in stored.state["recent"]} == {"metrics"}
+    assert all(check["status"] != "failed" for check in stored.state["recent"])
+
+
+async def test_an_alert_makes_the_watch_check_the_metrics_now(harness: Harness) -> None:
     harness.emulator.set_traffic(ENDPOINT, DEGRADING)
     watcher = harness.watcher()
     await watcher.start("prod", ENDPOINT, "blue", "4242")
     await harness.run_until(watcher, 9)  # two failed checks
-    harness.clock.advance(30)
+    harness.clock.advance(60)  # 10:10, before the timer's tick
 
-    fired = parse_common_alert(alert_body("Fired", harness.clock.now()))
-    assert await watcher.on_alert(fired) == 1
-    [pending] = await harness.events(EventKind.ROLLBACK_PENDING)
-    assert pending.payload["checks"][-1]["source"] == "alert"
-    # The same notification delivered again counts once; it matches nothing now.
-    assert await watcher.on_alert(fired) == 0
     other = parse_common_alert(alert_body("Fired", harness.clock.now(), OTHER_ENDPOINT))
     assert await watcher.on_alert(other) == 0
-
-
-async def test_a_resolved_alert_resets_the_failure_streak(harness: Harness) -> None:
-    harness.emulator.set_traffic(ENDPOINT, DEGRADING)
-    watcher = harness.watcher()
-    await watcher.start("prod", ENDPOINT, "blue", "4242")
-    await harness.run_until(watcher, 9)  # fail, fail
-    harness.clock.advance(30)
-    await watcher.on_alert(parse_common_alert(alert_body("Resolved", harness.clock.now())))
-    harness.clock.advance(30)
-    harness.minute = 10
-    await watcher.tick()  # fail: one in a row again
-    await harness.run_until(watcher, 11)  # fail: two
     assert await harness.events(EventKind.ROLLBACK_PENDING) == []
-    await harness.run_until(watcher, 12)
-    assert len(await harness.events(EventKind.ROLLBACK_PENDING)) == 1
+    # Even a Resolved alert is only a reason to look: the metrics say the third failure.
+    resolved = parse_common_alert(alert_body("Resolved", harness.clock.now()))
+    assert await watcher.on_alert(resolved) == 1
+    [pending] = await harness.events(EventKind.ROLLBACK_PENDING)
+    assert len(pending.payload["checks"]) == 3
+    assert {check["source"] for check in pending.payload["checks"]} == {"metrics"}
 
 
 async def test_a_restart_keeps_the_streak_and_never_queues_twice(harness: Harness) -> None:

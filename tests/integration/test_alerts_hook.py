@@ -13,8 +13,11 @@ from aiohttp import web
 
 from monitoring.health import AlertCondition, AlertSignal
 from service.alerts_hook import AlertsHook
+from service.hook_auth import HookGuard
 
 SECRET = "alert-s3cret"
+# The hook's clock: the alert below fired 30 s before it.
+NOW = dt.datetime(2025, 3, 1, 10, 10, tzinfo=dt.UTC)
 ENDPOINT = (
     "/subscriptions/sub-1/resourcegroups/rg-mlops/providers/"
     "microsoft.machinelearningservices/workspaces/ws-plant/onlineendpoints/churn-prod"
@@ -73,7 +76,10 @@ async def _serve(secret: str) -> AsyncIterator[Server]:
         return 1 if signal.targets(ENDPOINT) else 0
 
     app = web.Application()
-    app.router.add_post("/api/hooks/alerts", AlertsHook(lambda: secret, on_alert).post)
+    guard = HookGuard(
+        "MLBOT_ALERTS_HOOK_SECRET", lambda: secret, lambda: NOW, lambda: dt.timedelta(minutes=15)
+    )
+    app.router.add_post("/api/hooks/alerts", AlertsHook(guard, on_alert).post)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -129,7 +135,7 @@ async def test_missing_or_wrong_secret_is_401(hook: Server, key: str | None) -> 
 
 async def test_refused_when_no_secret_is_configured(unconfigured: Server) -> None:
     status, body = await unconfigured.post(alert(), key="anything")
-    assert status == 403 and "MLBOT_HOOK_SECRET" in body["error"]
+    assert status == 403 and "MLBOT_ALERTS_HOOK_SECRET" in body["error"]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from cards.events import event_summary, render_event_card
 from service.devops_hooks import APPROVAL_COMPLETED, DevOpsHook, store_recorder
+from service.hook_auth import HookGuard
 from store.database import Database
 from store.monitoring import EventRecord, MonitoringStore
 from tests.conftest import FixedClock
@@ -32,6 +34,7 @@ class HookServer:
     store: MonitoringStore
     session: aiohttp.ClientSession
     pokes: list[int] = field(default_factory=list)
+    now: datetime | None = None  # the hook's clock: notifications are sent as of now
 
     async def post(
         self,
@@ -42,6 +45,8 @@ class HookServer:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
         params = {"key": key} if key is not None else {}
+        if isinstance(body, dict) and "createdDate" in body and self.now is not None:
+            body = {**body, "createdDate": self.now.isoformat()}
         async with self.session.post(
             f"{self.url}/api/hooks/devops",
             params=params,
@@ -67,11 +72,12 @@ async def start_hook(database: Database, clock: FixedClock) -> AsyncIterator[Sta
     async def start(secret: str) -> HookServer:
         store = MonitoringStore(database)
         pokes: list[int] = []
-        hook = DevOpsHook(
-            lambda: secret,
-            store_recorder(store, clock, after=lambda: pokes.append(1)),
-            clock,
+        guard = HookGuard(
+            "MLBOT_DEVOPS_HOOK_SECRET", lambda: secret, clock, lambda: timedelta(minutes=15)
         )
+        # Parsing and recording only: confirming claims is tested in tests/security.
+        record = store_recorder(store, clock, after=lambda: pokes.append(1))
+        hook = DevOpsHook(guard, record, verifier=None)
         app = web.Application()
         app.router.add_post("/api/hooks/devops", hook.post)
         runner = web.AppRunner(app, access_log=None)
@@ -82,7 +88,7 @@ async def start_hook(database: Database, clock: FixedClock) -> AsyncIterator[Sta
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         session = aiohttp.ClientSession()
         sessions.append(session)
-        return HookServer(f"http://127.0.0.1:{port}", store, session, pokes)
+        return HookServer(f"http://127.0.0.1:{port}", store, session, pokes, clock.now)
 
     yield start
     for session in sessions:
@@ -103,7 +109,7 @@ async def test_refused_when_no_secret_is_configured(start_hook: StartHook) -> No
     server = await start_hook("")
     status, body, _ = await server.post(run_state_event(), key="anything")
     assert status == 403
-    assert "MLBOT_HOOK_SECRET" in body["error"]
+    assert "MLBOT_DEVOPS_HOOK_SECRET" in body["error"]
     assert await server.events() == []
 
 

@@ -126,7 +126,9 @@ async def test_a_webhook_url_set_in_the_group_receives_the_cards(
 async def test_thresholds_changed_in_the_group_decide_the_running_watch(
     start_sandbox_bot: StartSandboxBot, connector: ConnectorStandIn
 ) -> None:
-    bot = await start_sandbox_bot({"MLBOT_HOOK_SECRET": HOOK_SECRET}, scenario=ROLLBACK_SCENARIO)
+    bot = await start_sandbox_bot(
+        {"MLBOT_DEVOPS_HOOK_SECRET": HOOK_SECRET}, scenario=ROLLBACK_SCENARIO
+    )
     bot.stack.service_hooks.subscribe(f"{bot.url}/api/hooks/devops?key={HOOK_SECRET}")
     async with bot.session.post(
         f"{bot.url}/api/messages", json=bot_added_to_team(connector.url)

@@ -28,7 +28,7 @@ def test_the_text_format_is_well_formed_and_escapes_labels() -> None:
 async def test_metrics_count_the_sandbox_jobs_and_events(
     start_sandbox_bot: StartSandboxBot,
 ) -> None:
-    bot = await start_sandbox_bot({"MLBOT_HOOK_SECRET": "not-in-the-metrics"})
+    bot = await start_sandbox_bot({"MLBOT_DEVOPS_HOOK_SECRET": "not-in-the-metrics"})
     bot.stack.tick(bot.clock.advance(120))
     assert bot.runtime.engine is not None
     await bot.runtime.engine.tick()

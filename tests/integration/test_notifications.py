@@ -75,7 +75,7 @@ async def harness(start_sandbox_bot: StartSandboxBot) -> AsyncIterator[Harness]:
     webhook = WebhookStandIn()
     await webhook.start()
     bot = await start_sandbox_bot(
-        {"MLBOT_TEAMS_WEBHOOK_URL": webhook.url, "MLBOT_HOOK_SECRET": HOOK_SECRET}
+        {"MLBOT_TEAMS_WEBHOOK_URL": webhook.url, "MLBOT_EVENTGRID_HOOK_SECRET": HOOK_SECRET}
     )
     yield Harness(bot.runtime, bot.stack, bot.clock, bot.url, bot.session, webhook)
     await webhook.stop()
@@ -163,6 +163,7 @@ async def test_event_grid_handshake_and_push(harness: Harness) -> None:
             "topic": topic,
             "subject": f"experiments/x/runs/{job['name']}",
             "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+            "eventTime": harness.clock.now().isoformat(),
             "data": {"runId": job["name"], "runStatus": "Failed"},
         }
     ]

@@ -201,10 +201,12 @@ def test_other_variables_are_ignored() -> None:
 
 
 def test_production_environments_come_from_settings() -> None:
-    p = policy(MLBOT_AUTO_ROLLBACK_ENVIRONMENTS="prod,live")
-    assert p.production_environments == {"prod", "live"}
-    assert not decide(p, OPERATOR, "rollback", "live").allowed
-    assert decide(policy(), OPERATOR, "rollback", "live").allowed
+    p = policy(MLBOT_PRODUCTION_ENVIRONMENTS="prod,staging")
+    assert p.production_environments == {"prod", "staging"}
+    assert not decide(p, OPERATOR, "rollback", "staging").allowed
+    assert decide(policy(), OPERATOR, "rollback", "staging").allowed
+    # An environment nobody classified is production.
+    assert not decide(policy(), OPERATOR, "rollback", "live").allowed
 
 
 def test_the_documented_reason_for_a_prod_rollback() -> None:

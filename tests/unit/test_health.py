@@ -11,7 +11,6 @@ from monitoring.health import (
     AlertCondition,
     AlertPayloadError,
     CheckResult,
-    CheckSource,
     CheckStatus,
     Decision,
     HealthPolicy,
@@ -22,7 +21,6 @@ from monitoring.health import (
     evaluate,
     next_state,
     parse_common_alert,
-    result_from_alert,
 )
 from tests.conftest import make_settings
 
@@ -341,48 +339,3 @@ def test_a_deployment_target_counts_for_its_endpoint() -> None:
 def test_unusable_alert_bodies_are_refused(body: Any) -> None:
     with pytest.raises(AlertPayloadError):
         parse_common_alert(body)
-
-
-def test_fired_is_a_failed_check_and_resolved_a_passing_one() -> None:
-    fired = result_from_alert(parse_common_alert(alert_body("Fired")))
-    assert fired.failed and fired.source is CheckSource.ALERT
-    assert fired.at == dt.datetime(2025, 3, 1, 10, 4, 10, 123456, tzinfo=dt.UTC)
-    assert "alert 'churn-prod-latency' (Sev2) fired" in fired.reason
-    assert "RequestLatency_P95 GreaterThan 2000 (value 2750.5)" in fired.reason
-    resolved = result_from_alert(parse_common_alert(alert_body("Resolved")))
-    assert resolved.passed and not resolved.low_traffic and resolved.at == at(9)
-
-
-def test_alerts_feed_the_same_decision_as_metrics() -> None:
-    fired = result_from_alert(parse_common_alert(alert_body("Fired")))
-    state = HealthState(started_at=START)
-    state, _ = next_state(state, check("failed", 3))
-    state, decision = next_state(state, fired)
-    assert decision is Decision.KEEP_WATCHING and state.consecutive_failures == 2
-    _, decision = next_state(state, check("failed", 5))
-    assert decision is Decision.ROLLBACK
-
-
-def test_a_resolved_alert_breaks_the_streak() -> None:
-    fired = result_from_alert(parse_common_alert(alert_body("Fired")))
-    resolved = result_from_alert(parse_common_alert(alert_body("Resolved")))
-    decisions = run([fired, check("failed", 5), resolved, check("failed", 10)])
-    assert Decision.ROLLBACK not in decisions
-
-
-def test_the_same_alert_delivered_twice_counts_once() -> None:
-    fired = result_from_alert(parse_common_alert(alert_body("Fired")))
-    again = result_from_alert(parse_common_alert(alert_body("Fired")))
-    other = result_from_alert(parse_common_alert(alert_body("Fired", alert_id="a2")))
-    assert run([fired, again, other]) == [
-        Decision.KEEP_WATCHING,
-        Decision.IGNORED,
-        Decision.KEEP_WATCHING,
-    ]
-
-
-def test_alert_without_time_needs_the_reception_time() -> None:
-    signal = parse_common_alert(alert_body(firedDateTime=None))
-    with pytest.raises(AlertPayloadError):
-        result_from_alert(signal)
-    assert result_from_alert(signal, received_at=at(7)).at == at(7)
