@@ -2,20 +2,18 @@
 
 `MemoryRepository` keeps the same rules as the SQLAlchemy store: every write from people
 or hooks bumps a session's version, and a pass's `apply_pass` leaves out the sessions
-whose version changed since the pass read them. `GatedJobSource` can hold one call open
-until the test lets it go, so a chat command can land in the middle of a tick.
+whose version changed since the pass read them. The job source is
+`tests.gated_job_source.GatedJobSource`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from domain.events import checked_payload
-from domain.jobs import TrainingJob, Workspace
 from domain.monitoring import (
     AppliedPass,
     EventRecord,
@@ -24,7 +22,6 @@ from domain.monitoring import (
     Observation,
     SessionRecord,
 )
-from monitoring.azure_calls import AzureNotFoundError
 
 WATCHING = ("active", "timed_out")
 
@@ -250,56 +247,6 @@ class MemoryRepository:
     async def mark_cancel_requested(self, workspace: str, name: str, now: datetime) -> None:
         key = (workspace, name)
         self.jobs[key] = dataclasses.replace(self.jobs[key], cancel_requested_at=now)
-
-
-@dataclass
-class Hold:
-    """One call held open: `reached` is set when it starts, it returns once `release` is."""
-
-    operation: str
-    reached: asyncio.Event = field(default_factory=asyncio.Event)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class GatedJobSource:
-    """Azure ML as a dict of jobs by name; listing shows the unfinished ones."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, TrainingJob] = {}
-        self.cancelled: list[str] = []
-        self.hold: Hold | None = None
-
-    def put(self, job: TrainingJob) -> None:
-        self.jobs[job.name] = job
-
-    def hold_next(self, operation: str) -> Hold:
-        self.hold = Hold(operation)
-        return self.hold
-
-    async def _maybe_wait(self, operation: str) -> None:
-        hold = self.hold
-        if hold is not None and hold.operation == operation:
-            self.hold = None
-            hold.reached.set()
-            await hold.release.wait()
-
-    async def list_active(self, workspace: Workspace) -> list[TrainingJob]:
-        await self._maybe_wait("list_active")
-        return [
-            j
-            for j in self.jobs.values()
-            if j.workspace == workspace.key and not j.state.is_terminal
-        ]
-
-    async def get(self, workspace: Workspace, name: str) -> TrainingJob:
-        await self._maybe_wait("get")
-        job = self.jobs.get(name)
-        if job is None or job.workspace != workspace.key:
-            raise AzureNotFoundError("Azure ML", f"get {name}", "no such job")
-        return job
-
-    async def cancel(self, workspace: Workspace, name: str) -> None:
-        self.cancelled.append(name)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from domain.jobs import JobState, TrainingJob, Workspace
 from monitoring.backoff import BackoffPolicy
 from monitoring.engine import UNWATCHED, EngineConfig, MonitoringEngine, TickReport
 from sandbox.clock import ManualClock
-from tests.engine_fakes import GatedJobSource, MemoryRepository, RecordingPipelines
+from tests.engine_fakes import MemoryRepository, RecordingPipelines
+from tests.gated_job_source import GatedJobSource
 
 START = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 WS = Workspace("sub-1", "rg-1", "mlw-1")
