@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 from domain.jobs import JobState, TrainingJob, Workspace
@@ -245,3 +247,16 @@ async def test_check_now_touches_only_the_sessions_holding_the_job() -> None:
     assert [s.key for s in due] == [f"experiment:{WS.key}:other-experiment"]
     assert await rig.engine.check_now(WS.key) == 2
     assert await rig.engine.check_now("sub-x/rg-x/none") == 0
+
+
+def test_the_engine_imports_no_store_bot_cards_or_botbuilder() -> None:
+    # A fresh interpreter: what importing the engine pulls in, and nothing else.
+    probe = (
+        "import sys, monitoring.engine; "
+        "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
+        "('store', 'bot', 'cards', 'botbuilder', 'sqlalchemy')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == []
