@@ -433,6 +433,10 @@ class MonitoringEngine:
         if session.status not in ("active", "timed_out") and not job.state.is_terminal:
             await self._store.reactivate(session.id, now)
             session = await self._store.session(session.id) or session
+            known = work.get(session.id)
+            if known is not None:
+                # This pass's own write: plan from it, or the pass would refuse itself.
+                known.record = session
         item = work.get(session.id)
         if item is None:
             item = _SessionWork(session, due=True)

@@ -233,6 +233,24 @@ async def test_a_push_during_a_tick_keeps_its_check_now() -> None:
     assert replanned.next_check_at == pushed_at + timedelta(seconds=30)
 
 
+async def test_a_session_the_tick_reactivates_itself_is_not_stale() -> None:
+    rig = Rig()
+    rig.source.put(job("job-1", JobState.WAITING))
+    await rig.play_until(4 * 3600)  # monitoring gave up: the session is done
+    session_id = rig.only_session()
+    assert rig.repo.sessions[session_id].status == "done"
+
+    # Both in one listing: the old job moves, a new one of the experiment joins.
+    later = rig.clock.advance(300)  # a discovery interval: the workspace is listed
+    rig.source.put(job("job-1", JobState.RUNNING, started_at=later))
+    rig.source.put(job("job-2", JobState.WAITING, circuit="PLANT002/CIRCUIT02", created_at=later))
+    report = await rig.engine.tick()
+    assert report.listings == 1 and report.replanned == []
+    assert rig.repo.kinds()[-1] == "training_started"
+    assert rig.repo.job(WS.key, "job-2").session_id == session_id
+    assert rig.repo.sessions[session_id].status == "active"
+
+
 async def test_check_now_touches_only_the_sessions_holding_the_job() -> None:
     rig = Rig()
     rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
