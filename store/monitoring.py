@@ -120,7 +120,11 @@ class MonitoringStore:
         sessions were ever created; only polling ones ("active") are brought forward.
         """
         c = monitoring_sessions.c
-        query = select(c.id, c.status).where(c.status.in_(WATCHING))
+        # Locked in id order, as every writer of several sessions locks them, so two
+        # writers never wait on each other (PostgreSQL; SQLite serializes writers).
+        query = (
+            select(c.id, c.status).where(c.status.in_(WATCHING)).order_by(c.id).with_for_update()
+        )
         if workspace:
             query = query.where(c.workspace == workspace)
         if job_name:
@@ -168,14 +172,19 @@ class MonitoringStore:
             found = (await session.execute(select(j.session_id).where(where_job))).first()
             if found is None:
                 return False
-            await session.execute(
-                watched_jobs.update().where(where_job).values(session_id=to_session)
-            )
             touched = {to_session} | ({found.session_id} if found.session_id is not None else set())
+            # Sessions first, in id order, then the job row: the order an engine pass
+            # takes its locks in, so the two never deadlock on PostgreSQL.
+            await session.execute(
+                select(c.id).where(c.id.in_(touched)).order_by(c.id).with_for_update()
+            )
             await session.execute(
                 monitoring_sessions.update()
                 .where(c.id.in_(touched))
                 .values(version=c.version + 1, updated_at=now)
+            )
+            await session.execute(
+                watched_jobs.update().where(where_job).values(session_id=to_session)
             )
             if stop_watching:
                 await session.execute(
