@@ -207,6 +207,29 @@ async def test_an_unwatch_during_a_tick_stays_unwatched() -> None:
     assert rig.repo.job(WS.key, "job-1").session_id == record.session_id
 
 
+async def test_a_watch_during_a_tick_keeps_the_job_in_its_own_session() -> None:
+    rig = Rig()
+    rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
+    await rig.engine.tick()
+    experiment = rig.repo.job(WS.key, "job-1").session_id
+
+    rig.source.put(job("job-1", JobState.COMPLETED, started_at=START))
+    rig.clock.advance(30)
+    hold = rig.source.hold_next("get")
+    tick = asyncio.create_task(rig.engine.tick())
+    await hold.reached.wait()
+    await rig.engine.watch_job("job-1", actor="operator")
+    hold.release.set()
+    assert (await tick).replanned == [experiment]
+
+    manual = rig.repo.job(WS.key, "job-1").session_id
+    assert manual != experiment
+    assert manual is not None and rig.repo.sessions[manual].kind == "manual"
+    await rig.play_until(600)
+    completed = await rig.repo.events_of_kind("training_completed")
+    assert [e.session_id for e in completed] == [manual]  # announced once, in its session
+
+
 async def test_a_push_during_a_tick_keeps_its_check_now() -> None:
     rig = Rig()
     rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
