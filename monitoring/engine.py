@@ -5,7 +5,10 @@ one listing per workspace covers all of them, plus one `get` for each watched jo
 has just left the listing. Each session follows the documented backoff, brought forward
 when one of its jobs would otherwise wait longer than its own backoff allows
 (`monitoring.job_deadlines`). What it learns — job rows, session schedules and the events
-the changes caused — is written in one transaction. Side effects that reach Azure
+the changes caused — is written in one transaction, and only for sessions nobody wrote
+since the pass read them (compare-and-set on the session version): an `unwatch` or a
+push that lands while the pass waits on Azure is kept, and that session is planned again
+at the next pass (`docs/engine.md`). Side effects that reach Azure
 (cancelling an attempt that ran past its timeout, queuing the retry run) happen after
 that commit and are driven from the stored state, so a restart repeats none of them
 and loses none.
@@ -376,8 +379,8 @@ class MonitoringEngine:
         report.replanned = sorted(applied.stale_sessions)
         if applied.stale_sessions:
             log.info("monitoring: sessions %s changed meanwhile: planned again", report.replanned)
-        cancels = [c for c in cancels if c[2] not in applied.stale_sessions]
-        await self._cancel_timed_out(cancels, now, report)
+        kept = [(w, name) for w, name, owner in cancels if owner not in applied.stale_sessions]
+        await self._cancel_timed_out(kept, now, report)
         await self._drive_retries(report)
         return report
 
@@ -646,9 +649,9 @@ class MonitoringEngine:
         return candidates
 
     async def _cancel_timed_out(
-        self, cancels: list[tuple[Workspace, str, int]], now: datetime, report: TickReport
+        self, cancels: list[tuple[Workspace, str]], now: datetime, report: TickReport
     ) -> None:
-        for workspace, name, _session_id in cancels:
+        for workspace, name in cancels:
             try:
                 await self._source.cancel(workspace, name)
             except AzureCallError as exc:
