@@ -5,7 +5,10 @@ one listing per workspace covers all of them, plus one `get` for each watched jo
 has just left the listing. Each session follows the documented backoff, brought forward
 when one of its jobs would otherwise wait longer than its own backoff allows
 (`monitoring.job_deadlines`). What it learns — job rows, session schedules and the events
-the changes caused — is written in one transaction. Side effects that reach Azure
+the changes caused — is written in one transaction, and only for sessions nobody wrote
+since the pass read them (compare-and-set on the session version): an `unwatch` or a
+push that lands while the pass waits on Azure is kept, and that session is planned again
+at the next pass (`docs/engine.md`). Side effects that reach Azure
 (cancelling an attempt that ran past its timeout, queuing the retry run) happen after
 that commit and are driven from the stored state, so a restart repeats none of them
 and loses none.
@@ -15,13 +18,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
+from domain.monitoring import (
+    JobProgress,
+    JobRecord,
+    NewEvent,
+    SessionRecord,
+    SessionSchedule,
+)
+from domain.monitoring import Observation as StoreObservation
 from monitoring.azure_calls import AzureCallError, AzureNotFoundError
 from monitoring.backoff import BackoffPolicy, PollState
+from monitoring.engine_ports import (
+    Clock,
+    EngineJobSource,
+    EngineRepository,
+    PipelineQueue,
+    RunFinder,
+)
 from monitoring.job_deadlines import next_look_due
 from monitoring.jobs import JobState, TrainingJob, Workspace
 from monitoring.lifecycle import (
@@ -34,15 +52,6 @@ from monitoring.lifecycle import (
 )
 from monitoring.reminders import next_reminder_at
 from monitoring.retries import CircuitAttempts, max_attempts, plan_retries
-from store.monitoring import (
-    JobProgress,
-    JobRecord,
-    MonitoringStore,
-    NewEvent,
-    SessionRecord,
-    SessionSchedule,
-)
-from store.monitoring import Observation as StoreObservation
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -59,26 +68,20 @@ QUEUE_CLOCK_SLACK = timedelta(minutes=5)
 # followed nor attached to an experiment session again.
 UNWATCHED = "unwatched"
 
-
-class EngineJobSource(Protocol):
-    async def list_active(self, workspace: Workspace) -> list[TrainingJob]: ...
-
-    async def get(self, workspace: Workspace, name: str) -> TrainingJob: ...
-
-    async def cancel(self, workspace: Workspace, name: str) -> None: ...
-
-
-class PipelineQueue(Protocol):
-    async def queue_run(self, pipeline_name: str, template_parameters: dict[str, str]) -> Any: ...
-
-
-@runtime_checkable
-class RunFinder(Protocol):
-    """Pipelines that can find a run already queued (Azure DevOps can)."""
-
-    async def find_run(
-        self, pipeline_name: str, template_parameters: Mapping[str, str], since: datetime
-    ) -> Any: ...
+# The ports are declared in `monitoring.engine_ports`; these names stay importable here.
+__all__ = [
+    "RETRY_QUEUED",
+    "UNWATCHED",
+    "EngineConfig",
+    "EngineJobSource",
+    "MonitoringEngine",
+    "PipelineQueue",
+    "RunFinder",
+    "TickReport",
+    "event_payload",
+    "manual_session_key",
+    "session_key_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,9 @@ class TickReport:
     runs_queued: int = 0
     events: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    # Sessions written by someone else during the pass: left as they are, planned again
+    # from fresh rows at the next pass.
+    replanned: list[int] = field(default_factory=list)
 
     @property
     def api_calls(self) -> int:
@@ -193,12 +199,12 @@ class MonitoringEngine:
     def __init__(
         self,
         *,
-        store: MonitoringStore,
+        store: EngineRepository,
         source: EngineJobSource,
         workspaces: list[Workspace],
         pipelines: PipelineQueue | None,
         config: Callable[[], EngineConfig],
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self._store = store
         self._source = source
@@ -229,19 +235,9 @@ class MonitoringEngine:
 
     async def check_now(self, workspace_key: str | None = None, job_name: str | None = None) -> int:
         """A push event: the affected sessions (or all) check at the next tick."""
-        now = self._clock()
-        touched = 0
-        for session in await self._store.sessions():
-            if session.status not in ("active", "timed_out"):
-                continue
-            if workspace_key and session.workspace != workspace_key:
-                continue
-            if job_name:
-                names = {record.job.name for record in await self._store.session_jobs(session.id)}
-                if job_name not in names:
-                    continue
-            await self._store.check_now(session.id, now)
-            touched += 1
+        touched = await self._store.check_now_matching(
+            self._clock(), workspace=workspace_key or None, job_name=job_name or None
+        )
         if touched == 0:
             # An unknown job may be new: look for it at the next tick.
             for workspace in self._workspaces:
@@ -274,11 +270,12 @@ class MonitoringEngine:
             await self._store.check_now(session.id, now)
         else:
             await self._store.reactivate(session.id, now)
-        record = (await self._store.job_records(workspace.key)).get(job.name)
         # A known job keeps its last stored state and what was announced about it, so
-        # the next tick reports whatever changed since; a new one starts from now.
-        stored = record.job if record is not None else job
-        await self._store.apply(StoreObservation(now, jobs=[_progress(stored, record, session.id)]))
+        # the next tick reports whatever changed since; only its session changes (a
+        # pass planned before the move then writes neither session). A new one starts
+        # from now.
+        if not await self._store.move_job(workspace.key, job.name, to_session=session.id, now=now):
+            await self._store.apply(StoreObservation(now, jobs=[_progress(job, None, session.id)]))
         log.info("monitoring: %s watches %s in %s", actor, job.name, workspace.key)
         return job
 
@@ -306,20 +303,8 @@ class MonitoringEngine:
                 workspace=workspace.key,
                 now=now,
             )
-            await self._store.apply(
-                StoreObservation(
-                    now,
-                    jobs=[_progress(record.job, record, session.id)],
-                    schedules=[
-                        SessionSchedule(
-                            session_id=session.id,
-                            status=UNWATCHED,
-                            checks_done=session.checks_done,
-                            last_check_at=session.last_check_at,
-                            next_check_at=None,
-                        )
-                    ],
-                )
+            await self._store.move_job(
+                workspace.key, name, to_session=session.id, now=now, stop_watching=True
             )
             log.info("monitoring: stopped watching %s in %s", name, workspace.key)
             return True
@@ -334,7 +319,7 @@ class MonitoringEngine:
         }
         due_workspaces = {w.record.workspace for w in work.values()}
         changes = StoreObservation(now)
-        cancels: list[tuple[Workspace, str]] = []
+        cancels: list[tuple[Workspace, str, int]] = []
         listed_workspaces: set[str] = set()
 
         for workspace in self._workspaces:
@@ -386,8 +371,16 @@ class MonitoringEngine:
             item.looked_at = item.record.workspace in listed_workspaces
             await self._schedule(item, config, now, changes)
 
-        report.events = await self._store.apply(changes)
-        await self._cancel_timed_out(cancels, now, report)
+        # Compare-and-set: what was planned from a session applies only if nobody wrote
+        # the session (an unwatch, a push, another replica) since it was read.
+        changes.planned_from = {item.record.id: item.record.version for item in work.values()}
+        applied = await self._store.apply_pass(changes)
+        report.events = applied.created
+        report.replanned = sorted(applied.stale_sessions)
+        if applied.stale_sessions:
+            log.info("monitoring: sessions %s changed meanwhile: planned again", report.replanned)
+        kept = [(w, name) for w, name, owner in cancels if owner not in applied.stale_sessions]
+        await self._cancel_timed_out(kept, now, report)
         await self._drive_retries(report)
         return report
 
@@ -443,6 +436,10 @@ class MonitoringEngine:
         if session.status not in ("active", "timed_out") and not job.state.is_terminal:
             await self._store.reactivate(session.id, now)
             session = await self._store.session(session.id) or session
+            known = work.get(session.id)
+            if known is not None:
+                # This pass's own write: plan from it, or the pass would refuse itself.
+                known.record = session
         item = work.get(session.id)
         if item is None:
             item = _SessionWork(session, due=True)
@@ -457,7 +454,7 @@ class MonitoringEngine:
         config: EngineConfig,
         now: datetime,
         changes: StoreObservation,
-        cancels: list[tuple[Workspace, str]],
+        cancels: list[tuple[Workspace, str, int]],
     ) -> None:
         attempt = Attempt(max(job.attempt, 1), max(max_attempts(config.max_retries), job.attempt))
         previous = _previous(record)
@@ -511,7 +508,7 @@ class MonitoringEngine:
         ):
             workspace = next((w for w in self._workspaces if w.key == job.workspace), None)
             if workspace is not None:
-                cancels.append((workspace, job.name))
+                cancels.append((workspace, job.name, item.record.id))
 
     async def _schedule(
         self,

@@ -7,15 +7,25 @@ event nor record one twice (event keys are unique).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.events import checked_payload
-from domain.jobs import TrainingJob
+from domain.monitoring import (
+    AppliedPass,
+    EventRecord,
+    JobProgress,
+    JobRecord,
+    NewEvent,
+    Observation,
+    SessionRecord,
+    SessionSchedule,
+)
 from monitoring.status_report import LastDeployment, PendingApproval
 from store.database import Database, as_utc
 from store.tables import events, monitoring_sessions, watched_jobs
@@ -25,95 +35,19 @@ from store.watched_jobs import job_columns, job_from_row, mark_superseded
 # with jobs still running ("timed_out", checked at each long-running reminder).
 WATCHING = ("active", "timed_out")
 
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    id: int
-    kind: str
-    key: str
-    title: str
-    workspace: str | None
-    pipeline_run_id: int | None
-    status: str
-    started_at: datetime
-    checks_done: int
-    last_check_at: datetime | None
-    next_check_at: datetime | None
-    created_by: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """A stored job and the engine's memory of it (None/False until first observed)."""
-
-    job: TrainingJob
-    session_id: int | None
-    first_seen_at: datetime | None
-    observed_at: datetime | None
-    running_since: datetime | None
-    announced_start: bool
-    timed_out: bool
-    reminders_sent: int
-    cancel_requested_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    key: str
-    kind: str
-    payload: dict[str, Any]
-    session_id: int | None = None
-    workspace: str | None = None
-    job_name: str | None = None
-    circuit: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    id: int
-    key: str
-    kind: str
-    payload: dict[str, Any]
-    session_id: int | None
-    workspace: str | None
-    job_name: str | None
-    circuit: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-    delivery_attempts: int
-    last_error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class JobProgress:
-    """A job's latest observation plus what the engine has announced about it."""
-
-    job: TrainingJob
-    session_id: int | None
-    running_since: datetime | None
-    announced_start: bool
-    timed_out: bool
-    reminders_sent: int
-    cancel_requested_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSchedule:
-    session_id: int
-    status: str
-    checks_done: int
-    last_check_at: datetime | None
-    next_check_at: datetime | None
-
-
-@dataclass
-class Observation:
-    """Everything one engine pass learned; applied atomically by `MonitoringStore.apply`."""
-
-    now: datetime
-    jobs: list[JobProgress] = field(default_factory=list)
-    schedules: list[SessionSchedule] = field(default_factory=list)
-    events: list[NewEvent] = field(default_factory=list)
+# The exchanged types live in the domain; importing them from here keeps working.
+__all__ = [
+    "WATCHING",
+    "AppliedPass",
+    "EventRecord",
+    "JobProgress",
+    "JobRecord",
+    "MonitoringStore",
+    "NewEvent",
+    "Observation",
+    "SessionRecord",
+    "SessionSchedule",
+]
 
 
 class MonitoringStore:
@@ -150,6 +84,7 @@ class MonitoringStore:
                         next_check_at=now,
                         created_by=created_by,
                         updated_at=now,
+                        version=0,
                     )
                 )
                 existing = await self._session_by_key(session, key)
@@ -168,23 +103,96 @@ class MonitoringStore:
                     checks_done=0,
                     next_check_at=now,
                     updated_at=now,
+                    version=monitoring_sessions.c.version + 1,
                 )
             )
 
     async def check_now(self, session_id: int, now: datetime) -> None:
         async with self._db.sessions.begin() as session:
+            await self._check_now(session, [session_id], now)
+
+    async def check_now_matching(
+        self, now: datetime, *, workspace: str | None = None, job_name: str | None = None
+    ) -> int:
+        """A push: every watched session of `workspace` (holding `job_name`) checks now.
+
+        Returns how many watched sessions matched. One query finds them, however many
+        sessions were ever created; only polling ones ("active") are brought forward.
+        """
+        c = monitoring_sessions.c
+        # Locked in id order, as every writer of several sessions locks them, so two
+        # writers never wait on each other (PostgreSQL; SQLite serializes writers).
+        query = (
+            select(c.id, c.status).where(c.status.in_(WATCHING)).order_by(c.id).with_for_update()
+        )
+        if workspace:
+            query = query.where(c.workspace == workspace)
+        if job_name:
+            holding = select(watched_jobs.c.session_id).where(watched_jobs.c.name == job_name)
+            if workspace:
+                holding = holding.where(watched_jobs.c.workspace == workspace)
+            query = query.where(c.id.in_(holding.scalar_subquery()))
+        async with self._db.sessions.begin() as session:
+            rows = (await session.execute(query)).all()
+            await self._check_now(session, [row.id for row in rows if row.status == "active"], now)
+        return len(rows)
+
+    @staticmethod
+    async def _check_now(session: AsyncSession, session_ids: list[int], now: datetime) -> None:
+        if not session_ids:
+            return
+        c = monitoring_sessions.c
+        await session.execute(
+            monitoring_sessions.update()
+            .where(and_(c.id.in_(session_ids), c.status == "active"))
+            # A push restarts the delays from the poll interval (the max wait still
+            # counts from the session start); the new version makes a pass planned
+            # before the push leave this schedule alone.
+            .values(next_check_at=now, checks_done=0, updated_at=now, version=c.version + 1)
+        )
+
+    async def move_job(
+        self,
+        workspace: str,
+        name: str,
+        *,
+        to_session: int,
+        now: datetime,
+        stop_watching: bool = False,
+    ) -> bool:
+        """Put a stored job under another session, in one transaction; False if unknown.
+
+        Both sessions get a new version, so a pass planned before the move writes
+        neither. `stop_watching` marks the receiving session unwatched: never checked.
+        """
+        j = watched_jobs.c
+        c = monitoring_sessions.c
+        where_job = and_(j.workspace == workspace, j.name == name)
+        async with self._db.sessions.begin() as session:
+            found = (await session.execute(select(j.session_id).where(where_job))).first()
+            if found is None:
+                return False
+            touched = {to_session} | ({found.session_id} if found.session_id is not None else set())
+            # Sessions first, in id order, then the job row: the order an engine pass
+            # takes its locks in, so the two never deadlock on PostgreSQL.
+            await session.execute(
+                select(c.id).where(c.id.in_(touched)).order_by(c.id).with_for_update()
+            )
             await session.execute(
                 monitoring_sessions.update()
-                .where(
-                    and_(
-                        monitoring_sessions.c.id == session_id,
-                        monitoring_sessions.c.status == "active",
-                    )
-                )
-                # A push restarts the delays from the poll interval (the max wait
-                # still counts from the session start).
-                .values(next_check_at=now, checks_done=0, updated_at=now)
+                .where(c.id.in_(touched))
+                .values(version=c.version + 1, updated_at=now)
             )
+            await session.execute(
+                watched_jobs.update().where(where_job).values(session_id=to_session)
+            )
+            if stop_watching:
+                await session.execute(
+                    monitoring_sessions.update()
+                    .where(c.id == to_session)
+                    .values(status="unwatched", next_check_at=None)
+                )
+        return True
 
     async def session(self, session_id: int) -> SessionRecord | None:
         async with self._db.sessions() as session:
@@ -259,13 +267,29 @@ class MonitoringStore:
     # --- the atomic write --------------------------------------------------------------
     async def apply(self, observation: Observation) -> list[str]:
         """Write jobs, schedules and events together; returns the keys of new events."""
+        return (await self.apply_pass(observation)).created
+
+    async def apply_pass(self, observation: Observation) -> AppliedPass:
+        """Like `apply`, leaving out the sessions written since the pass read them.
+
+        For each session in `observation.planned_from` the version is compared and
+        bumped in the same statement (compare-and-set), which also holds the row until
+        commit; a job the pass would write under a session it no longer belongs to
+        makes that session stale too. What belongs to a stale session (its jobs,
+        schedule and events) is not written.
+        """
         created: list[str] = []
         # A payload that does not fit its kind is refused before anything is written.
         payloads = [checked_payload(event.kind, event.payload) for event in observation.events]
         async with self._db.sessions.begin() as session:
+            stale = await self._stale_sessions(session, observation)
             for progress in observation.jobs:
+                if progress.session_id in stale:
+                    continue
                 await self._upsert_job(session, progress, observation.now)
             for schedule in observation.schedules:
+                if schedule.session_id in stale:
+                    continue
                 await session.execute(
                     monitoring_sessions.update()
                     .where(monitoring_sessions.c.id == schedule.session_id)
@@ -278,6 +302,8 @@ class MonitoringStore:
                     )
                 )
             for event, payload in zip(observation.events, payloads, strict=True):
+                if event.session_id in stale:
+                    continue
                 exists = await session.scalar(select(events.c.id).where(events.c.key == event.key))
                 if exists is not None:
                     continue  # already recorded by an earlier pass: never twice
@@ -295,7 +321,41 @@ class MonitoringStore:
                     )
                 )
                 created.append(event.key)
-        return created
+        return AppliedPass(created, frozenset(stale))
+
+    @staticmethod
+    async def _stale_sessions(session: AsyncSession, observation: Observation) -> set[int]:
+        c = monitoring_sessions.c
+        stale: set[int] = set()
+        # In id order, so two writers lock the same rows in the same order.
+        for session_id, version in sorted(observation.planned_from.items()):
+            result = await session.execute(
+                monitoring_sessions.update()
+                .where(and_(c.id == session_id, c.version == version))
+                .values(version=c.version + 1)
+            )
+            if not isinstance(result, CursorResult) or result.rowcount != 1:
+                stale.add(session_id)
+        planned = [p for p in observation.jobs if p.session_id in observation.planned_from]
+        for owner, names in _by_workspace(planned):
+            j = watched_jobs.c
+            moved = await session.execute(
+                select(j.name, j.session_id).where(
+                    and_(
+                        j.workspace == owner,
+                        j.name.in_(names),
+                        j.session_id.is_not(None),
+                    )
+                )
+            )
+            current = {row.name: row.session_id for row in moved}
+            for progress in planned:
+                if progress.job.workspace != owner or progress.job.name not in current:
+                    continue
+                if current[progress.job.name] != progress.session_id:
+                    assert progress.session_id is not None
+                    stale.add(progress.session_id)
+        return stale
 
     async def _upsert_job(
         self, session: AsyncSession, progress: JobProgress, now: datetime
@@ -455,6 +515,7 @@ def _session(row: Any) -> SessionRecord:
         last_check_at=as_utc(row["last_check_at"]),
         next_check_at=as_utc(row["next_check_at"]),
         created_by=row["created_by"],
+        version=row["version"],
     )
 
 
@@ -488,3 +549,10 @@ def _event(row: Any) -> EventRecord:
         delivery_attempts=row["delivery_attempts"],
         last_error=row["last_error"],
     )
+
+
+def _by_workspace(jobs: Iterable[JobProgress]) -> list[tuple[str, list[str]]]:
+    grouped: dict[str, list[str]] = {}
+    for progress in jobs:
+        grouped.setdefault(progress.job.workspace, []).append(progress.job.name)
+    return sorted(grouped.items())

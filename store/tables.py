@@ -108,6 +108,9 @@ monitoring_sessions = Table(
     Column("next_check_at", DateTime(timezone=True), nullable=True, index=True),
     Column("created_by", String(256), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Revision 0008: bumped by every write, so an engine pass planned from an older
+    # read is refused instead of undoing an unwatch or a push (compare-and-set).
+    Column("version", Integer, nullable=False, default=0, server_default="0"),
 )
 
 events = Table(

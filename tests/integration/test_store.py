@@ -34,15 +34,15 @@ def record(conversation_id: str, team: str | None = None) -> ConversationRecord:
 
 
 async def test_migrations_are_idempotent_and_ready(database: Database) -> None:
-    assert await database.migrate() == "0006"
+    assert await database.migrate() == "0008"
     readiness = await database.readiness()
-    assert readiness.ready and readiness.revision == "0006"
+    assert readiness.ready and readiness.revision == "0008"
 
 
 async def test_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
     readiness = await db.readiness()
-    assert not readiness.ready and "expected 0006" in readiness.detail
+    assert not readiness.ready and "expected 0008" in readiness.detail
     await db.dispose()
 
 
@@ -225,3 +225,100 @@ async def test_pending_approvals_and_last_deployments_from_hook_events(
         ("prod", "20261129.2", False),
         ("staging", "20261129.3", True),
     ]
+
+
+async def test_a_pass_planned_from_an_old_session_version_is_refused(database: Database) -> None:
+    from store.monitoring import (
+        JobProgress,
+        MonitoringStore,
+        NewEvent,
+        Observation,
+        SessionSchedule,
+    )
+
+    store = MonitoringStore(database)
+    job = TrainingJob(
+        workspace="s/r/w",
+        name="job-1",
+        display_name="train PLANT001/CIRCUIT01",
+        experiment="exp",
+        circuit="PLANT001/CIRCUIT01",
+        status="Running",
+        state=JobState.RUNNING,
+    )
+    first = await store.open_session(kind="experiment", key="experiment:exp", title="exp", now=NOW)
+    other = await store.open_session(kind="manual", key="manual:job-1", title="job", now=NOW)
+
+    def planned(session_id: int, version: int, key: str) -> Observation:
+        return Observation(
+            now=NOW,
+            jobs=[JobProgress(job, session_id, NOW, True, False, 0)],
+            schedules=[SessionSchedule(session_id, "active", 1, NOW, NOW + timedelta(seconds=30))],
+            events=[NewEvent(key, "training_started", {}, session_id=session_id)],
+            planned_from={session_id: version},
+        )
+
+    applied = await store.apply_pass(planned(first.id, first.version, "e1"))
+    assert applied.stale_sessions == frozenset()
+    assert applied.created == ["e1"]
+    current = await store.session(first.id)
+    assert current is not None and current.version == first.version + 1
+
+    # A push bumps the version: a pass planned before it writes nothing of that session.
+    await store.check_now(first.id, NOW)
+    applied = await store.apply_pass(planned(first.id, current.version, "e2"))
+    assert applied == type(applied)([], frozenset({first.id}))
+    pushed = await store.session(first.id)
+    assert pushed is not None and (pushed.next_check_at, pushed.checks_done) == (NOW, 0)
+
+    # A job moved to another session is not written back under the old one, even by a
+    # pass that read the old session's version after the move.
+    assert await store.move_job("s/r/w", "job-1", to_session=other.id, now=NOW, stop_watching=True)
+    fresh = await store.session(first.id)
+    assert fresh is not None
+    applied = await store.apply_pass(planned(first.id, fresh.version, "e3"))
+    assert applied.stale_sessions == frozenset({first.id})
+    assert (await store.job_records("s/r/w"))["job-1"].session_id == other.id
+    unwatched = await store.session(other.id)
+    assert unwatched is not None and unwatched.status == "unwatched"
+    assert not await store.move_job("s/r/w", "job-9", to_session=other.id, now=NOW)
+    assert [e.key for e in await store.events()] == ["e1"]
+
+
+async def test_check_now_matching_finds_sessions_by_workspace_and_job(database: Database) -> None:
+    from store.monitoring import JobProgress, MonitoringStore, Observation, SessionSchedule
+
+    store = MonitoringStore(database)
+    later = NOW + timedelta(minutes=5)
+    sessions = []
+    for index, workspace in enumerate(("s/r/w1", "s/r/w1", "s/r/w2")):
+        session = await store.open_session(
+            kind="experiment", key=f"k{index}", title="t", workspace=workspace, now=NOW
+        )
+        job = TrainingJob(
+            workspace=workspace,
+            name=f"job-{index}",
+            display_name="d",
+            experiment="e",
+            circuit=None,
+            status="Running",
+            state=JobState.RUNNING,
+        )
+        await store.apply(
+            Observation(NOW, jobs=[JobProgress(job, session.id, NOW, True, False, 0)])
+        )
+        sessions.append(session)
+    done = await store.open_session(
+        kind="experiment", key="k-done", title="t", workspace="s/r/w1", now=NOW
+    )
+
+    await store.apply(Observation(NOW, schedules=[SessionSchedule(done.id, "done", 1, NOW, None)]))
+
+    assert await store.check_now_matching(later, workspace="s/r/w1", job_name="job-1") == 1
+    assert [s.id for s in await store.due_sessions(later) if s.next_check_at == later] == [
+        sessions[1].id
+    ]
+    assert await store.check_now_matching(later, workspace="s/r/w1") == 2
+    assert await store.check_now_matching(later, job_name="job-2") == 1
+    assert await store.check_now_matching(later) == 3
+    assert await store.check_now_matching(later, job_name="job-404") == 0
