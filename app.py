@@ -535,7 +535,12 @@ def build_http(
     def hook_secret() -> str:
         return live.now().hook_secret.get_secret_value()
 
-    eventgrid = EventGridHook(hook_secret, on_push)
+    def workspace_keys() -> list[str]:
+        if monitoring_engine is None:
+            return []
+        return [workspace.key for workspace in monitoring_engine.workspaces]
+
+    eventgrid = EventGridHook(hook_secret, on_push, workspace_keys)
     web_app.router.add_post("/api/hooks/eventgrid", eventgrid.post)
     web_app.router.add_route("OPTIONS", "/api/hooks/eventgrid", eventgrid.options)
 

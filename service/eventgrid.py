@@ -106,9 +106,16 @@ PushHandler = Callable[[str | None, str | None], Awaitable[int]]
 
 
 class EventGridHook:
-    def __init__(self, secret: Callable[[], str], on_push: PushHandler | None) -> None:
+    def __init__(
+        self,
+        secret: Callable[[], str],
+        on_push: PushHandler | None,
+        workspaces: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
         self._secret = secret
         self._on_push = on_push
+        # The configured workspace keys: a topic is matched to them without case.
+        self._workspaces = workspaces
 
     async def options(self, request: web.Request) -> web.Response:
         """CloudEvents abuse-protection handshake."""
@@ -136,7 +143,9 @@ class EventGridHook:
             return web.json_response({"validationResponse": batch.validation_code})
         checked = 0
         if self._on_push is not None:
+            known = list(self._workspaces())
             for run in batch.runs:
-                checked += await self._on_push(run.workspace_key, run.job_name)
+                key = resolve_workspace_key(run.workspace_key, known)
+                checked += await self._on_push(key, run.job_name)
         log.info("event grid: %d run event(s), %d session(s) to check", len(batch.runs), checked)
         return web.json_response({"accepted": len(batch.runs), "ignored": batch.ignored})
