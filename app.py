@@ -67,6 +67,7 @@ from monitoring.status_report import StatusService
 from monitoring.variable_group import VariableGroupRefresher
 from monitoring.workspaces import WorkspaceSettingError, parse_workspaces
 from service.alerts_hook import AlertsHook
+from service.devops_hook_details import with_approval_details
 from service.devops_hooks import DevOpsEventKind, DevOpsHook, store_recorder
 from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
@@ -548,6 +549,8 @@ def build_http(
     record_hook_event = store_recorder(
         store.monitoring, clock, scheduler.poke if scheduler is not None else None
     )
+    # Approval hooks carry no names nor environment in Microsoft's samples: ask for them.
+    record_hook_event = with_approval_details(record_hook_event, azure.clients.pipelines)
     if watcher is not None:
         record_hook_event = _watching_deployments(
             record_hook_event, watcher, azure.rollback_targets

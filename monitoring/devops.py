@@ -436,6 +436,21 @@ class AzureDevOpsPipelines:
 
         return await self._call("list approvals", run, PROJECT_SETTING)
 
+    async def get_approval(self, approval_id: str) -> Approval:
+        """Approvals - Get, with its steps: who may approve and who decided, by name."""
+
+        def run() -> Approval:
+            data = self._rest(
+                "GET",
+                f"_apis/pipelines/approvals/{quote(approval_id, safe='')}",
+                params={"$expand": "steps"},
+            )
+            if not isinstance(data, Mapping):
+                raise AzureResponseError(SERVICE, "read approval", "unexpected answer shape")
+            return _to_approval(data)
+
+        return await self._call("read approval", run, f"approval {approval_id}")
+
     async def locate_approval(
         self, approval_id: str, run_id: int | None = None
     ) -> ApprovalPlace | None:

@@ -6,8 +6,9 @@ It speaks what the real `azure-devops` SDK (7.1) and our approvals calls send:
   (an empty list, which keeps every area on the organization URL);
 - pipelines: list, get, run (`POST …/pipelines/{id}/runs` with `templateParameters`),
   list runs, get run;
-- approvals: `GET` / `PATCH {org}/{project}/_apis/pipelines/approvals`, in the documented
-  7.1 `Approval` shape (no pipeline or run: those are found through the run's timeline);
+- approvals: `GET` / `PATCH {org}/{project}/_apis/pipelines/approvals` and `GET …/{id}`,
+  in the documented 7.1 `Approval` shape (no pipeline or run: the run's timeline has
+  them);
 - builds: list (`statusFilter`), get, and the build timeline, whose `Stage`, `Checkpoint`
   and `Checkpoint.Approval` records tie an approval (record id = approval id) to its stage
   and check suite (the `Checkpoint` record's id);
@@ -292,6 +293,10 @@ class DevOpsEmulator:
              self._list_approvals),
             ("PATCH", re.compile(r"^/(?P<project>[^/]+)/_apis/pipelines/approvals/?$", re.I),
              self._update_approvals),
+            ("GET",
+             re.compile(r"^/(?P<project>[^/]+)/_apis/pipelines/approvals/(?P<aid>[^/]+)/?$",
+                        re.I),
+             self._get_approval),
             ("GET", re.compile(r"^/(?P<project>[^/]+)/_apis/pipelines/?$", re.I),
              self._list_pipelines),
             ("GET", re.compile(r"^/(?P<project>[^/]+)/_apis/build/definitions/?$", re.I),
@@ -1163,6 +1168,18 @@ class DevOpsEmulator:
             200,
             _collection([self._approval_json(a, expand_steps="steps" in expand) for a in items]),
         )
+
+    async def _get_approval(
+        self, request: web.Request, match: re.Match[str], body: Any, identity: str
+    ) -> _Reply:
+        wanted = match["aid"].lower()
+        approval = next((a for a in self.approvals.values() if a.id.lower() == wanted), None)
+        if approval is None:
+            return _wrapped_exception(
+                f"Approval {match['aid']} not found.", "ApprovalNotFoundException", 404
+            )
+        expand = request.query.get("$expand", "").lower()
+        return _Reply(200, self._approval_json(approval, expand_steps="steps" in expand))
 
     async def _update_approvals(
         self, request: web.Request, match: re.Match[str], body: Any, identity: str
