@@ -67,7 +67,7 @@ from monitoring.status_report import StatusService
 from monitoring.variable_group import VariableGroupRefresher
 from monitoring.workspaces import WorkspaceSettingError, parse_workspaces
 from service.alerts_hook import AlertsHook
-from service.devops_hook_details import with_approval_details
+from service.devops_hook_details import hook_completer, with_approval_details
 from service.devops_hooks import DevOpsEventKind, DevOpsHook, store_recorder
 from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
@@ -555,7 +555,9 @@ def build_http(
         record_hook_event = _watching_deployments(
             record_hook_event, watcher, azure.rollback_targets
         )
-    devops_hook = DevOpsHook(hook_secret, record_hook_event, clock)
+    devops_hook = DevOpsHook(
+        hook_secret, record_hook_event, clock, hook_completer(azure.clients.pipelines)
+    )
     web_app.router.add_post("/api/hooks/devops", devops_hook.post)
     alerts = AlertsHook(hook_secret, watcher.on_alert if watcher is not None else None)
     web_app.router.add_post("/api/hooks/alerts", alerts.post)

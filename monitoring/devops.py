@@ -436,6 +436,26 @@ class AzureDevOpsPipelines:
 
         return await self._call("list approvals", run, PROJECT_SETTING)
 
+    async def get_build(self, run_id: int) -> PipelineRun:
+        """Builds - Get: a run by id alone (a pipeline run id is its build id)."""
+
+        def run() -> PipelineRun:
+            found = self._sdk("build").get_build(self.project, run_id)
+            definition = found.definition
+            return PipelineRun(
+                pipeline_id=int(definition.id) if definition is not None else 0,
+                pipeline_name=str(getattr(definition, "name", "") or ""),
+                run_id=int(found.id),
+                name=str(found.build_number or found.id),
+                state=str(found.status or "unknown"),
+                result=str(found.result) if found.result else None,
+                web_url=_web_link(found) or self._web_url_for_run(int(found.id)),
+                created_at=found.queue_time,
+                finished_at=found.finish_time,
+            )
+
+        return await self._call(f"get run {run_id}", run, f"run {run_id}")
+
     async def get_approval(self, approval_id: str) -> Approval:
         """Approvals - Get, with its steps: who may approve and who decided, by name."""
 

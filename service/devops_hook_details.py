@@ -1,4 +1,8 @@
-"""Approval hooks completed from Azure DevOps before they are recorded.
+"""Service hooks completed from Azure DevOps: partial deliveries, and approvals.
+
+A Web Hooks subscription sending "Resource details: Minimal" or "None" leaves the run or
+approval out; `hook_completer` reads the run (Builds - Get) or the run's pending approval
+before the event is classified, and a failing Azure DevOps keeps the event as it came.
 
 The published approval-pending and approval-completed samples name approvers without a
 display name, no `actualApprover`, and leave pipeline, run and stage null, so a card
@@ -21,7 +25,16 @@ from typing import Any, Protocol
 from domain.events import EventKind
 from monitoring.approval_places import ApprovalPlace
 from monitoring.azure_calls import AzureCallError
-from monitoring.devops import Approval
+from monitoring.devops import Approval, PipelineRun
+from service.devops_hooks import (
+    APPROVAL_PENDING,
+    BUILD_COMPLETE,
+    RUN_STATE_CHANGED,
+    Complete,
+    DevOpsHookEvent,
+    RunDetails,
+    with_run_details,
+)
 from store.monitoring import NewEvent
 
 log = logging.getLogger(__name__)
@@ -98,3 +111,51 @@ def with_approval_details(
         return await record(replace(event, payload=filled))
 
     return record_with_details
+
+
+class HookSource(ApprovalSource, Protocol):
+    async def get_build(self, run_id: int) -> PipelineRun: ...
+
+    async def list_pending_approvals(self) -> list[Approval]: ...
+
+
+def hook_completer(source: HookSource | None, *, timeout_s: float = 10.0) -> Complete | None:
+    """What completes a Minimal/None delivery: the run (Builds - Get) for run events, the
+    pending approval of the run for an approval event without its approval."""
+    if source is None:
+        return None
+
+    async def fill(event: DevOpsHookEvent) -> DevOpsHookEvent:
+        if event.event_type in (RUN_STATE_CHANGED, BUILD_COMPLETE) and event.run_id is not None:
+            run = await source.get_build(event.run_id)
+            return with_run_details(
+                event,
+                RunDetails(
+                    pipeline=run.pipeline_name,
+                    pipeline_id=run.pipeline_id or None,
+                    run_name=run.name,
+                    state=run.state,
+                    result=run.result,
+                    finished_at=run.finished_at.isoformat() if run.finished_at else None,
+                    web_url=run.web_url,
+                ),
+            )
+        if event.approval_id is not None and event.approval_status is None:
+            approval = await source.get_approval(event.approval_id)
+            return replace(event, approval_status=approval.status, partial=False)
+        if event.event_type == APPROVAL_PENDING and event.approval_id is None:
+            waiting = [a for a in await source.list_pending_approvals() if a.run_id == event.run_id]
+            if len(waiting) == 1:
+                return replace(
+                    event, approval_id=waiting[0].id, approval_status="pending", partial=False
+                )
+        return event
+
+    async def complete(event: DevOpsHookEvent) -> DevOpsHookEvent:
+        try:
+            return await asyncio.wait_for(fill(event), timeout_s)
+        except (AzureCallError, TimeoutError) as exc:
+            log.warning("devops hook %s kept as sent (partial): %s", event.event_id, exc)
+            return event
+
+    return complete

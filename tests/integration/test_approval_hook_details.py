@@ -93,3 +93,52 @@ async def test_an_unknown_approval_is_recorded_as_the_hook_sent_it(
     assert answer["recorded"] == "approval_required"
     payload = await _payload(bot, "approval_required")
     assert payload["approvers"] == [] and payload["environment"] == "env1"
+
+
+# --- "Resource details to send: Minimal / None" ----------------------------------------
+
+
+async def test_a_minimal_run_event_is_completed_from_azure_devops(
+    start_sandbox_bot: StartSandboxBot,
+) -> None:
+    bot = await start_sandbox_bot({"MLBOT_HOOK_SECRET": SECRET})
+    run = bot.stack.devops.queue_run("deployment-pipeline", {"environment": "prod"})
+    bot.stack.devops.complete_run(run.id, "succeeded")
+    minimal = {
+        "id": "4d3c2b1a-0000-4000-8000-000000000001",
+        "eventType": "ms.vss-pipelines.run-state-changed-event",
+        "message": {"text": f"Run {run.name} succeeded."},
+        "resource": {"run": {"id": run.id}},
+    }
+
+    answer = await _post(bot, minimal)
+
+    assert answer["recorded"] == "deployment_completed"
+    payload = await _payload(bot, "deployment_completed")
+    assert payload["pipeline"] == "deployment-pipeline" and payload["result"] == "succeeded"
+    assert payload["run_id"] == run.id
+
+
+async def test_an_approval_event_without_resource_finds_its_approval_by_run(
+    start_sandbox_bot: StartSandboxBot,
+) -> None:
+    bot = await start_sandbox_bot({"MLBOT_HOOK_SECRET": SECRET})
+    approval = bot.stack.add_approval(
+        ApprovalSpec(pipeline="deployment-pipeline", stage="Deploy_Prod", environment="prod")
+    )
+    link = f"https://dev.azure.com/contoso/mlops/_build/results?buildId={approval['run_id']}"
+    bare = {
+        "id": "4d3c2b1a-0000-4000-8000-000000000002",
+        "eventType": "ms.vss-pipelinechecks-events.approval-pending",
+        "message": {
+            "text": "Approval pending for deployment of pipeline run1 to environment prod.",
+            "markdown": f"Approval pending for deployment of pipeline [run1]({link})",
+        },
+    }
+
+    answer = await _post(bot, bare)
+
+    assert answer["recorded"] == "approval_required"
+    payload = await _payload(bot, "approval_required")
+    assert payload["approval_id"] == approval["id"]
+    assert payload["environment"] == "prod" and payload["approvers"] == ["Release Approvers"]
