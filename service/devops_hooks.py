@@ -159,8 +159,9 @@ class DevOpsHookEvent:
         return self.kind in NOTIFIED_KINDS
 
     def payload(self) -> dict[str, Any]:
-        """The stored event payload (JSON): every field, with the kind as plain text."""
+        """The stored event payload (JSON): the fields, with the kind as plain text."""
         values = asdict(self)
+        values.pop("partial")  # how the delivery came, not what happened
         values["kind"] = self.kind.value
         values["approvers"] = list(self.approvers)
         return values
