@@ -240,6 +240,14 @@ def classify(
     return AzureResponseError(SERVICE, operation, f"unexpected {type(exc).__name__}")
 
 
+def _server_words(message: str) -> str:
+    """`: <the server's first line>` for a message worth showing, else nothing."""
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    if not first or "<" in first or _STATUS_IN_MESSAGE.search(first):
+        return ""
+    return f": {first[:200]}"
+
+
 def _from_status(
     status: int,
     operation: str,
@@ -250,12 +258,15 @@ def _from_status(
     not_found_hint: str,
     type_key: str,
 ) -> AzureCallError:
+    # What Azure DevOps said (`TF400813: … not authorized`, `… token has expired`) tells
+    # a token without the scope from a wrong one; a sign-in page says nothing.
+    said = _server_words(server_message)
     if status in (203, 401):
         # 203 is the sign-in page Azure DevOps serves to a credential it does not accept.
         return AzureAuthError(
             SERVICE,
             operation,
-            f"Azure DevOps refused the credentials (HTTP {status})",
+            f"Azure DevOps refused the credentials (HTTP {status}){said}",
             auth_setting,
         )
     if status == 403:
@@ -263,7 +274,7 @@ def _from_status(
             SERVICE,
             operation,
             "Azure DevOps denied access (HTTP 403): the identity lacks a permission or the "
-            "token lacks a scope",
+            f"token lacks a scope{said}",
             auth_setting,
         )
     if status == 429 or status == 408 or status >= 500:
@@ -690,8 +701,10 @@ class AzureDevOpsPipelines:
             message = ""
             try:
                 message = str(response.json().get("message", ""))
-            except ValueError:
-                message = ""
+            except (ValueError, AttributeError):
+                # A plain-text refusal ("Access Denied: … token … has expired") says why.
+                is_text = "text/plain" in str(response.headers.get("Content-Type", ""))
+                message = response.text[:300] if is_text else ""
             raise _HttpStatusError(status, message)
         return json.loads(response.text)
 

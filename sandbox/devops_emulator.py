@@ -40,7 +40,14 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 FaultKind = Literal[
-    "throttle", "server_error", "slow", "malformed", "unauthorized", "forbidden", "login_page"
+    "throttle",
+    "server_error",
+    "slow",
+    "malformed",
+    "unauthorized",
+    "forbidden",
+    "login_page",
+    "missing_scope",
 ]
 RunState = Literal["unknown", "inProgress", "canceling", "completed"]
 RunResult = Literal["unknown", "succeeded", "failed", "canceled"]
@@ -619,6 +626,14 @@ class DevOpsEmulator:
             )
         if fault.kind == "unauthorized":
             return self._unauthorized()
+        if fault.kind == "missing_scope":
+            # A valid token without the scope the call needs: 401 and TF400813.
+            return _wrapped_exception(
+                f"TF400813: The user '{uuid.uuid5(uuid.NAMESPACE_URL, self.pat_identity)}' is "
+                "not authorized to access this resource.",
+                "UnauthorizedRequestException",
+                401,
+            )
         if fault.kind == "forbidden":
             return _wrapped_exception(
                 "TF400813: The user is not authorized to access this resource.",
