@@ -69,6 +69,7 @@ from monitoring.status_report import StatusService
 from monitoring.variable_group import VariableGroupRefresher
 from monitoring.workspaces import WorkspaceSettingError, parse_workspaces
 from service.alerts_hook import AlertsHook
+from service.devops_hook_details import hook_completer, with_approval_details
 from service.devops_hooks import DevOpsEventKind, DevOpsHook, store_recorder
 from service.eventgrid import EventGridHook
 from service.health import HealthRoutes
@@ -570,7 +571,12 @@ def build_http(
             Settings.model_fields[f"{hook}_hook_secret"].alias,
         )
 
-    eventgrid = EventGridHook(guard("eventgrid"), on_push)
+    def workspace_keys() -> list[str]:
+        if monitoring_engine is None:
+            return []
+        return [workspace.key for workspace in monitoring_engine.workspaces]
+
+    eventgrid = EventGridHook(guard("eventgrid"), on_push, workspace_keys)
     web_app.router.add_post("/api/hooks/eventgrid", eventgrid.post)
     web_app.router.add_route("OPTIONS", "/api/hooks/eventgrid", eventgrid.options)
 
@@ -578,12 +584,19 @@ def build_http(
     record_hook_event = store_recorder(
         store.monitoring, clock, scheduler.poke if scheduler is not None else None
     )
+    # Approval hooks carry no names nor environment in Microsoft's samples: ask for them.
+    record_hook_event = with_approval_details(record_hook_event, azure.clients.pipelines)
     if watcher is not None:
         record_hook_event = _watching_deployments(
             record_hook_event, watcher, azure.rollback_targets
         )
     verifier = HookVerifier(azure.clients.pipelines, lambda: startup.production_environments)
-    devops_hook = DevOpsHook(guard("devops"), record_hook_event, verifier=verifier)
+    devops_hook = DevOpsHook(
+        guard("devops"),
+        record_hook_event,
+        verifier=verifier,
+        complete=hook_completer(azure.clients.pipelines),
+    )
     web_app.router.add_post("/api/hooks/devops", devops_hook.post)
     alerts = AlertsHook(guard("alerts"), watcher.on_alert if watcher is not None else None)
     web_app.router.add_post("/api/hooks/alerts", alerts.post)

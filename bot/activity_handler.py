@@ -24,6 +24,7 @@ from bot.chat import ChatTurn, actor_of
 from bot.commands import CommandError, CommandRegistry, parse_command
 from bot.mentions import command_text
 from bot.turns import TurnFacts, facts_of
+from cards.actions import submitted_action
 from cards.help import unknown_command_text
 from cards.welcome import render_welcome_card
 from store.audit import AuditEntry, AuditTrail
@@ -56,6 +57,10 @@ class MlbotActivityHandler(TeamsActivityHandler):
     # --- messages --------------------------------------------------------------------
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
+        submitted = submitted_action(activity.value)
+        if submitted is not None:
+            await self._submitted(turn_context, *submitted)
+            return
         entities = [
             {"type": e.type, **(getattr(e, "additional_properties", None) or {})}
             for e in (activity.entities or [])
@@ -92,6 +97,20 @@ class MlbotActivityHandler(TeamsActivityHandler):
         return dataclasses.replace(actor, upn=upn) if upn else actor
 
     # --- card buttons (Universal Actions) ----------------------------------------------
+    async def _submitted(self, turn_context: TurnContext, verb: str, data: dict[str, Any]) -> None:
+        """A fallback `Action.Submit` from a client without Universal Actions: the same
+        checks and action as the invoke; the answer replaces the card, or is a reply."""
+        facts = facts_of(turn_context.activity)
+        outcome = await self._actions.process(
+            turn_context, facts, await self._actor(turn_context, facts), self._clock(), verb, data
+        )
+        if outcome.outcome in ("ok", "failed") and turn_context.activity.reply_to_id:
+            await update_for_everyone(turn_context, outcome.card)
+            return
+        await turn_context.send_activity(
+            MessageFactory.attachment(CardFactory.adaptive_card(outcome.card))
+        )
+
     async def on_adaptive_card_invoke(
         self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
     ) -> AdaptiveCardInvokeResponse:

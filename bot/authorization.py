@@ -9,6 +9,7 @@ and `help` lists exactly what would pass here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -41,6 +42,34 @@ class Turn(Protocol):
 def card_target(data: Mapping[str, Any]) -> str:
     """A button's signed data as one audit field (what exactly was pressed)."""
     return ", ".join(f"{k}={v}" for k, v in sorted(data.items()))[:_TARGET_MAX]
+
+
+@dataclass(frozen=True, slots=True)
+class LookedUpEnvironment:
+    """A button's environment as Azure DevOps says when it is pressed; None: unknown."""
+
+    name: str | None
+
+
+def decide_as_production(
+    policy: AccessPolicy, actor: Actor, action: str, *, personal: bool = False
+) -> Decision:
+    """For an approval whose environment cannot be known: the strictest approvers decide,
+    an approver of every production environment."""
+    unknown = "I could not find out in Azure DevOps which environment this approval is for"
+    environments = sorted(policy.production_environments)
+    if not environments:
+        return Decision(False, Role.APPROVER, f"{unknown}, so mlbot cannot let anyone decide it.")
+    decision = Decision(False, Role.APPROVER, unknown)
+    for environment in environments:
+        decision = decide(policy, actor, action, environment, personal=personal)
+        if not decision.allowed:
+            return Decision(
+                False,
+                decision.role_needed,
+                f"{unknown}, so it needs an approver of production. {decision.reason}",
+            )
+    return decision
 
 
 class Authorization:
@@ -93,20 +122,28 @@ class Authorization:
         actor: Actor,
         now: datetime,
         data: Mapping[str, Any],
+        looked_up: LookedUpEnvironment | None = None,
     ) -> Decision:
-        """The decision on a pressed button whose signature was verified; refusals audited."""
-        environment = (
-            str(data.get(spec.environment_field) or "") or None
-            if spec.permission.environment_scoped
-            else None
-        )
-        decision = decide(
-            self._policy(),
-            actor,
-            spec.permission.action,
-            environment,
-            personal=facts.conversation_type == "personal",
-        )
+        """The decision on a pressed button whose signature was verified; refusals audited.
+
+        `looked_up` replaces the signed environment for buttons whose environment is
+        read from Azure when pressed (approvals): unknown means production's approvers.
+        """
+        personal = facts.conversation_type == "personal"
+        if looked_up is not None and looked_up.name is None:
+            decision = decide_as_production(
+                self._policy(), actor, spec.permission.action, personal=personal
+            )
+        else:
+            signed = str(data.get(spec.environment_field) or "") or None
+            environment = looked_up.name if looked_up is not None else signed
+            decision = decide(
+                self._policy(),
+                actor,
+                spec.permission.action,
+                environment if spec.permission.environment_scoped else None,
+                personal=personal,
+            )
         if not decision.allowed:
             await self._refused(actor, facts, now, f"card:{spec.verb}", card_target(data), decision)
         return decision

@@ -1,12 +1,15 @@
 """Universal Actions (`Action.Execute`): verify, authorize, act once, answer with a card.
 
 Every button press arrives as an `adaptiveCard/action` invoke. Its data must carry a
-valid signature (nobody can turn `dev` into `prod`), must not be expired, and its
-nonce may act only once: a double click or a Teams retry gets the first answer again.
-The answer card replaces the card for the person who clicked, and the original message
-is updated for everyone else. Teams waits about 15 s for the answer: an action still
-running after `answer_within_s` (a slow Azure DevOps) is answered with a "working on it"
-card and finishes in the background, then updates the message for everyone.
+valid signature (nobody can turn `dev` into `prod`), must not be expired, and its nonce
+may act only once: a double click or a Teams retry gets the first answer again. A
+handler may be registered with an environment lookup: the environment that decides who
+may press it is then read from Azure when it is pressed (an approval's environment is
+Azure DevOps' to say, never what the card was told). The answer card replaces the card
+for the person who clicked, and the original message is updated for everyone else. Teams
+waits about 15 s for the answer: an action still running after `answer_within_s` (a slow
+Azure DevOps) is answered with a "working on it" card and finishes in the background,
+then updates the message for everyone.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
 
 from bot.access import AccessPolicy, Actor
-from bot.authorization import Authorization, card_target
+from bot.authorization import Authorization, LookedUpEnvironment, card_target
 from bot.card_signing import CardDataError, CardSigner, SignedAction
 from bot.command_catalog import CARD_ACTIONS, CardActionSpec
 from bot.commands import CommandError
@@ -42,9 +45,14 @@ class ActionTurn:
     actor: Actor
     now: datetime
     action: SignedAction
+    # The environment read when the button was pressed (for handlers with a lookup).
+    environment: LookedUpEnvironment | None = None
 
 
 ActionHandler = Callable[[ActionTurn], Awaitable[Card]]
+# Reads the environment of a pressed button from its signed data; None when it cannot be
+# known. A CommandError says why it could not be read at all (nothing is done then).
+EnvironmentLookup = Callable[[dict[str, Any]], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,7 @@ class ActionSpec:
 
     declared: CardActionSpec
     handler: ActionHandler
+    environment: EnvironmentLookup | None = None
 
     @property
     def verb(self) -> str:
@@ -66,14 +75,16 @@ class ActionRegistry:
     catalog: tuple[CardActionSpec, ...] = field(default_factory=CARD_ACTIONS.specs)
     _specs: dict[str, ActionSpec] = field(default_factory=dict)
 
-    def handles(self, declared: CardActionSpec) -> Callable[[ActionHandler], ActionHandler]:
+    def handles(
+        self, declared: CardActionSpec, *, environment: EnvironmentLookup | None = None
+    ) -> Callable[[ActionHandler], ActionHandler]:
         if declared not in self.catalog:
             raise ValueError(f"card action {declared.verb!r} is not in the catalog")
 
         def register(handler: ActionHandler) -> ActionHandler:
             if declared.verb in self._specs:
                 raise ValueError(f"card action {declared.verb!r} has two handlers")
-            self._specs[declared.verb] = ActionSpec(declared, handler)
+            self._specs[declared.verb] = ActionSpec(declared, handler, environment)
             return handler
 
         return register
@@ -134,8 +145,15 @@ class CardActionProcessor:
         except CardDataError as exc:
             await self._record(facts, actor, now, verb, "refused", exc.reason)
             return ActionOutcome(render_action_refused(exc.reason), "refused")
+        looked_up: LookedUpEnvironment | None = None
+        if spec.environment is not None:
+            try:
+                looked_up = LookedUpEnvironment(await spec.environment(signed.data))
+            except CommandError as exc:
+                await self._record(facts, actor, now, verb, "failed", str(exc), signed)
+                return ActionOutcome(render_action_refused(str(exc)), "failed")
         decision = await self._authorization.card_action(
-            spec.declared, facts=facts, actor=actor, now=now, data=signed.data
+            spec.declared, facts=facts, actor=actor, now=now, data=signed.data, looked_up=looked_up
         )
         if not decision.allowed:
             return ActionOutcome(render_action_refused(decision.reason), "refused")
@@ -148,7 +166,7 @@ class CardActionProcessor:
                 render_action_refused("This action is already being handled."), "repeated"
             )
         action = asyncio.ensure_future(
-            self._act(spec, ActionTurn(context, facts, actor, now, signed))
+            self._act(spec, ActionTurn(context, facts, actor, now, signed, looked_up))
         )
         done, _ = await asyncio.wait({action}, timeout=self._answer_within_s)
         if action in done:

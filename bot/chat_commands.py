@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bot.access import AccessPolicy
 from bot.authorization import Authorization
@@ -226,18 +227,21 @@ def build_handlers(services: ChatServices) -> Handlers:
         pending = await ops.pending_approvals()
         lines = []
         for approval in pending:
-            environment = _environment_of(approval.instructions, approval.run_name)
-            shared = {
+            # Shown only: who may press the buttons is decided from Azure DevOps when pressed.
+            environment = approval.environment or ""
+            shared: dict[str, str | int] = {
                 "approval_id": approval.id,
                 "environment": environment,
                 "pipeline": approval.pipeline_name or "",
             }
+            if approval.run_id is not None:
+                shared["run_id"] = approval.run_id
             lines.append(
                 ApprovalLine(
                     approval_id=approval.id,
                     pipeline=approval.pipeline_name or "?",
                     run=approval.run_name or str(approval.run_id or ""),
-                    stage="",
+                    stage=approval.stage,
                     environment=environment,
                     instructions=approval.instructions or "",
                     approve=signer.sign("approval.approve", shared),
@@ -252,19 +256,26 @@ def build_handlers(services: ChatServices) -> Handlers:
         comment = str(turn.action.inputs.get("comment", "") or "")[:500]
         approval = await ops.decide(str(data["approval_id"]), approve, turn.actor.label, comment)
         verb = "Approved" if approve else "Rejected"
+        looked_up = turn.environment.name if turn.environment is not None else None
         return render_action_done(
             f"{verb}: {data.get('pipeline') or 'approval'}",
-            [("Environment", str(data.get("environment") or "—")), ("Status", approval.status)],
+            [("Environment", looked_up or "unknown"), ("Status", approval.status)],
             turn.actor.label,
             turn.now,
             ok=approve,
         )
 
-    @actions.handles(CARD_ACTIONS.approval_approve)
+    async def approval_environment(data: dict[str, Any]) -> str | None:
+        run_id = data.get("run_id")
+        return await ops.approval_environment(
+            str(data.get("approval_id") or ""), run_id if isinstance(run_id, int) else None
+        )
+
+    @actions.handles(CARD_ACTIONS.approval_approve, environment=approval_environment)
     async def approve(turn: ActionTurn) -> Card:
         return await _decided(turn, True)
 
-    @actions.handles(CARD_ACTIONS.approval_reject)
+    @actions.handles(CARD_ACTIONS.approval_reject, environment=approval_environment)
     async def reject(turn: ActionTurn) -> Card:
         return await _decided(turn, False)
 
@@ -300,13 +311,3 @@ _CANCEL_OUTCOMES: dict[CancelOutcome, tuple[str, bool]] = {
     CancelOutcome.NOT_PENDING: ("No rollback of {environment} is waiting to be cancelled", False),
     CancelOutcome.NOT_FOUND: ("This deployment of {environment} is no longer watched", False),
 }
-
-
-def _environment_of(*hints: str | None) -> str:
-    """Best guess of an approval's environment from its instructions or run name."""
-    for hint in hints:
-        lowered = (hint or "").lower()
-        for name in ("prod", "production", "staging", "test", "dev"):
-            if name in lowered:
-                return "prod" if name == "production" else name
-    return ""

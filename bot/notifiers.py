@@ -67,11 +67,15 @@ def with_approval_buttons(card: Card, event: EventRecord, signer: CardSigner) ->
         or not approval_id
     ):
         return card
-    shared = {
+    shared: dict[str, Any] = {
         "approval_id": approval_id,
         "environment": str(payload.get("environment") or ""),
         "pipeline": str(payload.get("pipeline") or ""),
     }
+    run_id = payload.get("run_id")
+    if isinstance(run_id, int):
+        # Where to look first for the approval's environment when a button is pressed.
+        shared["run_id"] = run_id
     buttons = [
         execute(
             "Approve",

@@ -95,6 +95,19 @@ class Operations:
         except AzureCallError as exc:
             raise CommandError(explain_azure_error(exc)) from None
 
+    async def approval_environment(self, approval_id: str, run_id: int | None) -> str | None:
+        """The environment whose check the approval is, as Azure DevOps says; None when
+        Azure DevOps does not say (no run holds it, or it guards several environments)."""
+        pipelines = self._require_pipelines()
+        try:
+            place = await pipelines.locate_approval(approval_id, run_id)
+        except AzureCallError as exc:
+            raise CommandError(
+                "I could not check which environment this approval is for, so nothing was "
+                f"decided. {explain_azure_error(exc)}"
+            ) from None
+        return place.environment if place is not None else None
+
     async def decide(self, approval_id: str, approve: bool, actor: str, comment: str) -> Approval:
         pipelines = self._require_pipelines()
         verb = "Approved" if approve else "Rejected"

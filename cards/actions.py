@@ -1,7 +1,9 @@
 """Cards with buttons: confirmations, the approvals list, and the answers that replace them.
 
 Buttons are `Action.Execute` (Universal Actions, card version 1.5). Their `data` arrives
-here already signed by the bot; a card only places it.
+here already signed by the bot; a card only places it. Teams clients without Universal
+Actions draw each button's `fallback`, an `Action.Submit` carrying the same data and the
+verb under `FALLBACK_VERB_FIELD`; the bot receives it as a message with a `value`.
 """
 
 from __future__ import annotations
@@ -13,14 +15,36 @@ from typing import Any
 
 from cards.common import Card, card, escape_markdown, facts, heading, text
 
+FALLBACK_VERB_FIELD = "mlbotVerb"
+
 
 def execute(
     title: str, verb: str, data: dict[str, Any], *, style: str = "default"
 ) -> dict[str, Any]:
-    action: dict[str, Any] = {"type": "Action.Execute", "title": title, "verb": verb, "data": data}
+    submit: dict[str, Any] = {
+        "type": "Action.Submit",
+        "title": title,
+        "data": {**data, FALLBACK_VERB_FIELD: verb},
+    }
+    action: dict[str, Any] = {
+        "type": "Action.Execute",
+        "title": title,
+        "verb": verb,
+        "data": data,
+        "fallback": submit,
+    }
     if style != "default":
         action["style"] = style
+        submit["style"] = style
     return action
+
+
+def submitted_action(value: Any) -> tuple[str, dict[str, Any]] | None:
+    """The verb and data of a pressed fallback button (a message's `value`), else None."""
+    if not isinstance(value, dict) or not isinstance(value.get(FALLBACK_VERB_FIELD), str):
+        return None
+    data = {k: v for k, v in value.items() if k != FALLBACK_VERB_FIELD}
+    return value[FALLBACK_VERB_FIELD], data
 
 
 def _stamp(at: datetime) -> str:

@@ -9,7 +9,9 @@ testable).
 The SDK has no client for pipeline approvals, so approvals are read and decided with
 `GET`/`PATCH {org}/{project}/_apis/pipelines/approvals?api-version=7.1`, sent through an
 msrest `ServiceClient` built from the SDK's `ClientConfiguration` and the same
-credentials object, so auth, user agent, timeouts and error capture are shared.
+credentials object, so auth, user agent, timeouts and error capture are shared. The
+documented `Approval` has no pipeline or run: where an approval waits (run, stage,
+environment) is read from the run's timeline and check suite (`monitoring.approval_places`).
 
 Location cache: the SDK keeps negotiated locations on disk under
 `AZURE_DEVOPS_CACHE_DIR`, read once when `azure.devops` is first imported. This module
@@ -23,16 +25,25 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import re
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
+from monitoring.approval_places import (
+    ApprovalPlace,
+    GuardedResource,
+    TimelineEntry,
+    approvals_in_timeline,
+    environment_ids,
+)
 from monitoring.azure_calls import (
     AzureAuthError,
     AzureCallError,
@@ -51,6 +62,8 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 SERVICE = "Azure DevOps"
 # Entra ID resource of Azure DevOps (the same for every organization).
@@ -133,6 +146,13 @@ class Approval:
     decided_by: str = ""
     created_at: datetime | None = None
     web_url: str = ""
+    stage: str = ""
+    # The environments whose check this approval is, as Azure DevOps says (not a guess).
+    environments: tuple[str, ...] = ()
+
+    @property
+    def environment(self) -> str | None:
+        return self.environments[0] if len(self.environments) == 1 else None
 
     @property
     def is_pending(self) -> bool:
@@ -230,6 +250,14 @@ def classify(
     return AzureResponseError(SERVICE, operation, f"unexpected {type(exc).__name__}")
 
 
+def _server_words(message: str) -> str:
+    """`: <the server's first line>` for a message worth showing, else nothing."""
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    if not first or "<" in first or _STATUS_IN_MESSAGE.search(first):
+        return ""
+    return f": {first[:200]}"
+
+
 def _from_status(
     status: int,
     operation: str,
@@ -240,12 +268,15 @@ def _from_status(
     not_found_hint: str,
     type_key: str,
 ) -> AzureCallError:
+    # What Azure DevOps said (`TF400813: … not authorized`, `… token has expired`) tells
+    # a token without the scope from a wrong one; a sign-in page says nothing.
+    said = _server_words(server_message)
     if status in (203, 401):
         # 203 is the sign-in page Azure DevOps serves to a credential it does not accept.
         return AzureAuthError(
             SERVICE,
             operation,
-            f"Azure DevOps refused the credentials (HTTP {status})",
+            f"Azure DevOps refused the credentials (HTTP {status}){said}",
             auth_setting,
         )
     if status == 403:
@@ -253,7 +284,7 @@ def _from_status(
             SERVICE,
             operation,
             "Azure DevOps denied access (HTTP 403): the identity lacks a permission or the "
-            "token lacks a scope",
+            f"token lacks a scope{said}",
             auth_setting,
         )
     if status == 429 or status == 408 or status >= 500:
@@ -436,9 +467,66 @@ class AzureDevOpsPipelines:
                 "_apis/pipelines/approvals",
                 params={"state": "pending", "$expand": "steps"},
             )
-            return [_to_approval(item) for item in _collection_items(data)]
+            approvals = [_to_approval(item) for item in _collection_items(data)]
+            try:
+                places = self._locate_approvals({a.id for a in approvals}, ())
+            except Exception:
+                # The list is still worth showing; buttons look the place up again.
+                log.warning("could not read where the pending approvals wait", exc_info=True)
+                places = {}
+            return [_placed(a, places.get(a.id.lower())) for a in approvals]
 
         return await self._call("list approvals", run, PROJECT_SETTING)
+
+    async def get_build(self, run_id: int) -> PipelineRun:
+        """Builds - Get: a run by id alone (a pipeline run id is its build id)."""
+
+        def run() -> PipelineRun:
+            found = self._sdk("build").get_build(self.project, run_id)
+            definition = found.definition
+            return PipelineRun(
+                pipeline_id=int(definition.id) if definition is not None else 0,
+                pipeline_name=str(getattr(definition, "name", "") or ""),
+                run_id=int(found.id),
+                name=str(found.build_number or found.id),
+                state=str(found.status or "unknown"),
+                result=str(found.result) if found.result else None,
+                web_url=_web_link(found) or self._web_url_for_run(int(found.id)),
+                created_at=found.queue_time,
+                finished_at=found.finish_time,
+            )
+
+        return await self._call(f"get run {run_id}", run, f"run {run_id}")
+
+    async def get_approval(self, approval_id: str) -> Approval:
+        """Approvals - Get, with its steps: who may approve and who decided, by name."""
+
+        def run() -> Approval:
+            data = self._rest(
+                "GET",
+                f"_apis/pipelines/approvals/{quote(approval_id, safe='')}",
+                params={"$expand": "steps"},
+            )
+            if not isinstance(data, Mapping):
+                raise AzureResponseError(SERVICE, "read approval", "unexpected answer shape")
+            return _to_approval(data)
+
+        return await self._call("read approval", run, f"approval {approval_id}")
+
+    async def locate_approval(
+        self, approval_id: str, run_id: int | None = None
+    ) -> ApprovalPlace | None:
+        """Where the approval waits, from Azure DevOps; None when no run holds it.
+
+        `run_id` (when known, e.g. from the approval's service hook) is looked at first;
+        otherwise, or when it does not hold the approval, the runs in progress are.
+        """
+
+        def run() -> ApprovalPlace | None:
+            hints = (run_id,) if run_id is not None else ()
+            return self._locate_approvals({approval_id}, hints).get(approval_id.lower())
+
+        return await self._call("find the approval's run", run, f"approval {approval_id}")
 
     async def decide_approval(self, approval_id: str, approve: bool, comment: str) -> Approval:
         body = [
@@ -597,6 +685,8 @@ class AzureDevOpsPipelines:
                     client = factory.get_task_agent_client()
                 elif kind == "build":
                     client = self._build_client(factory)
+                elif kind == "checks":
+                    client = factory.get_pipelines_checks_client()
                 else:
                     raise ValueError(kind)
                 self._configure(client.config)
@@ -644,10 +734,78 @@ class AzureDevOpsPipelines:
             message = ""
             try:
                 message = str(response.json().get("message", ""))
-            except ValueError:
-                message = ""
+            except (ValueError, AttributeError):
+                # A plain-text refusal ("Access Denied: … token … has expired") says why.
+                is_text = "text/plain" in str(response.headers.get("Content-Type", ""))
+                message = response.text[:300] if is_text else ""
             raise _HttpStatusError(status, message)
         return json.loads(response.text)
+
+    def _locate_approvals(
+        self, approval_ids: set[str], run_hints: tuple[int, ...]
+    ) -> dict[str, ApprovalPlace]:
+        """Search run timelines for these approvals (keys: lower-cased approval ids)."""
+        wanted = {a.lower() for a in approval_ids}
+        found: dict[str, ApprovalPlace] = {}
+        if not wanted:
+            return found
+        build = self._sdk("build")
+        builds: list[Any] = []
+        for hint in run_hints:
+            try:
+                builds.append(build.get_build(self.project, hint))
+            except Exception:
+                # A stale hint (the run was deleted): the runs in progress are searched;
+                # a credential problem fails there too and is reported from there.
+                log.info("run %s named by an approval hook is not readable", hint)
+        searched = {int(b.id) for b in builds}
+        for candidate in build.get_builds(self.project, status_filter="inProgress") or []:
+            if int(candidate.id) not in searched:
+                builds.append(candidate)
+        for candidate in builds:
+            timeline = build.get_build_timeline(self.project, int(candidate.id))
+            records = [
+                TimelineEntry(str(r.id), r.parent_id, str(r.type or ""), str(r.name or ""))
+                for r in (getattr(timeline, "records", None) or [])
+                if r.id
+            ]
+            for key, entry in approvals_in_timeline(records).items():
+                if key in wanted and key not in found:
+                    found[key] = ApprovalPlace(
+                        run_id=int(candidate.id),
+                        run_name=str(candidate.build_number or candidate.id),
+                        pipeline_id=_int_or_none(getattr(candidate.definition, "id", None)),
+                        pipeline_name=str(getattr(candidate.definition, "name", "") or ""),
+                        stage=entry.stage,
+                        environments=self._guarded_environments(entry.check_suite_id),
+                        web_url=_web_link(candidate) or self._web_url_for_run(int(candidate.id)),
+                    )
+            if wanted <= found.keys():
+                break
+        return found
+
+    def _guarded_environments(self, check_suite_id: str) -> tuple[str, ...]:
+        suite = self._sdk("checks").get_check_suite(
+            self.project, check_suite_id, expand="resources"
+        )
+        resources = []
+        names: dict[str, str] = {}
+        for check_run in getattr(suite, "check_runs", None) or []:
+            ref = getattr(check_run, "check_configuration_ref", None)
+            resource = getattr(ref, "resource", None)
+            if resource is None or resource.id is None:
+                continue
+            resources.append(GuardedResource(str(resource.type or ""), str(resource.id)))
+            if resource.name:
+                names[str(resource.id)] = str(resource.name)
+        environments = []
+        for env_id in environment_ids(resources):
+            name = names.get(env_id)
+            if name is None:
+                found = self._sdk("task_agent").get_environment_by_id(self.project, int(env_id))
+                name = str(found.name or env_id)
+            environments.append(name)
+        return tuple(environments)
 
     def _find_pipeline(self, name: str) -> PipelineRef:
         # Pipelines - List is paged (`x-ms-continuationtoken`) and the SDK's client drops the
@@ -748,40 +906,51 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def _to_approval(item: Mapping[str, Any]) -> Approval:
+    """The documented 7.1 `Approval`: no pipeline, run or environment (see `_placed`)."""
     if not isinstance(item.get("id"), str):
         raise AzureResponseError(SERVICE, "read approvals", "approval without an id")
-    pipeline = _mapping(item.get("pipeline"))
-    owner = _mapping(pipeline.get("owner"))
     steps = [s for s in item.get("steps") or [] if isinstance(s, Mapping)]
     approvers = tuple(
-        str(s["assignedApprover"].get("displayName", ""))
-        for s in steps
-        if isinstance(s.get("assignedApprover"), Mapping)
+        name for s in steps if (name := _display_name(s.get("assignedApprover"))) is not None
     )
     comment = next((str(s["comment"]) for s in steps if s.get("comment")), "")
     decided_by = next(
-        (
-            str(s["actualApprover"].get("displayName", ""))
-            for s in steps
-            if isinstance(s.get("actualApprover"), Mapping)
-        ),
+        (name for s in steps if (name := _display_name(s.get("actualApprover"))) is not None),
         "",
     )
-    web = ""
-    owner_links = owner.get("_links")
-    if isinstance(owner_links, Mapping) and isinstance(owner_links.get("web"), Mapping):
-        web = str(owner_links["web"].get("href", ""))
     return Approval(
         id=item["id"],
         status=str(item.get("status", "")),
-        pipeline_id=_int_or_none(pipeline.get("id")),
-        pipeline_name=str(pipeline.get("name", "")),
-        run_id=_int_or_none(owner.get("id")),
-        run_name=str(owner.get("name", "")),
+        pipeline_id=None,
+        pipeline_name="",
+        run_id=None,
+        run_name="",
         instructions=str(item.get("instructions") or ""),
         approvers=approvers,
         comment=comment,
         decided_by=decided_by,
         created_at=_parse_time(item.get("createdOn")),
-        web_url=web,
+    )
+
+
+def _display_name(identity: Any) -> str | None:
+    """An identity's display name; None when it has none (the published samples send null)."""
+    if not isinstance(identity, Mapping):
+        return None
+    name = identity.get("displayName")
+    return str(name) if isinstance(name, str) and name else None
+
+
+def _placed(approval: Approval, place: ApprovalPlace | None) -> Approval:
+    if place is None:
+        return approval
+    return replace_fields(
+        approval,
+        pipeline_id=place.pipeline_id,
+        pipeline_name=place.pipeline_name,
+        run_id=place.run_id,
+        run_name=place.run_name,
+        web_url=place.web_url,
+        stage=place.stage,
+        environments=place.environments,
     )

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from monitoring.azure_calls import AzureAuthError, AzureCallError, AzureNotFoundError
+from monitoring.error_advice import what_to_fix
 from monitoring.jobs import TrainingJob, Workspace
 
 
@@ -39,7 +40,10 @@ class ReadsPipelines(Protocol):
 
 
 def _failure(area: str, target: str, exc: AzureCallError, default_fix: str) -> CheckResult:
-    if isinstance(exc, AzureAuthError):
+    advice = what_to_fix(exc)
+    if advice is not None:
+        fix = advice
+    elif isinstance(exc, AzureAuthError):
         fix = f"check {exc.setting}"
     elif isinstance(exc, AzureNotFoundError):
         fix = default_fix

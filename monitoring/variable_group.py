@@ -96,20 +96,24 @@ def merge_variable_group(
 
     `settings` holds environment values and defaults (as read at start-up); `explicit`
     names the fields (or their `MLBOT_*` aliases) that came from the environment/.env.
-    A key missing from the group leaves the default. A bad value is reported and the
+    Keys are matched without case, as Azure DevOps does. A key missing from the group
+    leaves the default. A bad value is reported and the
     value from `previous` (the last effective settings, if any) is kept.
     """
     keep = previous or settings
     updates: dict[str, Any] = {}
     problems: list[VariableGroupProblem] = []
     applied: list[str] = []
+    # Azure DevOps treats variable names without case (`ManualCircuits` is `manualCircuits`).
+    by_name = {name.lower(): raw for name, raw in group.items()}
     for key, field_name in GROUP_KEYS.items():
-        if key not in group or _is_explicit(field_name, explicit):
+        raw = by_name.get(key.lower())
+        if raw is None or _is_explicit(field_name, explicit):
             continue
-        value, error = _validate_one(field_name, group[key])
+        value, error = _validate_one(field_name, raw)
         if error is not None:
             secret = isinstance(getattr(settings, field_name), SecretStr)
-            shown = "" if secret else f" {group[key]!r}"
+            shown = "" if secret else f" {raw!r}"
             kept = _shown(getattr(keep, field_name))
             problems.append(
                 VariableGroupProblem(

@@ -5,8 +5,15 @@ It speaks what the real `azure-devops` SDK (7.1) and our approvals calls send:
 - `OPTIONS {org}/_apis` (location negotiation) and `GET {org}/_apis/ResourceAreas`
   (an empty list, which keeps every area on the organization URL);
 - pipelines: list, get, run (`POST …/pipelines/{id}/runs` with `templateParameters`),
-  list runs, get run; a run's timeline (`GET …/build/builds/{id}/timeline`, its stages);
-- approvals: `GET` / `PATCH {org}/{project}/_apis/pipelines/approvals`;
+  list runs, get run;
+- approvals: `GET` / `PATCH {org}/{project}/_apis/pipelines/approvals` and `GET …/{id}`,
+  in the documented 7.1 `Approval` shape (no pipeline or run: the run's timeline has
+  them);
+- builds: list (`statusFilter`), get, and the build timeline, whose `Stage`, `Checkpoint`
+  and `Checkpoint.Approval` records tie an approval (record id = approval id) to its stage
+  and check suite (the `Checkpoint` record's id);
+- check suites: `GET {project}/_apis/pipelines/checks/runs/{checkSuiteId}`, whose check
+  runs name the environment they guard; environments: `GET …/distributedtask/environments/{id}`;
 - variable groups: `GET {project}/_apis/distributedtask/variablegroups?groupName=`.
 
 All state lives on one `DevOpsEmulator` instance. Tests and scenarios drive it directly
@@ -33,7 +40,14 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 FaultKind = Literal[
-    "throttle", "server_error", "slow", "malformed", "unauthorized", "forbidden", "login_page"
+    "throttle",
+    "server_error",
+    "slow",
+    "malformed",
+    "unauthorized",
+    "forbidden",
+    "login_page",
+    "missing_scope",
 ]
 RunState = Literal["unknown", "inProgress", "canceling", "completed"]
 RunResult = Literal["unknown", "succeeded", "failed", "canceled"]
@@ -44,7 +58,12 @@ _LOC_RUNS = "7859261e-d2e9-4a68-b820-a5d84cc5bb3d"
 _LOC_VARIABLE_GROUPS = "f5b09dd5-9d54-45a1-8b5a-1c8287d634cc"
 _LOC_RESOURCE_AREAS = "e81700f7-3be2-46de-8624-2eb35882fcaa"
 _LOC_BUILD_DEFINITIONS = "dbeaf647-6167-421a-bda9-c9327b25e2e6"
-_LOC_BUILD_TIMELINE = "8baac422-4c6e-4de5-8532-db96d92acffa"
+_LOC_BUILDS = "0cd358e1-9217-4d94-8269-1c1ee6f93dcf"
+_LOC_TIMELINE = "8baac422-4c6e-4de5-8532-db96d92acffa"
+_LOC_CHECK_SUITES = "91282c1d-c183-444f-9554-1485bfb3879d"
+_LOC_ENVIRONMENTS = "8572b1fc-2482-47fa-8f74-7e3ed53ee54b"
+# The check type of "Approvals" in Azure DevOps (the same in every organization).
+APPROVAL_CHECK_TYPE = "8c6f20a7-a545-4486-9777-f762fafe0d4d"
 
 
 def _location(
@@ -82,12 +101,25 @@ _LOCATIONS = [
         "{project}/_apis/{area}/{resource}/{definitionId}",
         resource_version=7,
     ),
+    _location(_LOC_BUILDS, "build", "builds", "{project}/_apis/{area}/{resource}/{buildId}", 7),
     _location(
-        _LOC_BUILD_TIMELINE,
+        _LOC_TIMELINE,
         "build",
         "Timeline",
         "{project}/_apis/{area}/builds/{buildId}/{resource}/{timelineId}",
-        resource_version=2,
+        2,
+    ),
+    _location(
+        _LOC_CHECK_SUITES,
+        "PipelinesChecks",
+        "runs",
+        "{project}/_apis/pipelines/checks/{resource}/{checkSuiteId}",
+    ),
+    _location(
+        _LOC_ENVIRONMENTS,
+        "distributedtask",
+        "environments",
+        "{project}/_apis/{area}/{resource}/{environmentId}",
     ),
 ]
 
@@ -139,6 +171,9 @@ class EmulatedApproval:
     comment: str = ""
     decided_by: str = ""
     modified: datetime | None = None
+    stage: str = "Deploy"
+    environment_id: int | None = None  # the environment whose check this approval is
+    check_suite_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass
@@ -247,6 +282,7 @@ class DevOpsEmulator:
         self.runs: dict[int, EmulatedRun] = {}
         self.approvals: dict[str, EmulatedApproval] = {}
         self.variable_groups: dict[str, EmulatedVariableGroup] = {}
+        self.environments: dict[int, str] = {}  # id -> name
         self.requests: list[RecordedRequest] = []
         self.approval_updates: list[list[dict[str, Any]]] = []
         # Called with each queued run (sync or async callables), before the answer is sent.
@@ -266,6 +302,10 @@ class DevOpsEmulator:
              self._list_approvals),
             ("PATCH", re.compile(r"^/(?P<project>[^/]+)/_apis/pipelines/approvals/?$", re.I),
              self._update_approvals),
+            ("GET",
+             re.compile(r"^/(?P<project>[^/]+)/_apis/pipelines/approvals/(?P<aid>[^/]+)/?$",
+                        re.I),
+             self._get_approval),
             ("GET", re.compile(r"^/(?P<project>[^/]+)/_apis/pipelines/?$", re.I),
              self._list_pipelines),
             ("GET", re.compile(r"^/(?P<project>[^/]+)/_apis/build/definitions/?$", re.I),
@@ -283,10 +323,22 @@ class DevOpsEmulator:
             ("GET",
              re.compile(r"^/(?P<project>[^/]+)/_apis/distributedtask/variablegroups/?$", re.I),
              self._list_variable_groups),
+            ("GET", re.compile(r"^/(?P<project>[^/]+)/_apis/build/builds/?$", re.I),
+             self._list_builds),
+            ("GET", re.compile(r"^/(?P<project>[^/]+)/_apis/build/builds/(?P<bid>\d+)/?$", re.I),
+             self._get_build),
             ("GET",
-             re.compile(r"^/(?P<project>[^/]+)/_apis/build/builds/(?P<rid>\d+)/timeline/?$",
+             re.compile(r"^/(?P<project>[^/]+)/_apis/build/builds/(?P<bid>\d+)/timeline/?$",
                         re.I),
              self._get_timeline),
+            ("GET",
+             re.compile(r"^/(?P<project>[^/]+)/_apis/pipelines/checks/runs/(?P<sid>[^/]+)/?$",
+                        re.I),
+             self._get_check_suite),
+            ("GET",
+             re.compile(r"^/(?P<project>[^/]+)/_apis/distributedtask/environments/(?P<eid>\d+)/?$",
+                        re.I),
+             self._get_environment),
         ]  # fmt: skip
 
     # --- lifecycle -------------------------------------------------------------------
@@ -373,8 +425,11 @@ class DevOpsEmulator:
         *,
         approvers: tuple[str, ...] = ("Release Approvers",),
         instructions: str = "",
+        stage: str = "Deploy",
+        environment: str | None = None,
     ) -> EmulatedApproval:
-        """A pending approval (a stage check) on an existing run."""
+        """A pending approval on an existing run: the approval check of `environment`
+        (an environment of that name is created when new) at `stage`."""
         run = self.runs[run_id]
         approval = EmulatedApproval(
             id=str(uuid.uuid4()),
@@ -385,9 +440,20 @@ class DevOpsEmulator:
             created=self._clock(),
             approvers=approvers,
             instructions=instructions,
+            stage=stage,
+            environment_id=self.environment_id(environment) if environment else None,
         )
         self.approvals[approval.id] = approval
         return approval
+
+    def environment_id(self, name: str) -> int:
+        """The id of the environment `name`, created when new (names compare without case)."""
+        for existing_id, existing in self.environments.items():
+            if existing.lower() == name.lower():
+                return existing_id
+        new_id = len(self.environments) + 1
+        self.environments[new_id] = name
+        return new_id
 
     def set_variables(
         self,
@@ -568,6 +634,14 @@ class DevOpsEmulator:
             )
         if fault.kind == "unauthorized":
             return self._unauthorized()
+        if fault.kind == "missing_scope":
+            # A valid token without the scope the call needs: 401 and TF400813.
+            return _wrapped_exception(
+                f"TF400813: The user '{uuid.uuid5(uuid.NAMESPACE_URL, self.pat_identity)}' is "
+                "not authorized to access this resource.",
+                "UnauthorizedRequestException",
+                401,
+            )
         if fault.kind == "forbidden":
             return _wrapped_exception(
                 "TF400813: The user is not authorized to access this resource.",
@@ -717,20 +791,6 @@ class DevOpsEmulator:
             "executionOrder": "anyOrder",
             "_links": {
                 "self": {"href": f"{self._project_url()}/_apis/pipelines/approvals/{approval.id}"}
-            },
-            "pipeline": {
-                "owner": {
-                    "_links": {
-                        "web": {
-                            "href": f"{self._web_project_url()}/_build/results?buildId="
-                            f"{approval.run_id}"
-                        }
-                    },
-                    "id": approval.run_id,
-                    "name": approval.run_name,
-                },
-                "id": str(approval.pipeline_id),
-                "name": approval.pipeline_name,
             },
         }
 
@@ -928,31 +988,197 @@ class DevOpsEmulator:
             )
         return _Reply(200, self._run_json(run))
 
+    def _build_json(self, run: EmulatedRun) -> dict[str, Any]:
+        pipeline = self.pipelines[run.pipeline_id]
+        web_url = f"{self._web_project_url()}/_build/results?buildId={run.id}"
+        data: dict[str, Any] = {
+            "_links": {
+                "self": {"href": f"{self._project_url()}/_apis/build/Builds/{run.id}"},
+                "web": {"href": web_url},
+                "timeline": {"href": f"{self._project_url()}/_apis/build/builds/{run.id}/Timeline"},
+            },
+            "id": run.id,
+            "buildNumber": run.name,
+            "status": run.state,
+            "queueTime": _iso(run.created),
+            "url": f"{self._project_url()}/_apis/build/Builds/{run.id}",
+            "definition": {
+                "id": pipeline.id,
+                "name": pipeline.name,
+                "path": pipeline.folder,
+                "revision": pipeline.revision,
+                "type": "build",
+                "queueStatus": "enabled",
+            },
+            "project": {"id": self.project_id, "name": self.project},
+            "templateParameters": dict(run.template_parameters),
+        }
+        if run.result is not None:
+            data["result"] = run.result
+        if run.finished is not None:
+            data["finishTime"] = _iso(run.finished)
+        return data
+
+    def _build_or_404(self, match: re.Match[str]) -> EmulatedRun | _Reply:
+        run = self.runs.get(int(match["bid"]))
+        if run is None:
+            return _wrapped_exception(
+                f"The requested build {match['bid']} could not be found.",
+                "BuildNotFoundException",
+                404,
+            )
+        return run
+
+    async def _list_builds(
+        self, request: web.Request, match: re.Match[str], body: Any, identity: str
+    ) -> _Reply:
+        wanted = request.query.get("statusFilter", "").lower()
+        runs = [
+            r
+            for r in sorted(self.runs.values(), key=lambda r: r.id, reverse=True)
+            if not wanted or r.state.lower() in wanted.split(",")
+        ]
+        return _Reply(200, _collection([self._build_json(r) for r in runs]))
+
+    async def _get_build(
+        self, request: web.Request, match: re.Match[str], body: Any, identity: str
+    ) -> _Reply:
+        found = self._build_or_404(match)
+        return found if isinstance(found, _Reply) else _Reply(200, self._build_json(found))
+
     async def _get_timeline(
         self, request: web.Request, match: re.Match[str], body: Any, identity: str
     ) -> _Reply:
-        run = self.runs.get(int(match["rid"]))
-        if run is None:
-            return _wrapped_exception(
-                f"Build {match['rid']} not found.", "BuildNotFoundException", 404
-            )
-        records = [
-            {
-                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"run/{run.id}/stage/{stage}")),
-                "parentId": None,
-                "type": "Stage",
-                "name": stage.replace("_", " "),
-                "identifier": stage,
-                "state": "completed",
-                "result": result,
-                "startTime": _iso(run.created),
-                "finishTime": _iso(finished),
-                "order": order,
+        """Build - Get Build Timeline: a `Stage` record per stage; each approval is a
+        `Checkpoint.Approval` record (id = approval id) under its stage's `Checkpoint`
+        record (id = the check suite id)."""
+        found = self._build_or_404(match)
+        if isinstance(found, _Reply):
+            return found
+        run = found
+        records: list[dict[str, Any]] = []
+        stages: dict[str, str] = {}
+
+        def record(
+            record_id: str, parent: str | None, kind: str, name: str, state: str
+        ) -> dict[str, Any]:
+            return {
+                "id": record_id,
+                "parentId": parent,
+                "type": kind,
+                "name": name,
+                "identifier": name if kind == "Stage" else None,
+                "state": state,
+                "result": None,
+                "order": len(records) + 1,
+                "changeId": 1,
+                "lastModified": _iso(run.created),
+                "attempt": 1,
             }
-            for order, (stage, (result, finished)) in enumerate(run.stages.items(), start=1)
-        ]
-        timeline_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"run/{run.id}/timeline"))
-        return _Reply(200, {"id": timeline_id, "changeId": len(records), "records": records})
+
+        # Stages that finished (deployment stages the scenario completed), with results.
+        for stage, (result, finished) in run.stages.items():
+            finished_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run.id}/{stage}"))
+            stages[stage] = finished_id
+            done = record(finished_id, None, "Stage", stage, "completed")
+            done |= {"result": result, "startTime": _iso(run.created), "finishTime": _iso(finished)}
+            records.append(done)
+        for approval in (a for a in self.approvals.values() if a.run_id == run.id):
+            stage_id = stages.get(approval.stage)
+            if stage_id is None:
+                stage_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run.id}/{approval.stage}"))
+                stages[approval.stage] = stage_id
+                records.append(record(stage_id, None, "Stage", approval.stage, "pending"))
+            state = "inProgress" if approval.status == "pending" else "completed"
+            records.append(
+                record(approval.check_suite_id, stage_id, "Checkpoint", "Checkpoint", state)
+            )
+            records.append(
+                record(approval.id, approval.check_suite_id, "Checkpoint.Approval", "", state)
+            )
+        if not records:
+            records.append(
+                record(str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run.id}/Build")), None, "Stage",
+                       "Build", "inProgress" if run.state != "completed" else "completed")
+            )  # fmt: skip
+        timeline_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"timeline/{run.id}"))
+        return _Reply(
+            200,
+            {
+                "records": records,
+                "lastChangedBy": str(uuid.uuid5(uuid.NAMESPACE_URL, "agent")),
+                "lastChangedOn": _iso(run.created),
+                "id": timeline_id,
+                "changeId": 1,
+                "url": f"{self._project_url()}/_apis/build/builds/{run.id}/Timeline/{timeline_id}",
+            },
+        )
+
+    async def _get_check_suite(
+        self, request: web.Request, match: re.Match[str], body: Any, identity: str
+    ) -> _Reply:
+        """Check Evaluations - Get: the check runs of one suite and the resource each guards."""
+        suite_id = match["sid"].lower()
+        approval = next(
+            (a for a in self.approvals.values() if a.check_suite_id.lower() == suite_id), None
+        )
+        if approval is None:
+            return _wrapped_exception(
+                f"Check suite {match['sid']} not found.", "CheckSuiteNotFoundException", 404
+            )
+        status = {"pending": "running"}.get(approval.status, approval.status)
+        runs = []
+        if approval.environment_id is not None:
+            resource = {"type": "environment", "id": str(approval.environment_id)}
+            if "resources" in request.query.get("$expand", "").lower():
+                resource["name"] = self.environments[approval.environment_id]
+            runs.append(
+                {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"check-run/{approval.id}")),
+                    "createdDate": _iso(approval.created),
+                    "checkConfigurationRef": {
+                        "id": approval.environment_id,
+                        "type": {"id": APPROVAL_CHECK_TYPE, "name": "Approval"},
+                        "url": f"{self._project_url()}/_apis/pipelines/checks/configurations/"
+                        f"{approval.environment_id}",
+                        "resource": resource,
+                    },
+                    "status": status,
+                }
+            )
+        return _Reply(
+            200,
+            {
+                "status": status,
+                "message": "",
+                "checkRuns": runs,
+                "_links": {"self": {"href": f"{self._project_url()}/_apis/pipelines/checks/runs"}},
+                "id": approval.check_suite_id,
+                "context": {"Pipeline.Id": approval.pipeline_id},
+            },
+        )
+
+    async def _get_environment(
+        self, request: web.Request, match: re.Match[str], body: Any, identity: str
+    ) -> _Reply:
+        name = self.environments.get(int(match["eid"]))
+        if name is None:
+            return _wrapped_exception(
+                f"Environment {match['eid']} not found.", "EnvironmentNotFoundException", 404
+            )
+        moment = _iso(self._clock())
+        return _Reply(
+            200,
+            {
+                "id": int(match["eid"]),
+                "name": name,
+                "description": "",
+                "createdBy": {"displayName": self.pat_identity},
+                "createdOn": moment,
+                "lastModifiedOn": moment,
+                "project": {"id": self.project_id, "name": self.project},
+            },
+        )
 
     async def _list_approvals(
         self, request: web.Request, match: re.Match[str], body: Any, identity: str
@@ -972,6 +1198,18 @@ class DevOpsEmulator:
             200,
             _collection([self._approval_json(a, expand_steps="steps" in expand) for a in items]),
         )
+
+    async def _get_approval(
+        self, request: web.Request, match: re.Match[str], body: Any, identity: str
+    ) -> _Reply:
+        wanted = match["aid"].lower()
+        approval = next((a for a in self.approvals.values() if a.id.lower() == wanted), None)
+        if approval is None:
+            return _wrapped_exception(
+                f"Approval {match['aid']} not found.", "ApprovalNotFoundException", 404
+            )
+        expand = request.query.get("$expand", "").lower()
+        return _Reply(200, self._approval_json(approval, expand_steps="steps" in expand))
 
     async def _update_approvals(
         self, request: web.Request, match: re.Match[str], body: Any, identity: str

@@ -679,7 +679,11 @@ class SandboxStack:
     def _open_approval(self, spec: ApprovalSpec) -> EmulatedApproval:
         run = self._queue_timed_run(spec.pipeline, spec.environment, started_at=None)
         approval = self.devops.add_approval(
-            run.id, approvers=spec.approvers, instructions=spec.instructions
+            run.id,
+            approvers=spec.approvers,
+            instructions=spec.instructions,
+            stage=spec.stage,
+            environment=spec.environment,
         )
         self._approval_context[approval.id] = _ApprovalContext(spec.stage, spec.environment)
         self._timed_runs[run.id].approval_ids.append(approval.id)

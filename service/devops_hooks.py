@@ -10,7 +10,11 @@ next poll. Five service hook events are understood:
 
 Payloads are read defensively. The documented approval samples carry `pipeline`,
 `stage`, `run` and `resource` as null; then the run link and environment are recovered
-from the human-readable `message`, and the card says less rather than nothing.
+from the human-readable `message`, and the card says less rather than nothing. A Web
+Hooks subscription may send "Resource details: Minimal" (ids and links only) or "None"
+(no resource): such a delivery is accepted (a refusal would put the subscription on
+probation), marked `partial`, and completed from Azure DevOps before it is classified
+(`service.devops_hook_details`), with `with_run_details` here re-reading what it is.
 
 Which runs count as deployments (see `is_deployment_stage` / `is_deployment_pipeline`):
 
@@ -34,7 +38,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +61,7 @@ __all__ = [
     "DevOpsEventKind",
     "DevOpsHook",
     "DevOpsHookEvent",
+    "RunDetails",
     "environment_from_stage",
     "event_key",
     "is_deployment_pipeline",
@@ -64,6 +69,7 @@ __all__ = [
     "notification_time",
     "parse_devops_hook",
     "store_recorder",
+    "with_run_details",
 ]
 
 log = logging.getLogger(__name__)
@@ -147,14 +153,17 @@ class DevOpsHookEvent:
     decided_by: str | None = None
     comment: str | None = None
     message: str | None = None  # Azure DevOps' own one-line summary
+    # Sent with "Resource details: Minimal/None": the run's or approval's state is missing.
+    partial: bool = False
 
     @property
     def notifies(self) -> bool:
         return self.kind in NOTIFIED_KINDS
 
     def payload(self) -> dict[str, Any]:
-        """The stored event payload (JSON): every field, with the kind as plain text."""
+        """The stored event payload (JSON): the fields, with the kind as plain text."""
         values = asdict(self)
+        values.pop("partial")  # how the delivery came, not what happened
         values["kind"] = self.kind.value
         values["approvers"] = list(self.approvers)
         return values
@@ -264,6 +273,23 @@ def _message_run(body: Mapping[str, Any]) -> tuple[int | None, str | None]:
     return None, None
 
 
+_BUILD_URI = re.compile(
+    r"builduri=[a-z-]+(?:%3a|:)(?:%2f|/){3}Build(?:%2f|/)Build(?:%2f|/)(?P<id>\d+)", re.I
+)
+
+
+def _message_build_id(body: Mapping[str, Any]) -> int | None:
+    """`build.complete` messages link `build.aspx?…&builduri=vstfs:///Build/Build/{id}`."""
+    run_id, _ = _message_run(body)
+    if run_id is not None:
+        return run_id
+    for text in _message_texts(body):
+        match = _BUILD_URI.search(text)
+        if match is not None:
+            return int(match["id"])
+    return None
+
+
 def _message_url(body: Mapping[str, Any]) -> str | None:
     for text in _message_texts(body):
         match = _URL.search(text)
@@ -290,10 +316,8 @@ def _common(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _resource(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    resource = _obj(body.get("resource"))
-    if resource is None:
-        raise ValueError(f"{body['eventType']} has no resource object")
-    return resource
+    # "Resource details to send: None" leaves it out: the message still names the run.
+    return _obj(body.get("resource")) or {}
 
 
 def _pipeline_of(*candidates: object) -> tuple[str | None, int | None]:
@@ -306,59 +330,100 @@ def _pipeline_of(*candidates: object) -> tuple[str | None, int | None]:
 
 def _run_state(body: Mapping[str, Any]) -> DevOpsHookEvent:
     resource = _resource(body)
-    run = _obj(resource.get("run"))
-    if run is None:
-        raise ValueError("the run-state event has no resource.run object")
-    run_id = _int(run.get("id"))
+    run = _obj(resource.get("run")) or {}
+    message_run_id, message_run_url = _message_run(body)
+    run_id = _int(run.get("id")) or message_run_id
     state = _str(run.get("state"), 40)
-    if run_id is None or state is None:
-        raise ValueError("the run-state event's run has no id or state")
     result = _str(run.get("result"), 40)
     pipeline, pipeline_id = _pipeline_of(resource.get("pipeline"), run.get("pipeline"))
-    deploying = is_deployment_pipeline(pipeline)
-    if deploying:
-        kind = _deployment_kind(state, result)
-    elif state.lower() == "completed":
+    return _run_kind(
+        DevOpsHookEvent(
+            **_common(body),
+            kind=DevOpsEventKind.PIPELINE_RUN_STATE_CHANGED,
+            pipeline=pipeline,
+            pipeline_id=pipeline_id,
+            run_id=run_id,
+            run_name=_str(run.get("name"), 200),
+            state=state,
+            result=result,
+            finished_at=_str(run.get("finishedDate"), 40),
+            web_url=_https(_path(run, "_links", "web", "href"))
+            or message_run_url
+            or _message_url(body),
+            partial=run_id is None or state is None or pipeline is None,
+        )
+    )
+
+
+def _run_kind(event: DevOpsHookEvent) -> DevOpsHookEvent:
+    """A whole run's kind and rollback flag, from its pipeline, state and result."""
+    deploying = is_deployment_pipeline(event.pipeline)
+    state = (event.state or "").lower()
+    unknown = event.run_id is None or event.state is None
+    if unknown or (state == "completed" and event.result is None):
+        kind = DevOpsEventKind.PIPELINE_RUN_STATE_CHANGED  # not known yet: not announced
+    elif deploying:
+        kind = _deployment_kind(event.state, event.result)
+    elif state == "completed":
         kind = DevOpsEventKind.PIPELINE_RUN_COMPLETED
     else:
         kind = DevOpsEventKind.PIPELINE_RUN_STATE_CHANGED
-    return DevOpsHookEvent(
-        **_common(body),
-        kind=kind,
-        pipeline=pipeline,
-        pipeline_id=pipeline_id,
-        run_id=run_id,
-        run_name=_str(run.get("name"), 200),
-        state=state,
-        result=result,
-        finished_at=_str(run.get("finishedDate"), 40),
-        web_url=_https(_path(run, "_links", "web", "href")) or _message_url(body),
-        rollback=deploying and _ROLLBACK.search(pipeline or "") is not None,
+    rollback = deploying and _ROLLBACK.search(event.pipeline or "") is not None
+    return replace(event, kind=kind, rollback=rollback)
+
+
+@dataclass(frozen=True, slots=True)
+class RunDetails:
+    """A run as Azure DevOps reports it (Builds - Get), to complete a partial hook."""
+
+    pipeline: str
+    pipeline_id: int | None
+    run_name: str
+    state: str
+    result: str | None
+    finished_at: str | None
+    web_url: str | None
+
+
+def with_run_details(event: DevOpsHookEvent, run: RunDetails) -> DevOpsHookEvent:
+    """A partial run or build event completed from Azure DevOps, and classified again."""
+    if event.event_type not in (RUN_STATE_CHANGED, BUILD_COMPLETE):
+        return event
+    completed = replace(
+        event,
+        pipeline=event.pipeline or run.pipeline,
+        pipeline_id=event.pipeline_id if event.pipeline_id is not None else run.pipeline_id,
+        run_name=event.run_name or run.run_name,
+        state=event.state or run.state,
+        result=event.result or run.result,
+        finished_at=event.finished_at or run.finished_at,
+        web_url=event.web_url or _https(run.web_url),
+        partial=False,
     )
+    return _run_kind(completed)
 
 
 def _stage_state(body: Mapping[str, Any]) -> DevOpsHookEvent:
     resource = _resource(body)
-    stage = _obj(resource.get("stage"))
-    if stage is None:
-        raise ValueError("the stage event has no resource.stage object")
+    stage = _obj(resource.get("stage")) or {}
+    # Without its stage (Minimal/None) the event is kept but not announced: the run's
+    # own events say how the deployment ended.
     state = _str(stage.get("state"), 40)
-    if state is None:
-        raise ValueError("the stage event's stage has no state")
     run = _obj(resource.get("run")) or {}
     name = _str(stage.get("name"), 200)
     display = _str(stage.get("displayName"), 200)
     stage_name = display or (name if name != _SINGLE_STAGE else None)
     result = _str(stage.get("result"), 40)
     pipeline, pipeline_id = _pipeline_of(resource.get("pipeline"), run.get("pipeline"))
-    deploying = is_deployment_stage(name) or is_deployment_stage(display)
+    deploying = (is_deployment_stage(name) or is_deployment_stage(display)) and state is not None
     kind = _deployment_kind(state, result) if deploying else DevOpsEventKind.STAGE_STATE_CHANGED
     return DevOpsHookEvent(
         **_common(body),
         kind=kind,
         pipeline=pipeline,
         pipeline_id=pipeline_id,
-        run_id=_int(run.get("id")),
+        run_id=_int(run.get("id")) or _message_run(body)[0],
+        partial=state is None,
         run_name=_str(run.get("name"), 200),
         stage=stage_name,
         environment=environment_from_stage(name) or environment_from_stage(display),
@@ -375,54 +440,41 @@ def _stage_state(body: Mapping[str, Any]) -> DevOpsHookEvent:
 
 def _build_complete(body: Mapping[str, Any]) -> DevOpsHookEvent:
     resource = _resource(body)
-    build_id = _int(resource.get("id"))
-    if build_id is None:
-        raise ValueError("the build.complete event's resource has no id")
+    build_id = _int(resource.get("id")) or _message_build_id(body)
     status = _str(resource.get("status"), 40)
     result = _str(resource.get("result"), 40)
     # Older payloads put the result in `status` ("succeeded"); newer ones say "completed".
     if result is None and status is not None and status.lower() not in _BUILD_STATES:
         result = status
-    if result is None:
-        raise ValueError("the build.complete event has neither result nor status")
     pipeline, pipeline_id = _pipeline_of(resource.get("definition"))
     requests = resource.get("requests")
     first_request = requests[0] if isinstance(requests, list) and requests else None
-    deploying = is_deployment_pipeline(pipeline)
-    kind = (
-        _deployment_kind("completed", result)
-        if deploying
-        else DevOpsEventKind.PIPELINE_RUN_COMPLETED
-    )
-    return DevOpsHookEvent(
-        **_common(body),
-        kind=kind,
-        pipeline=pipeline,
-        pipeline_id=pipeline_id,
-        run_id=build_id,  # a build id is the pipeline run id
-        run_name=_str(resource.get("buildNumber"), 200),
-        state="completed",
-        result=result,
-        finished_at=_str(resource.get("finishTime"), 40),
-        web_url=_https(_path(resource, "_links", "web", "href")) or _message_url(body),
-        requested_for=_identity(resource.get("requestedFor"))
-        or _identity(_path(first_request, "requestedFor")),
-        rollback=deploying and _ROLLBACK.search(pipeline or "") is not None,
+    return _run_kind(
+        DevOpsHookEvent(
+            **_common(body),
+            kind=DevOpsEventKind.PIPELINE_RUN_STATE_CHANGED,
+            pipeline=pipeline,
+            pipeline_id=pipeline_id,
+            run_id=build_id,  # a build id is the pipeline run id
+            run_name=_str(resource.get("buildNumber"), 200),
+            state="completed",
+            result=result,
+            finished_at=_str(resource.get("finishTime"), 40),
+            web_url=_https(_path(resource, "_links", "web", "href")) or _message_url(body),
+            requested_for=_identity(resource.get("requestedFor"))
+            or _identity(_path(first_request, "requestedFor")),
+            partial=build_id is None or result is None or pipeline is None,
+        )
     )
 
 
 def _approval(body: Mapping[str, Any], kind: DevOpsEventKind) -> DevOpsHookEvent:
     resource = _resource(body)
-    approval = _obj(resource.get("approval"))
-    if approval is None:
-        raise ValueError("the approval event has no resource.approval object")
+    approval = _obj(resource.get("approval")) or {}
+    # Minimal/None may leave the approval out: it is then looked up from the run.
     approval_id = _str(approval.get("id"), 100)
-    if approval_id is None:
-        raise ValueError("the approval event's approval has no id")
     status = _str(approval.get("status"), 40)
-    if status is None:
-        if kind is not DevOpsEventKind.APPROVAL_REQUIRED:
-            raise ValueError("the completed approval has no status")
+    if status is None and kind is DevOpsEventKind.APPROVAL_REQUIRED:
         status = "pending"
     steps = [step for step in approval.get("steps") or [] if isinstance(step, Mapping)]
     approvers = tuple(
@@ -471,6 +523,7 @@ def _approval(body: Mapping[str, Any], kind: DevOpsEventKind) -> DevOpsHookEvent
         instructions=_str(approval.get("instructions"), _MAX_TEXT),
         decided_by=decided_by,
         comment=comment,
+        partial=approval_id is None or status is None,
     )
 
 
@@ -545,6 +598,8 @@ def event_key(event: DevOpsHookEvent) -> str:
 
 
 Record = Callable[[NewEvent], Awaitable[bool]]
+# Fills what a Minimal/None delivery left out, from Azure DevOps (never raises).
+Complete = Callable[[DevOpsHookEvent], Awaitable[DevOpsHookEvent]]
 
 
 def store_recorder(
@@ -581,12 +636,21 @@ def notification_time(body: Mapping[str, Any]) -> datetime | None:
 class DevOpsHook:
     """The route handler. Claims that act on production are first confirmed by `verifier`
     (`service.hook_verification`); `None` records events as they came, for callers that
-    only parse and record (the composition root always passes one)."""
+    only parse and record (the composition root always passes one). `complete` fills in
+    what a hook sent with Minimal or no resource details left out."""
 
-    def __init__(self, guard: HookGuard, record: Record, *, verifier: HookVerifier | None) -> None:
+    def __init__(
+        self,
+        guard: HookGuard,
+        record: Record,
+        *,
+        verifier: HookVerifier | None,
+        complete: Complete | None = None,
+    ) -> None:
         self._guard = guard
         self._record = record
         self._verifier = verifier
+        self._complete = complete
 
     async def post(self, request: web.Request) -> web.Response:
         refused = self._guard.refuse(request, basic_auth=True)
@@ -602,6 +666,8 @@ class DevOpsHook:
         if event is None:
             log.info("devops hook: ignored event type %.100s", body.get("eventType"))
             return web.json_response({"ignored": body["eventType"]})
+        if event.partial and self._complete is not None:
+            event = await self._complete(event)
         if not event.notifies:
             log.info(
                 "devops hook: %s for run %s is not announced (%s)",

@@ -127,9 +127,16 @@ def event_times(body: Any) -> list[datetime | None]:
 
 
 class EventGridHook:
-    def __init__(self, guard: HookGuard, on_push: PushHandler | None) -> None:
+    def __init__(
+        self,
+        guard: HookGuard,
+        on_push: PushHandler | None,
+        workspaces: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
         self._guard = guard
         self._on_push = on_push
+        # The configured workspace keys: a topic is matched to them without case.
+        self._workspaces = workspaces
 
     async def options(self, request: web.Request) -> web.Response:
         """CloudEvents abuse-protection handshake."""
@@ -162,7 +169,9 @@ class EventGridHook:
                 return stale
         checked = 0
         if self._on_push is not None:
+            known = list(self._workspaces())
             for run in batch.runs:
-                checked += await self._on_push(run.workspace_key, run.job_name)
+                key = resolve_workspace_key(run.workspace_key, known)
+                checked += await self._on_push(key, run.job_name)
         log.info("event grid: %d run event(s), %d session(s) to check", len(batch.runs), checked)
         return web.json_response({"accepted": len(batch.runs), "ignored": batch.ignored})

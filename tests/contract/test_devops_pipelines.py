@@ -183,6 +183,53 @@ async def test_list_pending_approvals(ado: AzureDevOpsPipelines, emulator: DevOp
     assert request.auth_scheme == "Basic"
 
 
+async def test_an_approval_is_placed_from_the_run_timeline_and_check_suite(
+    ado: AzureDevOpsPipelines, emulator: DevOpsEmulator
+) -> None:
+    other = emulator.queue_run("training-pipeline")
+    run = emulator.queue_run("deployment-pipeline")
+    pending = emulator.add_approval(run.id, stage="Deploy_Prod", environment="Prod")
+
+    place = await ado.locate_approval(pending.id.upper())  # approval ids are GUIDs
+
+    assert place is not None
+    assert (place.run_id, place.pipeline_name, place.stage) == (
+        run.id,
+        "deployment-pipeline",
+        "Deploy_Prod",
+    )
+    assert place.environment == "Prod"
+    assert place.web_url.endswith(f"_build/results?buildId={run.id}")
+    assert emulator.requests_to("/_apis/build/builds", "GET")[0].query.get("statusFilter") == (
+        "inProgress"
+    )
+    suite = emulator.requests_to(f"/_apis/pipelines/checks/runs/{pending.check_suite_id}")
+    assert suite and suite[0].query.get("$expand") == "resources"
+    # A run hint is read first; the other run's timeline is then not needed.
+    before = len(emulator.requests_to(f"/builds/{other.id}/timeline"))
+    again = await ado.locate_approval(pending.id, run_id=run.id)
+    assert again == place
+    assert len(emulator.requests_to(f"/builds/{other.id}/timeline")) == before
+
+
+async def test_an_approval_no_run_holds_has_no_place(
+    ado: AzureDevOpsPipelines, emulator: DevOpsEmulator
+) -> None:
+    emulator.queue_run("deployment-pipeline")
+    assert await ado.locate_approval("5f0e6c52-0000-4000-8000-000000000000") is None
+    assert await ado.locate_approval("5f0e6c52-0000-4000-8000-000000000000", run_id=999) is None
+
+
+async def test_an_approval_without_an_environment_check_has_no_environment(
+    ado: AzureDevOpsPipelines, emulator: DevOpsEmulator
+) -> None:
+    run = emulator.queue_run("deployment-pipeline")
+    pending = emulator.add_approval(run.id, environment=None)
+    place = await ado.locate_approval(pending.id)
+    assert place is not None and place.run_id == run.id
+    assert place.environments == () and place.environment is None
+
+
 @pytest.mark.parametrize(("approve", "status"), [(True, "approved"), (False, "rejected")])
 async def test_decide_approval_sends_the_exact_patch_body(
     ado: AzureDevOpsPipelines, emulator: DevOpsEmulator, approve: bool, status: str

@@ -122,6 +122,36 @@ async def test_retry_confirm_queues_once_and_updates_the_card(chatops: ChatOps) 
     assert "card:retry.confirm" in audit
 
 
+async def test_the_submit_fallback_of_older_clients_acts_like_the_button(
+    chatops: ChatOps,
+) -> None:
+    # A Teams client without Universal Actions draws the Action.Submit fallback and sends
+    # a message whose `value` is its data, replying to the card.
+    reply = await chatops.say("retry PLANT001/CIRCUIT01")
+    fallback = actions_of(reply)["retry.confirm"]["fallback"]
+    assert fallback["type"] == "Action.Submit"
+    activity = channel_message("", chatops.connector.url, with_entities=False)
+    activity["value"] = fallback["data"]
+    activity["replyToId"] = "activity-1"
+    before = len(chatops.connector.calls)
+
+    async with chatops.session.post(f"{chatops.url}/api/messages", json=activity) as response:
+        assert response.status == 201
+    calls = await chatops.connector.wait_for(before + 1)
+
+    assert [r["parameters"] for r in chatops.runs("training-pipeline")] == [
+        {"manualCircuits": "PLANT001/CIRCUIT01"}
+    ]
+    put = calls[-1]
+    assert put.method == "PUT" and put.path.endswith("/activities/activity-1")
+    assert "Retry queued" in str(put.body)
+    # Pressed again, it does not queue a second run.
+    async with chatops.session.post(f"{chatops.url}/api/messages", json=activity) as response:
+        assert response.status == 201
+    await chatops.connector.wait_for(before + 2)
+    assert len(chatops.runs("training-pipeline")) == 1
+
+
 async def test_tampered_card_data_is_refused(chatops: ChatOps) -> None:
     reply = await chatops.say("rollback staging flaky")
     confirm = actions_of(reply)["rollback.confirm"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from app import Runtime
 from sandbox.clock import ManualClock
+from sandbox.scenario import DEFAULT_SCENARIO_PATH
 from sandbox.stack import SandboxStack
 from tests.conftest import StartSandboxBot, serve_app
 from tests.standins.connector import ConnectorStandIn
@@ -170,4 +172,43 @@ async def test_event_grid_handshake_and_push(harness: Harness) -> None:
     async with harness.session.post(url, params={"key": HOOK_SECRET}, json=event) as r:
         assert r.status == 200 and (await r.json())["accepted"] == 1
     # The affected session checks at the next tick instead of waiting out its backoff.
+    assert await engine.next_wakeup() <= harness.clock.now()
+
+
+async def test_event_grid_push_with_a_lower_cased_topic_reaches_the_session(
+    start_sandbox_bot: StartSandboxBot, tmp_path: Path
+) -> None:
+    # ARM ids are case-insensitive and Azure lower-cases them in places: a workspace
+    # configured as "RG-MLOps-Sandbox" may be pushed as "rg-mlops-sandbox".
+    scenario = tmp_path / "mixed-case.yaml"
+    scenario.write_text(
+        DEFAULT_SCENARIO_PATH.read_text()
+        .replace("rg-mlops-sandbox", "RG-MLOps-Sandbox")
+        .replace("mlw-plants-sandbox", "MLW-Plants-Sandbox")
+    )
+    bot = await start_sandbox_bot({"MLBOT_HOOK_SECRET": HOOK_SECRET}, scenario=scenario)
+    harness = Harness(bot.runtime, bot.stack, bot.clock, bot.url, bot.session, WebhookStandIn())
+    await harness.play(5 * 60)
+    engine = harness.runtime.engine
+    assert engine is not None
+    assert await engine.next_wakeup() > harness.clock.now()
+    workspace = harness.stack.endpoints.workspaces[0]
+    assert workspace.resource_group == "RG-MLOps-Sandbox"
+    topic = (
+        f"/subscriptions/{workspace.subscription_id}/resourcegroups/{workspace.resource_group}"
+        f"/providers/microsoft.machinelearningservices/workspaces/{workspace.name}"
+    ).lower()
+    job = harness.stack.state()["jobs"][0]
+    event = [
+        {
+            "id": "3",
+            "topic": topic,
+            "subject": f"experiments/x/runs/{job['name']}",
+            "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+            "data": {"runId": job["name"], "runStatus": "Failed"},
+        }
+    ]
+    url = f"{harness.url}/api/hooks/eventgrid"
+    async with harness.session.post(url, params={"key": HOOK_SECRET}, json=event) as r:
+        assert r.status == 200 and (await r.json())["accepted"] == 1
     assert await engine.next_wakeup() <= harness.clock.now()

@@ -97,6 +97,18 @@ def test_missing_keys_keep_defaults() -> None:
     assert merged.settings.long_running_job_notification_interval_hours == 4.0
 
 
+def test_group_keys_match_without_case_as_in_azure_devops() -> None:
+    base = settings_from_mapping({})
+    merged = merge_variable_group(
+        base,
+        frozenset(),
+        {"MONITORINGMAXWAITHOURS": "1.5", "manualcircuits": "PLANT001/CIRCUIT01"},
+    )
+    assert merged.settings.monitoring_max_wait_hours == 1.5
+    assert merged.settings.manual_circuits == ("PLANT001/CIRCUIT01",)
+    assert set(merged.applied) == {"monitoringMaxWaitHours", "manualCircuits"}
+
+
 @pytest.mark.parametrize(
     ("key", "value", "field"),
     [

@@ -100,7 +100,9 @@ async def test_documented_pending_approvals_are_read(published: PublishedApprova
     assert approvals[0].created_at == datetime(2020, 11, 19, 8, 14, 49, 580000, tzinfo=UTC)
     # The documented shape names no pipeline or run: mlbot must not invent them.
     assert all(a.pipeline_id is None and a.run_id is None for a in approvals)
-    method, path, _ = published.requests[-1]
+    # Nor an environment: none is known until a run's timeline says where they wait.
+    assert all(a.environment is None for a in approvals)
+    method, path, _ = next(r for r in published.requests if "/approvals" in r[1])
     assert method == "GET" and "state=pending" in path and "api-version=7.1" in path
 
 
