@@ -164,6 +164,53 @@ async def test_status_page_shows_each_circuit_by_its_latest_attempt(database: Da
     assert page.counts == {JobState.FAILED: 1, JobState.COMPLETED: 1}
 
 
+async def test_status_with_more_jobs_than_the_card_shows_counts_all_and_shows_the_urgent(
+    database: Database,
+) -> None:
+    from monitoring.status_report import MAX_JOBS_SHOWN, StatusService
+
+    store = WatchedJobStore(database)
+    # 20 of each state over 120 circuits, written in an order unrelated to status order.
+    states = list(JobState)
+    jobs = [
+        _job(f"job-{n:03d}", states[n % len(states)], f"P/C{n:03d}") for n in reversed(range(120))
+    ]
+    for item in jobs:
+        await store.upsert(item, now=NOW)
+    # A retried circuit counts once, by its latest attempt; a job that moved on counts
+    # in its new state only.
+    failed_once = next(j for j in jobs if j.state is JobState.FAILED)
+    await store.upsert(
+        dataclasses.replace(
+            failed_once, name="retry", state=JobState.RUNNING, status="Running", attempt=2
+        ),
+        now=NOW,
+    )
+    waiting = next(j for j in jobs if j.state is JobState.WAITING)
+    await store.upsert(
+        dataclasses.replace(waiting, state=JobState.COMPLETED, status="Completed"), now=NOW
+    )
+
+    report = await StatusService(store).report(NOW)
+
+    assert report.counts == {
+        JobState.RUNNING: 21,
+        JobState.WAITING: 19,
+        JobState.UNKNOWN: 20,
+        JobState.FAILED: 19,
+        JobState.CANCELED: 20,
+        JobState.COMPLETED: 21,
+    }
+    assert report.total == 120 and report.hidden == 120 - MAX_JOBS_SHOWN
+    shown = [line.job for line in report.lines]
+    # The most urgent first: every running job, then waiting ones, in circuit order.
+    assert [j.state for j in shown] == [JobState.RUNNING] * 21 + [JobState.WAITING] * 4
+    running_circuits = [j.circuit for j in shown[:21]]
+    assert running_circuits == sorted(running_circuits)
+    assert "retry" in {j.name for j in shown}
+    assert waiting.name not in {j.name for j in shown}
+
+
 async def test_pending_approvals_and_last_deployments_from_hook_events(
     database: Database,
 ) -> None:
