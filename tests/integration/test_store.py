@@ -205,7 +205,7 @@ async def test_status_with_more_jobs_than_the_card_shows_counts_all_and_shows_th
     shown = [line.job for line in report.lines]
     # The most urgent first: every running job, then waiting ones, in circuit order.
     assert [j.state for j in shown] == [JobState.RUNNING] * 21 + [JobState.WAITING] * 4
-    running_circuits = [j.circuit for j in shown[:21]]
+    running_circuits = [j.circuit or "" for j in shown[:21]]
     assert running_circuits == sorted(running_circuits)
     assert "retry" in {j.name for j in shown}
     assert waiting.name not in {j.name for j in shown}
