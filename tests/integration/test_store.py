@@ -9,7 +9,7 @@ from pathlib import Path
 from monitoring.jobs import JobState, TrainingJob
 from store.audit import AuditEntry, AuditTrail
 from store.conversations import ConversationRecord, ConversationStore
-from store.database import Database
+from store.database import Database, head_revision
 from store.watched_jobs import WatchedJobStore
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -43,6 +43,34 @@ async def test_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
     readiness = await db.readiness()
     assert not readiness.ready and "expected 0006" in readiness.detail
+    await db.dispose()
+
+
+async def test_the_head_revision_is_read_once_however_often_readiness_is_asked(
+    tmp_path: Path,
+) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from service.health import HealthRoutes
+
+    reads: list[str] = []
+
+    def read_head() -> str:
+        reads.append(head_revision())
+        return reads[-1]
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/head.db", read_head=read_head)
+    assert await db.migrate() == "0006"
+    app = web.Application()
+    app.router.add_get("/readyz", HealthRoutes(db).readyz)
+    async with TestClient(TestServer(app)) as client:
+        for _ in range(3):
+            response = await client.get("/readyz")
+            assert response.status == 200
+            assert (await response.json())["schema_revision"] == "0006"
+    assert (await db.readiness()).ready
+    assert reads == ["0006"]
     await db.dispose()
 
 
