@@ -73,6 +73,20 @@ class RunChecks:
             f"{what} {item} (unexpected)" for item in counts if item not in wanted
         )
 
+    def distinct(self, expected: int, seen: Iterable[str | None], what: str) -> None:
+        """`expected` items, each seen once, when only their number is known beforehand."""
+        keys = list(seen)
+        counts = Counter(key for key in keys if key is not None)
+        if None in keys:
+            self.other.append(f"{keys.count(None)} {what} without a key")
+        if len(counts) < expected:
+            self.lost.append(f"{expected - len(counts)} of {expected} {what}")
+        self.duplicated.extend(
+            f"{what} {key} ({n} times)" for key, n in sorted(counts.items()) if n > 1
+        )
+        if len(counts) > expected:
+            self.duplicated.append(f"{len(counts) - expected} {what} more than expected")
+
     def require(self, condition: bool, problem: str) -> None:
         """Any other correctness condition of the run."""
         if not condition:
