@@ -11,11 +11,16 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +110,10 @@ class Database:
     async def readiness(self) -> Readiness:
         """Reachable and migrated to the newest revision."""
 
-        def current(connection: Connection) -> str | None:
-            return MigrationContext.configure(connection).get_current_revision()
-
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-                revision = await conn.run_sync(current)
+                revision = await _current_revision(conn)
         except Exception as exc:
             return Readiness(False, f"database unreachable: {type(exc).__name__}")
         head = self.head()
@@ -121,3 +123,16 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _current_revision(conn: AsyncConnection) -> str | None:
+    """The revision Alembic recorded; None before the first migration.
+
+    Read straight from Alembic's version table: building a MigrationContext for it costs
+    about 3 ms, and /readyz and /metrics ask on every call.
+    """
+    try:
+        value = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    except DBAPIError:  # no version table: never migrated (the server answered SELECT 1)
+        return None
+    return None if value is None else str(value)
