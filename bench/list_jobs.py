@@ -2,6 +2,8 @@
 
 Prints the wall time of the listings (sequential and concurrent), the time of the first
 call (SDK import and client creation) and the peak resident memory of the process.
+The run fails (exit 1) if a listing loses a job or returns one twice, or anything is
+logged at WARNING or above while listing.
 Run with `.venv/bin/python bench/list_jobs.py [--jobs N] [--workspaces N] [--page-size N]`.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.run_checks import RunChecks
 from monitoring.azure_calls import RetryPolicy
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
 from monitoring.jobs import Workspace
@@ -31,7 +34,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def run(total_jobs: int, workspace_count: int, page_size: int) -> None:
+async def run(total_jobs: int, workspace_count: int, page_size: int, checks: RunChecks) -> None:
     emulator = AzureMLEmulator(page_size=page_size)
     base_url = await emulator.start()
     try:
@@ -67,15 +70,25 @@ async def run(total_jobs: int, workspace_count: int, page_size: int) -> None:
             await source.get(ws, f"{ws.name}-job-00000")
         emulator.requests.clear()
 
-        began = time.perf_counter()
-        sequential = [await source.list_active(ws) for ws in workspaces]
-        sequential_s = time.perf_counter() - began
-        began = time.perf_counter()
-        concurrent = await asyncio.gather(*(source.list_active(ws) for ws in workspaces))
-        concurrent_s = time.perf_counter() - began
+        with checks.timed():
+            began = time.perf_counter()
+            sequential = [await source.list_active(ws) for ws in workspaces]
+            sequential_s = time.perf_counter() - began
+            began = time.perf_counter()
+            concurrent = await asyncio.gather(*(source.list_active(ws) for ws in workspaces))
+            concurrent_s = time.perf_counter() - began
 
+        expected = [
+            f"{ws.name}/{ws.name}-job-{i:05d}" for ws in workspaces for i in range(per_workspace)
+        ]
+        for label, listings in (("sequential", sequential), ("concurrent", concurrent)):
+            names = [
+                f"{ws.name}/{job.name}"
+                for ws, jobs in zip(workspaces, listings, strict=True)
+                for job in jobs
+            ]
+            checks.items(expected, names, f"{label} listing: job")
         listed = sum(len(jobs) for jobs in sequential)
-        assert listed == sum(len(jobs) for jobs in concurrent) == per_workspace * workspace_count
         pages = len(emulator.requests) // 2
         print(f"jobs listed:               {listed} in {workspace_count} workspaces")
         print(f"page size / pages:         {page_size} / {pages} per pass")
@@ -95,7 +108,9 @@ def main() -> None:
     parser.add_argument("--workspaces", type=int, default=10)
     parser.add_argument("--page-size", type=int, default=100)
     args = parser.parse_args()
-    asyncio.run(run(args.jobs, args.workspaces, args.page_size))
+    checks = RunChecks("list jobs")
+    asyncio.run(run(args.jobs, args.workspaces, args.page_size, checks))
+    sys.exit(checks.exit_code())
 
 
 if __name__ == "__main__":

@@ -27,6 +27,12 @@ simulated: all three strategies rely on polling alone.
 
 Every (strategy, size) cell runs in its own subprocess so its peak RSS is its own.
 
+The run fails (exit 1) if anything is logged at WARNING or above during a cell, the
+engine reports a transition twice, or a transition is reported before it happened.
+Missed transitions are a figure, not a failure: (b) and (c) give up after 3 h by design
+(the engine then reports a timeout), and a poll can land after a short run has ended.
+An engine cell stopped by `--engine-budget` is partial and says so.
+
     .venv/bin/python bench/monitoring_strategies.py [--jobs 100,1000,10000] [--seed 7]
     .venv/bin/python bench/monitoring_strategies.py --only engine --jobs 10000   # one cell
 """
@@ -51,6 +57,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.run_checks import RunChecks
 from config.settings import settings_from_mapping
 from monitoring.backoff import BackoffPolicy
 from monitoring.engine import EngineConfig, MonitoringEngine
@@ -229,6 +236,8 @@ class CellResult:
     peak_rss_mib: float = 0.0
     ticks: int = 0
     note: str = ""
+    # What makes this cell's figures wrong (lost, duplicated, logged warnings).
+    problems: list[str] = field(default_factory=list)
 
 
 def _record(
@@ -352,6 +361,8 @@ async def run_engine(world: list[SimJob], result: CellResult, budget_s: float | 
     reported: dict[str, dict[str, float]] = {}
     for event in events:
         if event.job_name is not None:
+            if event.kind in reported.get(event.job_name, {}):
+                result.problems.append(f"{event.kind} of {event.job_name} reported twice")
             reported.setdefault(event.job_name, {})[event.kind] = (
                 event.created_at - START
             ).total_seconds()
@@ -369,14 +380,19 @@ async def run_engine(world: list[SimJob], result: CellResult, budget_s: float | 
 async def run_cell(strategy: str, jobs: int, seed: int, budget_s: float | None) -> CellResult:
     world = build_world(jobs, seed)
     result = CellResult(strategy, jobs)
+    checks = RunChecks(f"{strategy} x {jobs}")
     started = time.perf_counter()
-    if strategy == "naive":
-        await run_naive(world, result)
-    elif strategy == "backoff":
-        await run_backoff(world, result)
-    else:
-        await run_engine(world, result, budget_s)
+    with checks.timed():
+        if strategy == "naive":
+            await run_naive(world, result)
+        elif strategy == "backoff":
+            await run_backoff(world, result)
+        else:
+            await run_engine(world, result, budget_s)
     result.wall_s = time.perf_counter() - started
+    early = [delay for delay in result.delays if delay < 0]
+    checks.require(not early, f"{len(early)} transitions reported before they happened")
+    result.problems += checks.problems()
     # ru_maxrss is KiB on Linux; the peak of this whole process (imports included).
     result.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -470,14 +486,19 @@ def main() -> None:
     sizes = [int(part.replace("_", "")) for part in args.jobs.split(",") if part.strip()]
 
     if args.only:
-        # In-process cells: the orchestrating run below uses these, one per subprocess.
+        # In-process cells: the orchestrating run below uses these, one per subprocess
+        # (it reads the problems from the JSON and fails the whole run on them).
+        failed = False
         for jobs in sizes:
             result = asyncio.run(run_cell(args.only, jobs, args.seed, args.engine_budget))
             if args.json:
                 print(json.dumps(asdict(result)))
             else:
                 print_table([result])
-        return
+                for problem in result.problems:
+                    print(f"  FAILED: {problem}", file=sys.stderr)
+                failed = failed or bool(result.problems)
+        sys.exit(1 if failed else 0)
 
     print(
         f"monitoring strategies on a simulated clock: {WORKSPACES} workspaces, seed {args.seed}, "
@@ -511,6 +532,11 @@ def main() -> None:
         " cell's own process (imports included)."
     )
     print_targets(results)
+    checks = RunChecks("monitoring strategies")
+    for r in results:
+        for problem in r.problems:
+            checks.require(False, f"{r.strategy} x {r.jobs}: {problem}")
+    sys.exit(checks.exit_code())
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ Bot Connector stand-in over loopback HTTP, on a SQLite file, under Teams' limits
 (7/1 s, 8/2 s, 60/30 s, 1800/h per conversation, 50/s per tenant — the stand-in checks
 them). Each notification is a card of its own (a deployment result), so one notification
 is one request. Prints the drain time against the least the limits allow (the lower
-bound of `bench/pacing.py`), and whether anything was lost or shown twice.
+bound of `bench/pacing.py`), and whether anything was lost or shown twice. The run fails
+(exit 1) if a notification is lost or shown twice, a request beyond Teams' limits reached
+the stand-in, the stand-in answered anything but 2xx, or anything was logged at WARNING
+or above while delivering.
 
 Run with `.venv/bin/python bench/notifications.py [--speed N] [--concurrency N]`;
 `--speed` runs the clock N times faster than real time (the stand-in's windows shrink as
@@ -29,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.pacing import lower_bound
+from bench.run_checks import AnsweringConnector, RunChecks
 from monitoring.pacing import TEAMS_CONVERSATION_LIMITS, TEAMS_TENANT_LIMITS
 from store.conversations import ConversationStore
 from store.database import Database
@@ -39,11 +43,7 @@ from tests.integration.delivery_worker import (
     deliver_all,
     remember_conversation,
 )
-from tests.standins.connector import (
-    TEAMS_CONVERSATION_WINDOWS,
-    TEAMS_TENANT_WINDOWS,
-    ConnectorStandIn,
-)
+from tests.standins.connector import TEAMS_CONVERSATION_WINDOWS, TEAMS_TENANT_WINDOWS
 
 
 async def seed(db: Database, url: str, notifications: int, conversations: int) -> None:
@@ -67,9 +67,13 @@ async def seed(db: Database, url: str, notifications: int, conversations: int) -
 
 
 async def run(
-    notifications: int, conversations: int, speed: float, concurrency: int = 8
+    notifications: int,
+    conversations: int,
+    speed: float,
+    checks: RunChecks,
+    concurrency: int = 8,
 ) -> list[str]:
-    connector = ConnectorStandIn(
+    connector = AnsweringConnector(
         conversation_windows=TEAMS_CONVERSATION_WINDOWS,
         tenant_windows=TEAMS_TENANT_WINDOWS,
         time_scale=speed,
@@ -82,11 +86,21 @@ async def run(
     await seed(db, connector.url, notifications, conversations)
     await db.dispose()
     began, cpu_began = time.monotonic(), time.process_time()
-    await deliver_all(url, FastClock(time.time(), speed), concurrency)
+    with checks.timed():
+        await deliver_all(url, FastClock(time.time(), speed), concurrency)
     took = timedelta(seconds=(time.monotonic() - began) * speed)  # in simulated time
     # CPU of this process per notification: the bot's, plus the stand-in answering it.
     cpu_ms = (time.process_time() - cpu_began) * 1000 / max(notifications, 1)
     await connector.stop()
+    connector.check_answers(checks)
+    checks.distinct(
+        notifications, (m.client_key for m in connector.messages.values()), "notifications"
+    )
+    checks.require(
+        not connector.violations,
+        f"{len(connector.violations)} requests beyond Teams' limits, e.g. "
+        + "; ".join(connector.violations[:3]),
+    )
 
     keys = Counter(m.client_key for m in connector.messages.values())
     lost = notifications - len(keys)
@@ -118,9 +132,13 @@ def main() -> None:
         f"{'bound s':>8} {'ratio':>6} {'lost':>5} {'dupes':>5} {'violations':>10} "
         f"{'cpu ms':>7}"
     )
-    lines = asyncio.run(run(args.notifications, args.conversations, args.speed, args.concurrency))
+    checks = RunChecks("notifications")
+    lines = asyncio.run(
+        run(args.notifications, args.conversations, args.speed, checks, args.concurrency)
+    )
     for line in lines:
         print(line)
+    sys.exit(checks.exit_code())
 
 
 if __name__ == "__main__":

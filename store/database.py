@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,11 +11,16 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,7 @@ def _alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
+    """The newest revision among the migration scripts (parses every script: ~4 ms)."""
     heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
     return heads[0]
 
@@ -51,7 +58,13 @@ def head_revision() -> str:
 class Database:
     """One engine per process; every repository is handed this object."""
 
-    def __init__(self, url: str, *, connect_args: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_args: dict[str, Any] | None = None,
+        read_head: Callable[[], str] = head_revision,
+    ) -> None:
         parsed = make_url(url)
         if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
             # Default state lives under .mlbot/; create the folder rather than fail.
@@ -65,6 +78,18 @@ class Database:
             pool_pre_ping=not parsed.drivername.startswith("sqlite"),
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._read_head = read_head
+        self._head: str | None = None
+
+    def head(self) -> str:
+        """The newest revision of the scripts this process runs with, read once.
+
+        The scripts ship with the code and cannot change while it runs, and /readyz and
+        /metrics ask on every call.
+        """
+        if self._head is None:
+            self._head = self._read_head()
+        return self._head
 
     @property
     def dialect(self) -> str:
@@ -78,26 +103,36 @@ class Database:
 
         async with self.engine.begin() as conn:
             await conn.run_sync(upgrade)
-        revision = head_revision()
+        revision = self.head()
         log.info("database schema at revision %s (%s)", revision, self.dialect)
         return revision
 
     async def readiness(self) -> Readiness:
         """Reachable and migrated to the newest revision."""
 
-        def current(connection: Connection) -> str | None:
-            return MigrationContext.configure(connection).get_current_revision()
-
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-                revision = await conn.run_sync(current)
+                revision = await _current_revision(conn)
         except Exception as exc:
             return Readiness(False, f"database unreachable: {type(exc).__name__}")
-        head = head_revision()
+        head = self.head()
         if revision != head:
             return Readiness(False, f"schema at {revision}, expected {head}", revision)
         return Readiness(True, "ok", revision)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _current_revision(conn: AsyncConnection) -> str | None:
+    """The revision Alembic recorded; None before the first migration.
+
+    Read straight from Alembic's version table: building a MigrationContext for it costs
+    about 3 ms, and /readyz and /metrics ask on every call.
+    """
+    try:
+        value = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    except DBAPIError:  # no version table: never migrated (the server answered SELECT 1)
+        return None
+    return None if value is None else str(value)

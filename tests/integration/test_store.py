@@ -9,7 +9,7 @@ from pathlib import Path
 from monitoring.jobs import JobState, TrainingJob
 from store.audit import AuditEntry, AuditTrail
 from store.conversations import ConversationRecord, ConversationStore
-from store.database import Database
+from store.database import Database, head_revision
 from store.watched_jobs import WatchedJobStore
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -43,6 +43,34 @@ async def test_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
     readiness = await db.readiness()
     assert not readiness.ready and "expected 0008" in readiness.detail
+    await db.dispose()
+
+
+async def test_the_head_revision_is_read_once_however_often_readiness_is_asked(
+    tmp_path: Path,
+) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from service.health import HealthRoutes
+
+    reads: list[str] = []
+
+    def read_head() -> str:
+        reads.append(head_revision())
+        return reads[-1]
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/head.db", read_head=read_head)
+    assert await db.migrate() == "0006"
+    app = web.Application()
+    app.router.add_get("/readyz", HealthRoutes(db).readyz)
+    async with TestClient(TestServer(app)) as client:
+        for _ in range(3):
+            response = await client.get("/readyz")
+            assert response.status == 200
+            assert (await response.json())["schema_revision"] == "0006"
+    assert (await db.readiness()).ready
+    assert reads == ["0006"]
     await db.dispose()
 
 
@@ -162,6 +190,53 @@ async def test_status_page_shows_each_circuit_by_its_latest_attempt(database: Da
     page = await store.status_page("", limit=10)
     assert [j.name for j in page.jobs] == ["c2-attempt-1", "c1-attempt-2"]
     assert page.counts == {JobState.FAILED: 1, JobState.COMPLETED: 1}
+
+
+async def test_status_with_more_jobs_than_the_card_shows_counts_all_and_shows_the_urgent(
+    database: Database,
+) -> None:
+    from monitoring.status_report import MAX_JOBS_SHOWN, StatusService
+
+    store = WatchedJobStore(database)
+    # 20 of each state over 120 circuits, written in an order unrelated to status order.
+    states = list(JobState)
+    jobs = [
+        _job(f"job-{n:03d}", states[n % len(states)], f"P/C{n:03d}") for n in reversed(range(120))
+    ]
+    for item in jobs:
+        await store.upsert(item, now=NOW)
+    # A retried circuit counts once, by its latest attempt; a job that moved on counts
+    # in its new state only.
+    failed_once = next(j for j in jobs if j.state is JobState.FAILED)
+    await store.upsert(
+        dataclasses.replace(
+            failed_once, name="retry", state=JobState.RUNNING, status="Running", attempt=2
+        ),
+        now=NOW,
+    )
+    waiting = next(j for j in jobs if j.state is JobState.WAITING)
+    await store.upsert(
+        dataclasses.replace(waiting, state=JobState.COMPLETED, status="Completed"), now=NOW
+    )
+
+    report = await StatusService(store).report(NOW)
+
+    assert report.counts == {
+        JobState.RUNNING: 21,
+        JobState.WAITING: 19,
+        JobState.UNKNOWN: 20,
+        JobState.FAILED: 19,
+        JobState.CANCELED: 20,
+        JobState.COMPLETED: 21,
+    }
+    assert report.total == 120 and report.hidden == 120 - MAX_JOBS_SHOWN
+    shown = [line.job for line in report.lines]
+    # The most urgent first: every running job, then waiting ones, in circuit order.
+    assert [j.state for j in shown] == [JobState.RUNNING] * 21 + [JobState.WAITING] * 4
+    running_circuits = [j.circuit or "" for j in shown[:21]]
+    assert running_circuits == sorted(running_circuits)
+    assert "retry" in {j.name for j in shown}
+    assert waiting.name not in {j.name for j in shown}
 
 
 async def test_pending_approvals_and_last_deployments_from_hook_events(

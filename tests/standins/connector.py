@@ -146,7 +146,7 @@ class ConnectorStandIn:
                 window = per / self.time_scale
                 inside = sum(1 for t in arrivals if t > now - window)
                 if inside > count:
-                    where = conversation or "the tenant"
+                    where = key or "the tenant"
                     self.violations.append(f"{inside} requests within {per}s to {where}")
                     self.refused += 1
                     return web.json_response(
