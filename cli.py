@@ -48,6 +48,7 @@ from monitoring.watch import WatchExit, WatchOptions, WatchTarget, run_watch, wa
 from service.logs import configure_logging
 from store.database import Database
 from store.monitoring import EventRecord, MonitoringStore
+from store.pipeline_intents import PipelineIntentStore
 
 if TYPE_CHECKING:
     from sandbox.stack import SandboxStack
@@ -219,6 +220,7 @@ async def watch(settings: Settings, target: WatchTarget, sandbox: SandboxOptions
         source=clients.job_source,
         workspaces=clients.workspaces,
         pipelines=clients.pipelines,
+        intents=PipelineIntentStore(db),
         config=lambda: EngineConfig.from_settings(settings),
         clock=clock,
     )

@@ -33,6 +33,7 @@ from monitoring.deployment_watch import (
 from monitoring.devops import AzureDevOpsPipelines
 from monitoring.health import HealthPolicy, parse_common_alert
 from monitoring.metrics import EndpointMetrics, MetricsOptions, online_endpoint_id
+from monitoring.pipeline_runs import PipelineRuns
 from sandbox.clock import ManualClock
 from sandbox.credentials import StaticTokenCredential
 from sandbox.devops_emulator import DevOpsEmulator
@@ -40,6 +41,7 @@ from sandbox.metrics_emulator import FaultKind, MetricsEmulator, TrafficPhase
 from store.database import Database
 from store.deployment_watches import DeploymentWatchStore
 from store.monitoring import EventRecord, MonitoringStore
+from store.pipeline_intents import PipelineIntentStore
 from tests.conftest import make_settings
 
 START = dt.datetime(2025, 3, 1, 10, 0, tzinfo=dt.UTC)
@@ -127,7 +129,9 @@ class Harness:
         values: dict[str, Any] = {
             "store": DeploymentWatchStore(self.database),
             "metrics": self.metrics,
-            "pipelines": self.pipelines,
+            "runs": PipelineRuns(
+                self.pipelines, PipelineIntentStore(self.database), self.clock.now
+            ),
             "events": MonitoringStore(self.database),
             "policy": lambda: HealthPolicy.from_settings(settings),
             "clock": self.clock.now,
@@ -424,7 +428,7 @@ async def test_only_auto_rollback_environments_are_watched(harness: Harness) -> 
 
 async def test_no_devops_configured_describes_the_rollback(harness: Harness) -> None:
     harness.emulator.set_traffic(ENDPOINT, DEGRADING)
-    watcher = harness.watcher(pipelines=None)
+    watcher = harness.watcher(runs=None)
     await watcher.start("prod", ENDPOINT, "blue", "4242")
     await harness.run_until(watcher, 13)
     [dry] = await harness.events(EventKind.ROLLBACK_DRY_RUN)

@@ -34,15 +34,15 @@ def record(conversation_id: str, team: str | None = None) -> ConversationRecord:
 
 
 async def test_migrations_are_idempotent_and_ready(database: Database) -> None:
-    assert await database.migrate() == "0006"
+    assert await database.migrate() == "0007"
     readiness = await database.readiness()
-    assert readiness.ready and readiness.revision == "0006"
+    assert readiness.ready and readiness.revision == "0007"
 
 
 async def test_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
     readiness = await db.readiness()
-    assert not readiness.ready and "expected 0006" in readiness.detail
+    assert not readiness.ready and "expected 0007" in readiness.detail
     await db.dispose()
 
 
