@@ -57,6 +57,7 @@ from monitoring.health import HealthPolicy
 from monitoring.jobs import Workspace
 from monitoring.metrics import EndpointMetrics, MetricsOptions
 from monitoring.pacing import SendPacer
+from monitoring.pipeline_runs import PipelineRuns
 from monitoring.rollback_targets import (
     EndpointTarget,
     RollbackTargetError,
@@ -86,6 +87,7 @@ from store.deployment_watches import DeploymentWatchStore
 from store.gauges import GaugeReader
 from store.group_commit import GroupCommit
 from store.monitoring import MonitoringStore, NewEvent
+from store.pipeline_intents import PipelineIntentStore
 from store.posted_activities import PostedActivityStore
 from store.watched_jobs import WatchedJobStore
 
@@ -298,6 +300,8 @@ class EngineParts:
     engine: MonitoringEngine | None
     # The deployment health watch; None without endpoints to watch or a metrics client.
     watcher: DeploymentWatcher | None
+    # The one way runs are queued (retries, rollbacks, buttons); None without Azure DevOps.
+    runs: PipelineRuns | None = None
 
 
 def build_engine(
@@ -306,12 +310,17 @@ def build_engine(
     """The monitoring engine and the deployment health watch."""
     clients, live = azure.clients, azure.live
     startup = live.startup
+    runs = (
+        PipelineRuns(clients.pipelines, PipelineIntentStore(store.db), clock)
+        if clients.pipelines is not None
+        else None
+    )
     engine = (
         MonitoringEngine(
             store=store.monitoring,
             source=clients.job_source,
             workspaces=clients.workspaces,
-            pipelines=clients.pipelines,
+            runs=runs,
             config=lambda: EngineConfig.from_settings(live.now()),
             clock=clock,
         )
@@ -322,7 +331,7 @@ def build_engine(
         DeploymentWatcher(
             store=DeploymentWatchStore(store.db),
             metrics=clients.metrics,
-            pipelines=clients.pipelines,
+            runs=runs,
             events=store.monitoring,
             policy=lambda: HealthPolicy.from_settings(live.now()),
             clock=clock,
@@ -335,7 +344,7 @@ def build_engine(
         if clients.metrics is not None and azure.rollback_targets
         else None
     )
-    return EngineParts(engine, watcher)
+    return EngineParts(engine, watcher, runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +468,7 @@ def build_bot(
         rollback_pipeline=lambda: live.now().rollback_pipeline,
         known_circuits=store.jobs.known_circuits,
         default_circuits=lambda: live.now().manual_circuits,
+        runs=engine.runs,
     )
     built_engine, built_watcher = engine.engine, engine.watcher
     handlers = build_handlers(

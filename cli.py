@@ -54,6 +54,7 @@ from monitoring.watch import WatchExit, WatchOptions, WatchTarget, run_watch, wa
 from service.logs import configure_logging, learn_secrets
 from store.database import Database
 from store.monitoring import EventRecord, MonitoringStore
+from store.pipeline_intents import PipelineIntentStore
 from store.replica_lock import DatabaseInUseError, SingleReplicaLock
 
 if TYPE_CHECKING:
@@ -227,6 +228,7 @@ async def watch(settings: Settings, target: WatchTarget, sandbox: SandboxOptions
         source=clients.job_source,
         workspaces=clients.workspaces,
         pipelines=clients.pipelines,
+        intents=PipelineIntentStore(db),
         config=lambda: EngineConfig.from_settings(settings),
         clock=clock,
     )

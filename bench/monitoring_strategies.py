@@ -332,7 +332,7 @@ async def run_engine(world: list[SimJob], result: CellResult, budget_s: float | 
             store=store,
             source=source,
             workspaces=spaces,
-            pipelines=None,
+            runs=None,
             config=lambda: config,
             clock=lambda: clock[0],
         )

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,12 +28,12 @@ from bot.access import AccessPolicy, Actor
 from bot.authorization import Authorization, LookedUpEnvironment, card_target
 from bot.card_signing import CardDataError, CardSigner, SignedAction
 from bot.command_catalog import CARD_ACTIONS, CardActionSpec
-from bot.commands import CommandError
+from bot.commands import CommandError, OutcomePending
 from bot.turns import TurnFacts
-from cards.actions import render_action_refused, render_action_working
+from cards.actions import render_action_done, render_action_refused, render_action_working
 from cards.common import Card
 from store.audit import AuditTrail
-from store.card_actions import CardActionStore
+from store.card_actions import UNKNOWN, CardActionStore
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class ActionRegistry:
 @dataclass(frozen=True, slots=True)
 class ActionOutcome:
     card: Card
-    outcome: str  # ok | refused | failed | repeated
+    outcome: str  # ok | refused | failed | repeated | unknown | pending
 
 
 class CardActionProcessor:
@@ -158,6 +158,14 @@ class CardActionProcessor:
         if not decision.allowed:
             return ActionOutcome(render_action_refused(decision.reason), "refused")
         claim = await self._actions.claim(signed.nonce, verb, actor.aad_object_id, now)
+        # The first press sent its request without learning the outcome: this press acts
+        # again under the same nonce, and finds what the first one did.
+        if (
+            not claim.first
+            and claim.outcome == UNKNOWN
+            and await self._actions.reclaim(signed.nonce, now)
+        ):
+            claim = replace(claim, first=True)
         if not claim.first:
             stored = (claim.result or {}).get("card")
             if isinstance(stored, dict):
@@ -183,6 +191,15 @@ class CardActionProcessor:
         try:
             card = await spec.handler(turn)
             outcome = "ok"
+        except OutcomePending as exc:
+            # The request may have acted: keep the claim, so that the next press finds
+            # out what happened instead of acting as if nothing had.
+            card = render_action_done(
+                "Outcome being checked", [("Status", str(exc))], actor.label, now, ok=False
+            )
+            await self._actions.complete(signed.nonce, UNKNOWN, {"card": card}, now)
+            await self._record(facts, actor, now, signed.verb, UNKNOWN, str(exc), signed)
+            return ActionOutcome(card, UNKNOWN)
         except CommandError as exc:
             # Nothing was changed (Azure refused or was unreachable): the same button may
             # be pressed again once the cause is fixed.

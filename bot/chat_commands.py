@@ -68,6 +68,11 @@ class Handlers:
             raise LookupError(f"no handler for {', '.join(unhandled)}")
 
 
+def button_key(turn: ActionTurn) -> str:
+    """The `queue_once` key of a button: its signed card action, one per button."""
+    return f"card:{turn.action.nonce}"
+
+
 def _rollback_environment(args: str) -> str:
     """The environment `rollback` is about, for the access check (same parse as its handler)."""
     return parse_rollback(args)[0]
@@ -104,7 +109,7 @@ def build_handlers(services: ChatServices) -> Handlers:
     @actions.handles(CARD_ACTIONS.retry_confirm)
     async def retry_confirmed(turn: ActionTurn) -> Card:
         circuits = tuple(str(c) for c in turn.action.data.get("circuits", []))
-        run = await ops.queue_retry(circuits)
+        run = await ops.queue_retry(circuits, button_key(turn))
         return render_action_done(
             "Retry queued",
             [
@@ -184,7 +189,7 @@ def build_handlers(services: ChatServices) -> Handlers:
                 turn.now,
                 ok=False,
             )
-        run = await ops.queue_rollback(environment, reason, turn.actor.label)
+        run = await ops.queue_rollback(environment, reason, turn.actor.label, button_key(turn))
         if watcher is not None:
             # The deployment being judged is gone: no automatic rollback may follow.
             await watcher.supersede(environment, f"{turn.actor.label} (manual rollback)")

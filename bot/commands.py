@@ -43,6 +43,14 @@ class CommandError(Exception):
     """An expected failure whose message is meant for the user."""
 
 
+class OutcomePending(Exception):
+    """The request left but its outcome is not known yet; the message says so to the user.
+
+    Unlike a `CommandError`, something may have changed: the same action, asked again,
+    must find out what happened rather than act afresh.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class BoundCommand(Generic[Ctx]):
     """A catalog entry with its handler, reachable only past the guard."""

@@ -1,7 +1,9 @@
 """What commands and card buttons do in Azure DevOps: retry, roll back, approve.
 
 The same functions serve chat commands, card actions (and later the scheduler), so
-validation, audit wording and error messages are shared.
+validation, audit wording and error messages are shared. Runs are queued only through
+`monitoring.pipeline_runs.queue_once`, under the key the caller names (a button's
+nonce): asking again with the same key answers with the same run.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.commands import CommandError
+from bot.commands import CommandError, OutcomePending
 from monitoring.azure_calls import AzureAuthError, AzureCallError, AzureNotFoundError
-from monitoring.devops import Approval, AzureDevOpsPipelines, PipelineRun
+from monitoring.devops import Approval, AzureDevOpsPipelines
+from monitoring.pipeline_runs import OutcomeUnknown, PipelineRuns, RunRef
 from monitoring.retries import CircuitListError, format_manual_circuits, parse_circuits
 
 
@@ -35,6 +38,8 @@ class Operations:
     known_circuits: Callable[[], Awaitable[set[str]]]
     # `manualCircuits` of the variable group: what `retry` alone proposes to retrain.
     default_circuits: Callable[[], tuple[str, ...]] = tuple
+    # Queues runs once per key; None when Azure DevOps is not configured.
+    runs: PipelineRuns | None = None
 
     def _require_pipelines(self) -> AzureDevOpsPipelines:
         if self.pipelines is None:
@@ -69,24 +74,41 @@ class Operations:
             )
         return circuits
 
-    async def queue_retry(self, circuits: tuple[str, ...]) -> PipelineRun:
-        pipelines = self._require_pipelines()
-        try:
-            return await pipelines.queue_run(
-                self.training_pipeline(), {"manualCircuits": format_manual_circuits(circuits)}
-            )
-        except AzureCallError as exc:
-            raise CommandError(explain_azure_error(exc)) from None
+    async def queue_retry(self, circuits: tuple[str, ...], key: str) -> RunRef:
+        """Queue the training pipeline for `circuits` once per `key`."""
+        return await self._queue_once(
+            key,
+            self.training_pipeline(),
+            {"manualCircuits": format_manual_circuits(circuits)},
+            "retry",
+        )
 
-    async def queue_rollback(self, environment: str, reason: str, actor: str) -> PipelineRun:
-        pipelines = self._require_pipelines()
+    async def queue_rollback(self, environment: str, reason: str, actor: str, key: str) -> RunRef:
+        """Queue the rollback pipeline for `environment` once per `key`."""
+        return await self._queue_once(
+            key,
+            self.rollback_pipeline(),
+            {"environment": environment, "reason": reason or f"Requested in Teams by {actor}"},
+            "rollback",
+        )
+
+    async def _queue_once(
+        self, key: str, pipeline: str, parameters: dict[str, str], what: str
+    ) -> RunRef:
+        self._require_pipelines()
+        if self.runs is None:
+            raise CommandError("Azure DevOps is not configured for this bot, so it cannot queue.")
         try:
-            return await pipelines.queue_run(
-                self.rollback_pipeline(),
-                {"environment": environment, "reason": reason or f"Requested in Teams by {actor}"},
-            )
+            outcome = await self.runs.queue_once(key, pipeline, parameters)
         except AzureCallError as exc:
             raise CommandError(explain_azure_error(exc)) from None
+        if isinstance(outcome, OutcomeUnknown):
+            raise OutcomePending(
+                f"Azure DevOps did not confirm whether the {what} was queued "
+                f"({outcome.reason}). I am checking: press the button again in a minute to "
+                f"see its run. It will not queue a second {pipeline} run."
+            )
+        return outcome.run
 
     async def pending_approvals(self) -> list[Approval]:
         pipelines = self._require_pipelines()

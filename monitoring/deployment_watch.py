@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from domain.events import EventKind
+from monitoring.azure_calls import AzureCallError
 from monitoring.health import (
     AlertSignal,
     CheckResult,
@@ -42,6 +43,7 @@ from monitoring.health import (
     evaluate,
     next_state,
 )
+from monitoring.pipeline_runs import OutcomeUnknown, PipelineRuns
 from store.deployment_watches import (
     CANCELLED,
     DRY_RUN,
@@ -66,6 +68,8 @@ DEFAULT_GRACE = timedelta(minutes=2)
 DEFAULT_COOLDOWN = timedelta(hours=1)
 MAX_CHART_POINTS = 60  # per-minute points kept for the card's chart
 MAX_REASON_CHARS = 400  # the pipeline's `reason` parameter stays readable in Azure DevOps
+# A rollback whose queuing outcome is unknown is looked for again after this long.
+ROLLBACK_RECHECK = timedelta(minutes=1)
 
 
 class CancelOutcome(StrEnum):
@@ -92,22 +96,6 @@ class Metrics(Protocol):
     ) -> MetricsSample: ...
 
 
-class QueuedRun(Protocol):
-    @property
-    def run_id(self) -> int: ...
-
-    @property
-    def web_url(self) -> str: ...
-
-
-class Pipelines(Protocol):
-    """What the watch needs from `monitoring.devops.AzureDevOpsPipelines`."""
-
-    async def queue_run(
-        self, pipeline_name: str, template_parameters: Mapping[str, str]
-    ) -> QueuedRun: ...
-
-
 def environments_from_settings(settings: Any) -> Callable[[str], bool]:
     """`settings.auto_rollback_enabled` and the environment in
     `auto_rollback_environments` (case-insensitive), read at each call."""
@@ -119,6 +107,11 @@ def environments_from_settings(settings: Any) -> Callable[[str], bool]:
         return environment.strip().lower() in wanted
 
     return enabled
+
+
+def rollback_intent_key(watch: str) -> str:
+    """The `queue_once` key of a watch's automatic rollback."""
+    return f"rollback:{watch}"
 
 
 def watch_key(environment: str, endpoint_resource_id: str, deployment: str, run_id: str) -> str:
@@ -286,7 +279,7 @@ class DeploymentWatcher:
         self,
         store: DeploymentWatchStore,
         metrics: Metrics,
-        pipelines: Pipelines | None,
+        runs: PipelineRuns | None,
         events: MonitoringStore,
         policy: Callable[[], HealthPolicy],
         clock: Callable[[], datetime],
@@ -301,7 +294,7 @@ class DeploymentWatcher:
             raise ValueError("the grace period cannot be negative")
         self._store = store
         self._metrics = metrics
-        self._pipelines = pipelines
+        self._runs = runs
         self._events = events
         self._policy = policy
         self._clock = clock
@@ -353,6 +346,8 @@ class DeploymentWatcher:
                 try:
                     if record.status == ROLLBACK_PENDING:
                         await self._end_grace(record, now)
+                    elif record.status == QUEUING:
+                        await self._queue_rollback(record, now)
                     else:
                         await self._check(record, now)
                     done += 1
@@ -535,25 +530,8 @@ class DeploymentWatcher:
 
     async def _end_grace(self, record: WatchRecord, now: datetime) -> None:
         """The grace period is over and nobody cancelled: queue the rollback."""
-        policy = self._policy()
-        state = state_from_json(record.state, record.started_at, policy)
-        reason = rollback_reason(state)
-        params = {
-            "environment": record.environment,
-            "endpoint": record.endpoint,
-            "deployment": record.deployment,
-            "reason": reason,
-        }
-        about = {
-            **self._about(record),
-            "reason": reason,
-            "pipeline": self._rollback_pipeline(),
-            # The evidence again: the queued (or dry-run) card must say why on its own.
-            "checks": [check_to_json(r) for r in state.failure_streak],
-            "thresholds": thresholds_to_json(policy),
-            "points": record.state.get("points") or [],
-        }
-        if self.dry_run or self._pipelines is None:
+        params, about = self._rollback_parameters(record)
+        if self.dry_run or self._runs is None:
             if not await self._store.transition(
                 record.id, expected_status=ROLLBACK_PENDING, status=DRY_RUN, now=now
             ):
@@ -574,9 +552,46 @@ class DeploymentWatcher:
             record.id, expected_status=ROLLBACK_PENDING, status=QUEUING, now=now
         ):
             return
+        await self._queue_rollback(record, now)
+
+    def _rollback_parameters(self, record: WatchRecord) -> tuple[dict[str, str], dict[str, Any]]:
+        """The rollback run's parameters, and what its events say about it."""
+        policy = self._policy()
+        state = state_from_json(record.state, record.started_at, policy)
+        reason = rollback_reason(state)
+        params = {
+            "environment": record.environment,
+            "endpoint": record.endpoint,
+            "deployment": record.deployment,
+            "reason": reason,
+        }
+        about = {
+            **self._about(record),
+            "reason": reason,
+            "pipeline": self._rollback_pipeline(),
+            # The evidence again: the queued (or dry-run) card must say why on its own.
+            "checks": [check_to_json(r) for r in state.failure_streak],
+            "thresholds": thresholds_to_json(policy),
+            "points": record.state.get("points") or [],
+        }
+        return params, about
+
+    async def _queue_rollback(self, record: WatchRecord, now: datetime) -> None:
+        """Queue the claimed rollback once (`queue_once`, keyed by the watch).
+
+        Also what a later tick does for a watch still `queuing`: a POST whose outcome was
+        unknown (a timeout, a 5xx), or a process that stopped mid-way, is resolved by
+        looking for the run, never by queuing a second one.
+        """
+        if self._runs is None:
+            return
+        params, about = self._rollback_parameters(record)
         try:
-            run = await self._pipelines.queue_run(self._rollback_pipeline(), params)
-        except Exception as exc:
+            outcome = await self._runs.queue_once(
+                rollback_intent_key(record.key), self._rollback_pipeline(), params
+            )
+        except AzureCallError as exc:
+            # Refused by Azure DevOps: no run was queued.
             log.error("health watch %s: could not queue the rollback: %s", record.key, exc)
             await self._record(
                 now,
@@ -593,6 +608,26 @@ class DeploymentWatcher:
                 expected_status=QUEUING,
             )
             return
+        except Exception:
+            # Anything else leaves the outcome open: looked at again at the next check.
+            log.exception("health watch %s: queuing the rollback did not finish", record.key)
+            outcome = OutcomeUnknown(rollback_intent_key(record.key), "unexpected error")
+        if isinstance(outcome, OutcomeUnknown):
+            log.warning(
+                "health watch %s: rollback outcome unknown (%s); checking again",
+                record.key,
+                outcome.reason,
+            )
+            await self._store.save(
+                record.id,
+                now=now,
+                status=QUEUING,
+                state=record.state,
+                next_check_at=now + ROLLBACK_RECHECK,
+                expected_status=QUEUING,
+            )
+            return
+        run = outcome.run
         await self._record(
             now,
             f"{record.key}/rollback_queued",
@@ -714,8 +749,8 @@ __all__ = [
     "DeploymentWatcher",
     "EventKind",
     "Metrics",
-    "Pipelines",
     "environments_from_settings",
+    "rollback_intent_key",
     "rollback_reason",
     "watch_key",
 ]

@@ -50,6 +50,7 @@ from monitoring.lifecycle import (
     monitoring_timed_out,
     observe,
 )
+from monitoring.pipeline_runs import OutcomeUnknown, PipelineRuns, Queued, RunRef
 from monitoring.reminders import next_reminder_at
 from monitoring.retries import CircuitAttempts, max_attempts, plan_retries
 
@@ -61,9 +62,11 @@ log = logging.getLogger(__name__)
 RETRY_QUEUED = "retry_queued"
 # A cancel that Azure ML has not acknowledged yet is asked for again after this long.
 CANCEL_REPEAT = timedelta(minutes=5)
-# A run found created this long before the queue was requested still counts as that queue:
-# the pipeline service's clock may be a little behind ours.
-QUEUE_CLOCK_SLACK = timedelta(minutes=5)
+# Retry runs are queued through pipeline intents keyed by their retry event.
+RETRY_INTENT_PREFIX = "retry:"
+RETRY_EVENTS_CURSOR = "engine.retry_events"
+# At most this many retries are carried on per pass (more wait for the next one).
+RETRIES_PER_TICK = 50
 # A job someone stopped watching: its session is never checked, and its job is neither
 # followed nor attached to an experiment session again.
 UNWATCHED = "unwatched"
@@ -202,14 +205,14 @@ class MonitoringEngine:
         store: EngineRepository,
         source: EngineJobSource,
         workspaces: list[Workspace],
-        pipelines: PipelineQueue | None,
+        runs: PipelineRuns | None,
         config: Callable[[], EngineConfig],
         clock: Clock,
     ) -> None:
         self._store = store
         self._source = source
         self._workspaces = list(workspaces)
-        self._pipelines = pipelines
+        self._runs = runs
         self._config = config
         self._clock = clock
         # When each workspace was last listed; a workspace not listed for a discovery
@@ -664,49 +667,85 @@ class MonitoringEngine:
     async def _drive_retries(self, report: TickReport) -> None:
         """Queue every recorded retry that has no pipeline run yet (also after a restart).
 
-        The intent to queue is stored first. A retry found with that intent but no run
-        may have been queued just before the process stopped (or by a POST that timed
-        out): the run is looked for before queuing, so a retry is queued once.
+        New retry events become pipeline intents (keyed by the event); then each intent
+        without a run is carried on by `queue_once`'s rules: a POST whose outcome was
+        unknown is looked for in Azure DevOps before anything is posted again, so a retry
+        is queued once. Both reads are bounded: the events past a cursor, and the intents
+        not yet queued.
         """
-        if self._pipelines is None:
+        if self._runs is None:
             return
-        for event in await self._store.events_of_kind(RETRY_QUEUED):
-            if event.payload.get("run_id") is not None:
-                continue
-            payload = dict(event.payload)
-            pipeline = str(payload["pipeline"])
-            parameters = {"manualCircuits": str(payload["manualCircuits"])}
+        await self._adopt_retry_events()
+        for intent in await self._runs.intents.unresolved(RETRY_INTENT_PREFIX, RETRIES_PER_TICK):
             try:
-                run = await self._earlier_run(payload, pipeline, parameters)
-                if run is None:
-                    if "queue_requested_at" not in payload:
-                        payload["queue_requested_at"] = self._clock().isoformat()
-                        await self._store.update_payload(event.id, payload)
-                    run = await self._pipelines.queue_run(pipeline, parameters)
-                    report.runs_queued += 1
+                outcome = await self._runs.resolve(intent)
             except AzureCallError as exc:
                 report.failures.append(str(exc))
                 log.warning("monitoring: queuing the retry run failed: %s", exc)
                 continue
-            payload["run_id"] = getattr(run, "run_id", None)
-            payload["run_url"] = getattr(run, "web_url", None)
-            await self._store.update_payload(event.id, payload)
+            if isinstance(outcome, OutcomeUnknown):
+                report.failures.append(f"retry {intent.key}: outcome unknown: {outcome.reason}")
+                continue
+            if isinstance(outcome, Queued):
+                report.runs_queued += 1
+            await self._record_retry_run(intent.event_id, outcome.run)
             log.info(
-                "monitoring: queued %s with manualCircuits=%s (run %s)",
-                payload["pipeline"],
-                payload["manualCircuits"],
-                payload["run_id"],
+                "monitoring: queued %s with %s (run %s)",
+                intent.pipeline,
+                intent.parameters,
+                outcome.run.run_id,
             )
 
-    async def _earlier_run(
-        self, payload: dict[str, Any], pipeline: str, parameters: dict[str, str]
-    ) -> Any:
-        """The run an earlier attempt to queue this retry may have created, if any."""
-        requested = payload.get("queue_requested_at")
-        if requested is None or not isinstance(self._pipelines, RunFinder):
-            return None
-        since = datetime.fromisoformat(str(requested)) - QUEUE_CLOCK_SLACK
-        return await self._pipelines.find_run(pipeline, parameters, since)
+    async def _adopt_retry_events(self) -> None:
+        """Turn retry events recorded since the last pass into pipeline intents."""
+        assert self._runs is not None
+        intents = self._runs.intents
+        now = self._clock()
+        while True:
+            found, position = await intents.new_events(
+                RETRY_EVENTS_CURSOR, RETRY_QUEUED, RETRIES_PER_TICK
+            )
+            for event in found:
+                payload = dict(event.payload)
+                run_id = payload.get("run_id")
+                requested = payload.get("queue_requested_at")
+                if run_id is None and requested is None:
+                    # The intent's time, kept on the event as well (status and cards read it).
+                    payload["queue_requested_at"] = now.isoformat()
+                    await self._store.update_payload(event.id, payload)
+                await intents.open(
+                    f"{RETRY_INTENT_PREFIX}{event.key}",
+                    str(payload["pipeline"]),
+                    {"manualCircuits": str(payload["manualCircuits"])},
+                    now,
+                    event_id=event.id,
+                    # Noted by an earlier version before the POST: it may have been sent.
+                    posted_at=_parsed_time(requested) if run_id is None else None,
+                    run_id=int(run_id) if run_id is not None else None,
+                    run_url=payload.get("run_url"),
+                )
+            await intents.move_cursor(RETRY_EVENTS_CURSOR, position, now)
+            if len(found) < RETRIES_PER_TICK:
+                return
+
+    async def _record_retry_run(self, event_id: int | None, run: RunRef) -> None:
+        if event_id is None:
+            return
+        assert self._runs is not None
+        stored = await self._runs.intents.event_payload(event_id)
+        if stored is None or stored.get("run_id") == run.run_id:
+            return
+        payload = stored | {"run_id": run.run_id, "run_url": run.web_url}
+        await self._store.update_payload(event_id, payload)
+
+
+def _parsed_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _progress(job: TrainingJob, record: JobRecord | None, session_id: int) -> JobProgress:

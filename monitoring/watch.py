@@ -34,11 +34,12 @@ from monitoring.engine import (
     EngineConfig,
     EngineJobSource,
     MonitoringEngine,
-    PipelineQueue,
 )
 from monitoring.jobs import JobState, TrainingJob, Workspace
+from monitoring.pipeline_runs import PipelineRuns, QueuedRun, RunPipelines
 from monitoring.retries import CircuitAttempts, max_attempts
 from store.monitoring import EventRecord, JobRecord, MonitoringStore, SessionRecord
+from store.pipeline_intents import PipelineIntentStore
 
 log = logging.getLogger(__name__)
 
@@ -534,8 +535,8 @@ class AuthProbe:
     def source(self, inner: EngineJobSource) -> EngineJobSource:
         return _ProbedSource(inner, self)
 
-    def pipelines(self, inner: PipelineQueue | None) -> PipelineQueue | None:
-        return None if inner is None else _ProbedPipelines(inner, self)
+    def pipelines(self, inner: RunPipelines) -> RunPipelines:
+        return _ProbedPipelines(inner, self)
 
 
 class _ProbedSource:
@@ -567,15 +568,26 @@ class _ProbedSource:
 
 
 class _ProbedPipelines:
-    def __init__(self, inner: PipelineQueue, probe: AuthProbe) -> None:
+    def __init__(self, inner: RunPipelines, probe: AuthProbe) -> None:
         self._inner = inner
         self._probe = probe
 
-    async def queue_run(self, pipeline_name: str, template_parameters: dict[str, str]) -> Any:
+    async def queue_run(
+        self, pipeline_name: str, template_parameters: Mapping[str, str]
+    ) -> QueuedRun:
         try:
             return await self._inner.queue_run(pipeline_name, template_parameters)
         except AzureCallError as exc:
             # A training pipeline that does not exist: MLBOT_TRAINING_PIPELINE is wrong.
+            self._probe.record(exc, missing_is_config=True)
+            raise
+
+    async def find_run(
+        self, pipeline_name: str, template_parameters: Mapping[str, str], since: datetime
+    ) -> QueuedRun | None:
+        try:
+            return await self._inner.find_run(pipeline_name, template_parameters, since)
+        except AzureCallError as exc:
             self._probe.record(exc, missing_is_config=True)
             raise
 
@@ -585,17 +597,21 @@ def watch_engine(
     store: MonitoringStore,
     source: EngineJobSource,
     workspaces: list[Workspace],
-    pipelines: PipelineQueue | None,
+    pipelines: RunPipelines | None,
+    intents: PipelineIntentStore,
     config: Callable[[], EngineConfig],
     clock: Callable[[], datetime],
 ) -> tuple[MonitoringEngine, AuthProbe]:
     """The engine for a watch, its Azure calls observed by an `AuthProbe`."""
     probe = AuthProbe()
+    runs = (
+        PipelineRuns(probe.pipelines(pipelines), intents, clock) if pipelines is not None else None
+    )
     engine = MonitoringEngine(
         store=store,
         source=probe.source(source),
         workspaces=workspaces,
-        pipelines=probe.pipelines(pipelines),
+        runs=runs,
         config=config,
         clock=clock,
     )

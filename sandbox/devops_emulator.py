@@ -48,6 +48,9 @@ FaultKind = Literal[
     "forbidden",
     "login_page",
     "missing_scope",
+    # The request is carried out (a run is queued), then answered with a 500: a gateway
+    # that failed after the service acted.
+    "error_after_acting",
 ]
 RunState = Literal["unknown", "inProgress", "canceling", "completed"]
 RunResult = Literal["unknown", "succeeded", "failed", "canceled"]
@@ -557,7 +560,7 @@ class DevOpsEmulator:
         if fault is not None:
             if fault.kind == "slow":
                 await asyncio.sleep(fault.delay_s)
-            else:
+            elif fault.kind != "error_after_acting":
                 return self._render(self._fault_reply(fault))
         identity = self._authenticate(auth_header)
         if identity is None:
@@ -586,7 +589,14 @@ class DevOpsEmulator:
                         404,
                     )
                 )
-            return self._render(await handler(request, match, body, identity))
+            reply = await handler(request, match, body, identity)
+            if fault is not None and fault.kind == "error_after_acting":
+                reply = _wrapped_exception(
+                    "VS402933: An unexpected error occurred. Try again later.",
+                    "UnexpectedServerException",
+                    500,
+                )
+            return self._render(reply)
         return self._render(
             _wrapped_exception(
                 f"The resource {request.method} {request.path} is not served by the emulator.",

@@ -21,6 +21,9 @@ from store.tables import card_actions
 
 CLAIMED = "claimed"
 DONE = "done"
+# The outcome of an action that sent a request whose result is not known yet: the next
+# press claims the action again and finds out (it never counts as "nothing changed").
+UNKNOWN = "unknown"
 _NONCE_MAX = 64  # the column's length; PostgreSQL refuses longer values
 
 
@@ -91,11 +94,28 @@ class CardActionStore:
         if not getattr(updated, "rowcount", 0):
             raise LookupError(f"card action {nonce} was never claimed")
 
+    async def reclaim(self, nonce: str, now: datetime) -> bool:
+        """Claim again an action whose outcome was unknown; True for exactly one caller."""
+        async with self._db.sessions.begin() as session:
+            updated = await session.execute(
+                card_actions.update()
+                .where(
+                    and_(
+                        card_actions.c.nonce == nonce,
+                        card_actions.c.status == DONE,
+                        card_actions.c.outcome == UNKNOWN,
+                    )
+                )
+                .values(status=CLAIMED, updated_at=now)
+            )
+        return bool(getattr(updated, "rowcount", 0))
+
     async def release(self, nonce: str) -> bool:
         """Forget a claim that did nothing, so the same card can be used again.
 
         For when the first caller stopped before acting (refused, or a failure before
-        anything changed). A finished action is never released.
+        anything changed). A finished action is never released, nor one whose outcome is
+        unknown (see `reclaim`).
         """
         async with self._db.sessions.begin() as session:
             deleted = await session.execute(

@@ -24,15 +24,16 @@ from store.tables import metadata
 #   rollback_pending -> cancelled | dry_run | rollback_failed
 WATCHING = "watching"
 ROLLBACK_PENDING = "rollback_pending"
-QUEUING = "queuing"  # claimed for queuing: a restart must not queue again
+QUEUING = "queuing"  # claimed for queuing; resolved through its pipeline intent
 ROLLED_BACK = "rolled_back"
 DRY_RUN = "dry_run"
 CANCELLED = "cancelled"
 HEALTHY = "healthy"
 HELD = "held"
 ROLLBACK_FAILED = "rollback_failed"
-# Watches the timer still has work for.
-DUE_STATUSES = (WATCHING, ROLLBACK_PENDING)
+# Watches the timer still has work for (a `queuing` one whose outcome is not known yet
+# is looked at again: its run is looked for, never queued twice).
+DUE_STATUSES = (WATCHING, ROLLBACK_PENDING, QUEUING)
 
 deployment_watches = Table(
     "deployment_watches",

@@ -197,3 +197,38 @@ posted_activities = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_posted_activities_session", "session_id", "destination"),
 )
+
+pipeline_intents = Table(
+    "pipeline_intents",
+    metadata,
+    # One row per pipeline run mlbot means to queue, keyed by what asked for it (a card
+    # action's nonce, a retry event, a deployment watch; revision 0007). Written before
+    # the POST, so an answer that never came is looked for (`find_run`) instead of being
+    # queued a second time.
+    Column("key", String(600), primary_key=True),
+    Column("pipeline", String(256), nullable=False),
+    Column("parameters", JSON, nullable=False),  # the run's templateParameters
+    # pending | posting | unknown | queued | failed (monitoring/pipeline_runs.py)
+    Column("status", String(16), nullable=False),
+    Column("run_id", Integer, nullable=True),
+    Column("run_url", String(2048), nullable=True),
+    Column("posts", Integer, nullable=False, default=0),  # POSTs sent for this intent
+    Column("posted_at", DateTime(timezone=True), nullable=True),  # when the last one left
+    Column("error", Text, nullable=True),
+    # The retry event the intent stands for, when it stands for one.
+    Column("event_id", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_pipeline_intents_status", "status"),
+    Index("ix_pipeline_intents_run", "pipeline", "run_id"),
+)
+
+event_cursors = Table(
+    "event_cursors",
+    metadata,
+    # How far a reader of the events table got (revision 0007): the engine turns each
+    # new retry event into a pipeline intent without reading older events again.
+    Column("name", String(64), primary_key=True),
+    Column("last_event_id", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

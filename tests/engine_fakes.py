@@ -9,6 +9,7 @@ whose version changed since the pass read them. The job source is
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,14 @@ from domain.monitoring import (
     JobRecord,
     Observation,
     SessionRecord,
+)
+from domain.pipeline_intents import (
+    PENDING,
+    POSTING,
+    QUEUED,
+    UNRESOLVED,
+    PipelineIntent,
+    StoredEvent,
 )
 
 WATCHING = ("active", "timed_out")
@@ -261,7 +270,108 @@ class RecordingPipelines:
     def __init__(self) -> None:
         self.queued: list[tuple[str, dict[str, str]]] = []
 
-    async def queue_run(self, pipeline_name: str, template_parameters: dict[str, str]) -> QueuedRun:
+    async def queue_run(
+        self, pipeline_name: str, template_parameters: Mapping[str, str]
+    ) -> QueuedRun:
         self.queued.append((pipeline_name, dict(template_parameters)))
         run_id = len(self.queued)
         return QueuedRun(run_id, f"http://127.0.0.1/runs/{run_id}")
+
+    async def find_run(
+        self, pipeline_name: str, template_parameters: Mapping[str, str], since: datetime
+    ) -> QueuedRun | None:
+        for index, (pipeline, parameters) in enumerate(self.queued, start=1):
+            if pipeline == pipeline_name and parameters == dict(template_parameters):
+                return QueuedRun(index, f"http://127.0.0.1/runs/{index}")
+        return None
+
+
+class MemoryIntents:
+    """Pipeline intents and the event cursor in memory, over a MemoryRepository's events."""
+
+    def __init__(self, repo: MemoryRepository) -> None:
+        self._repo = repo
+        self.intents: dict[str, PipelineIntent] = {}
+        self.cursors: dict[str, int] = {}
+
+    async def open(
+        self,
+        key: str,
+        pipeline: str,
+        parameters: Mapping[str, str],
+        now: datetime,
+        *,
+        event_id: int | None = None,
+        posted_at: datetime | None = None,
+        run_id: int | None = None,
+        run_url: str | None = None,
+    ) -> tuple[PipelineIntent, bool]:
+        if key in self.intents:
+            return self.intents[key], False
+        intent = PipelineIntent(
+            key=key,
+            pipeline=pipeline,
+            parameters=dict(parameters),
+            status=QUEUED if run_id is not None else PENDING,
+            run_id=run_id,
+            run_url=run_url,
+            posts=1 if posted_at is not None else 0,
+            posted_at=posted_at,
+            error=None,
+            event_id=event_id,
+            created_at=now,
+            updated_at=now,
+        )
+        self.intents[key] = intent
+        return intent, True
+
+    async def get(self, key: str) -> PipelineIntent | None:
+        return self.intents.get(key)
+
+    async def begin_post(self, intent: PipelineIntent, now: datetime) -> bool:
+        current = self.intents.get(intent.key)
+        if current is None or (current.status, current.posts) != (intent.status, intent.posts):
+            return False
+        self.intents[intent.key] = dataclasses.replace(
+            current, status=POSTING, posts=current.posts + 1, posted_at=now, updated_at=now
+        )
+        return True
+
+    async def mark_queued(self, key: str, run_id: int, run_url: str, now: datetime) -> None:
+        self.intents[key] = dataclasses.replace(
+            self.intents[key], status=QUEUED, run_id=run_id, run_url=run_url, updated_at=now
+        )
+
+    async def mark_unsettled(self, key: str, status: str, error: str, now: datetime) -> None:
+        if self.intents[key].status == POSTING:
+            self.intents[key] = dataclasses.replace(
+                self.intents[key], status=status, error=error, updated_at=now
+            )
+
+    async def unresolved(self, key_prefix: str, limit: int) -> list[PipelineIntent]:
+        found = [
+            i
+            for i in self.intents.values()
+            if i.key.startswith(key_prefix) and i.status in UNRESOLVED
+        ]
+        return sorted(found, key=lambda i: i.created_at)[:limit]
+
+    async def run_taken(self, pipeline: str, run_id: int, other_than: str) -> bool:
+        return any(
+            i.pipeline == pipeline and i.run_id == run_id and i.key != other_than
+            for i in self.intents.values()
+        )
+
+    async def new_events(self, cursor: str, kind: str, limit: int) -> tuple[list[StoredEvent], int]:
+        start = self.cursors.get(cursor, 0)
+        newer = [e for e in self._repo.events if e.id > start][:limit]
+        position = newer[-1].id if newer else start
+        return [
+            StoredEvent(e.id, e.key, dict(e.payload)) for e in newer if e.kind == kind
+        ], position
+
+    async def event_payload(self, event_id: int) -> dict[str, Any] | None:
+        return dict(self._repo.events[event_id - 1].payload)
+
+    async def move_cursor(self, cursor: str, position: int, now: datetime) -> None:
+        self.cursors[cursor] = position

@@ -9,6 +9,7 @@ after the two-minute grace at 10:12.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 
@@ -33,6 +34,7 @@ from monitoring.deployment_watch import (
 from monitoring.devops import AzureDevOpsPipelines
 from monitoring.health import HealthPolicy, parse_common_alert
 from monitoring.metrics import EndpointMetrics, MetricsOptions, online_endpoint_id
+from monitoring.pipeline_runs import PipelineRuns
 from sandbox.clock import ManualClock
 from sandbox.credentials import StaticTokenCredential
 from sandbox.devops_emulator import DevOpsEmulator
@@ -40,6 +42,7 @@ from sandbox.metrics_emulator import FaultKind, MetricsEmulator, TrafficPhase
 from store.database import Database
 from store.deployment_watches import DeploymentWatchStore
 from store.monitoring import EventRecord, MonitoringStore
+from store.pipeline_intents import PipelineIntentStore
 from tests.conftest import make_settings
 
 START = dt.datetime(2025, 3, 1, 10, 0, tzinfo=dt.UTC)
@@ -127,7 +130,9 @@ class Harness:
         values: dict[str, Any] = {
             "store": DeploymentWatchStore(self.database),
             "metrics": self.metrics,
-            "pipelines": self.pipelines,
+            "runs": PipelineRuns(
+                self.pipelines, PipelineIntentStore(self.database), self.clock.now
+            ),
             "events": MonitoringStore(self.database),
             "policy": lambda: HealthPolicy.from_settings(settings),
             "clock": self.clock.now,
@@ -426,7 +431,7 @@ async def test_only_auto_rollback_environments_are_watched(harness: Harness) -> 
 
 async def test_no_devops_configured_describes_the_rollback(harness: Harness) -> None:
     harness.emulator.set_traffic(ENDPOINT, DEGRADING)
-    watcher = harness.watcher(pipelines=None)
+    watcher = harness.watcher(runs=None)
     await watcher.start("prod", ENDPOINT, "blue", "4242")
     await harness.run_until(watcher, 13)
     [dry] = await harness.events(EventKind.ROLLBACK_DRY_RUN)
@@ -457,3 +462,43 @@ async def test_every_event_the_watch_records_renders_in_both_card_versions(
     content = str(card)
     assert "error rate > 5 %" in content and "P95 latency > 2000 ms" in content
     assert "20 % > 5 %" in content and "▁" in content and "█" in content
+
+
+async def test_a_rollback_whose_post_timed_out_is_not_failed_and_runs_once(
+    harness: Harness,
+) -> None:
+    harness.emulator.set_traffic(ENDPOINT, DEGRADING)
+    impatient = AzureDevOpsPipelines(
+        harness.devops.org_url,
+        "mlops",
+        pat=PAT,
+        policy=RetryPolicy(attempts=1, base_delay_s=0.01, timeout_s=0.3),
+        sleep=_no_sleep,
+    )
+    watcher = harness.watcher(
+        runs=PipelineRuns(impatient, PipelineIntentStore(harness.database), harness.clock.now)
+    )
+    await watcher.start("prod", ENDPOINT, "blue", "4242")
+    await harness.run_until(watcher, 11)
+    # Azure DevOps holds the rollback's POST past mlbot's patience, then queues the run.
+    harness.devops.inject_fault("slow", path_contains="/runs", method="POST", delay_s=1.0)
+
+    await harness.run_until(watcher, 12)  # the POST times out
+    await harness.run_until(watcher, 13)  # looked for, not there yet: nothing posted again
+    assert await harness.events(EventKind.ROLLBACK_FAILED) == []
+    stored = await DeploymentWatchStore(harness.database).get(KEY)
+    assert stored is not None and stored.status == "queuing"
+
+    for _ in range(300):  # the held POST creates its run on the emulator's own time
+        if harness.rollback_runs():
+            break
+        await asyncio.sleep(0.02)
+    await harness.run_until(watcher, 20)
+
+    [run] = harness.rollback_runs()
+    [queued] = await harness.events(EventKind.ROLLBACK_QUEUED)
+    assert queued.payload["run_id"] == run.id
+    assert await harness.events(EventKind.ROLLBACK_FAILED) == []
+    stored = await DeploymentWatchStore(harness.database).get(KEY)
+    assert stored is not None and stored.status == "rolled_back"
+    assert stored.rollback_run_id == run.id

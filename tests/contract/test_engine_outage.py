@@ -34,7 +34,7 @@ async def test_a_failed_listing_is_tried_again_after_the_poll_interval(
         store=world.store,
         source=world.source,
         workspaces=world.stack.endpoints.workspaces,
-        pipelines=None,
+        runs=None,
         config=lambda: EngineConfig.from_settings(settings),
         clock=world.clock.now,
     )

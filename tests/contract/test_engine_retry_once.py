@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 from config.settings import settings_from_mapping
 from monitoring.engine import RETRY_QUEUED, EngineConfig, MonitoringEngine
+from monitoring.pipeline_runs import PipelineRuns
 from store.monitoring import NewEvent, Observation
+from store.pipeline_intents import PipelineIntentStore
 from tests.contract.sandbox_world import SandboxWorld, WorldFactory
 
 START = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
@@ -40,7 +42,7 @@ def engine_for(world: SandboxWorld) -> MonitoringEngine:
         store=world.store,
         source=world.source,
         workspaces=world.stack.endpoints.workspaces,
-        pipelines=world.pipelines,
+        runs=PipelineRuns(world.pipelines, PipelineIntentStore(world.db), world.clock.now),
         config=lambda: EngineConfig.from_settings(settings),
         clock=world.clock.now,
     )

@@ -15,10 +15,12 @@ from config.settings import Settings, settings_from_mapping
 from monitoring.azureml import AzureMLJobSource
 from monitoring.devops import AzureDevOpsPipelines
 from monitoring.engine import EngineConfig, MonitoringEngine, TickReport
+from monitoring.pipeline_runs import PipelineRuns
 from sandbox.clock import ManualClock
 from sandbox.stack import SandboxStack
 from store.database import Database
 from store.monitoring import MonitoringStore
+from store.pipeline_intents import PipelineIntentStore
 from tests.contract.sandbox_world import WorldFactory
 
 START = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
@@ -67,7 +69,7 @@ class World:
             store=self.store,
             source=self.source,
             workspaces=self.stack.endpoints.workspaces,
-            pipelines=self.pipelines,
+            runs=PipelineRuns(self.pipelines, PipelineIntentStore(self.db), self.clock.now),
             config=lambda: EngineConfig.from_settings(self.settings),
             clock=self.clock.now,
         )

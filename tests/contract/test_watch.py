@@ -30,6 +30,7 @@ from monitoring.watch import (
 from sandbox.clock import ManualClock
 from sandbox.stack import SandboxStack
 from store.monitoring import EventRecord, MonitoringStore
+from store.pipeline_intents import PipelineIntentStore
 from tests.contract.sandbox_world import WorldFactory
 
 START = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
@@ -89,6 +90,7 @@ class Watch:
     store: MonitoringStore
     source: AzureMLJobSource
     pipelines: AzureDevOpsPipelines
+    intents: PipelineIntentStore
     notified: list[EventRecord] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
 
@@ -113,6 +115,7 @@ class Watch:
             source=self.source,
             workspaces=self.stack.endpoints.workspaces,
             pipelines=self.pipelines,
+            intents=self.intents,
             config=lambda: EngineConfig.from_settings(settings),
             clock=self.clock.now,
         )
@@ -139,7 +142,7 @@ WatchFactory = Callable[[str], Any]
 def make_watch(make_world: WorldFactory) -> WatchFactory:
     async def make(scenario: str = SCENARIO) -> Watch:
         w = await make_world(scenario, START)
-        return Watch(w.stack, w.clock, w.store, w.source, w.pipelines)
+        return Watch(w.stack, w.clock, w.store, w.source, w.pipelines, PipelineIntentStore(w.db))
 
     return make
 

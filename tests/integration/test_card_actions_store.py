@@ -84,3 +84,22 @@ async def test_completing_an_unclaimed_action_is_a_bug(database: Database) -> No
 async def test_nonce_must_fit_the_column(database: Database, nonce: str) -> None:
     with pytest.raises(ValueError):
         await CardActionStore(database).claim(nonce, "approve", None, NOW)
+
+
+async def test_an_action_with_an_unknown_outcome_is_claimed_again_by_one_press(
+    database: Database,
+) -> None:
+    store = CardActionStore(database)
+    await store.claim(NONCE, "retry.confirm", "user-1", NOW)
+    await store.complete(NONCE, "unknown", {"card": {"checking": True}}, NOW)
+    # Not "nothing was changed": the claim stays, so the button is never simply free again.
+    assert await store.release(NONCE) is False
+    repeat = await store.claim(NONCE, "retry.confirm", "user-1", NOW + timedelta(minutes=1))
+    assert (repeat.first, repeat.outcome) == (False, "unknown")
+    later = NOW + timedelta(minutes=1)
+    reclaims = await asyncio.gather(*(store.reclaim(NONCE, later) for _ in range(4)))
+    assert sum(reclaims) == 1
+    await store.complete(NONCE, "ok", {"card": {"queued": 7}}, later)
+    # A known outcome is never claimed again.
+    assert await store.reclaim(NONCE, later) is False
+    assert await store.get(NONCE) == ActionClaim(False, "done", "ok", {"card": {"queued": 7}})

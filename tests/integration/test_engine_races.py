@@ -54,7 +54,7 @@ def engine_on(
         store=store,
         source=source,
         workspaces=[WS],
-        pipelines=None,
+        runs=None,
         config=lambda: CONFIG,
         clock=clock.now,
     )

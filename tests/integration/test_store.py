@@ -61,16 +61,16 @@ async def test_the_head_revision_is_read_once_however_often_readiness_is_asked(
         return reads[-1]
 
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/head.db", read_head=read_head)
-    assert await db.migrate() == "0006"
+    assert await db.migrate() == "0008"
     app = web.Application()
     app.router.add_get("/readyz", HealthRoutes(db).readyz)
     async with TestClient(TestServer(app)) as client:
         for _ in range(3):
             response = await client.get("/readyz")
             assert response.status == 200
-            assert (await response.json())["schema_revision"] == "0006"
+            assert (await response.json())["schema_revision"] == "0008"
     assert (await db.readiness()).ready
-    assert reads == ["0006"]
+    assert reads == ["0008"]
     await db.dispose()
 
 

@@ -29,14 +29,17 @@ from cards.catalog import (
 from cards.events import HEALTH_KINDS, SUPPORTED_KINDS, render_event_card
 from cards.webhook import webhook_payload
 from domain.events import Source, kinds_where, spec_of
+from monitoring.azure_calls import AzureResponseError
 from monitoring.deployment_watch import CancelOutcome, DeploymentWatcher
 from monitoring.health import HealthPolicy, MetricPoint, MetricsSample, Percentile
 from monitoring.metrics import online_endpoint_id
+from monitoring.pipeline_runs import PipelineRuns
 from sandbox.clock import ManualClock
 from service.devops_hooks import DevOpsEventKind, DevOpsHookEvent
 from store.database import Database
 from store.deployment_watches import DeploymentWatchStore
 from store.monitoring import EventRecord, MonitoringStore
+from store.pipeline_intents import PipelineIntentStore
 
 # Teams refuses a message above ~28 KB; the card is most of it.
 MAX_CARD_BYTES = 28 * 1024
@@ -197,10 +200,17 @@ class _Pipelines:
         self, pipeline_name: str, template_parameters: Mapping[str, str]
     ) -> _QueuedRun:
         if self._refuse:
-            raise RuntimeError("TF400898: An internal error occurred")
+            raise AzureResponseError(
+                "Azure DevOps", f"queue {pipeline_name}", "HTTP 400: TF400898: refused"
+            )
         return _QueuedRun(
             4711, "https://dev.azure.com/contoso-ml/mlops/_build/results?buildId=4711"
         )
+
+    async def find_run(
+        self, pipeline_name: str, template_parameters: Mapping[str, str], since: datetime
+    ) -> _QueuedRun | None:
+        return None
 
 
 class _Metrics:
@@ -239,11 +249,14 @@ async def _watch_every_outcome(database: Database) -> dict[str, EventRecord]:
         | {"e": "degraded", "f": "broken", "g": "healthy"}
     )
 
+    def _runs(pipelines: _Pipelines) -> PipelineRuns:
+        return PipelineRuns(pipelines, PipelineIntentStore(database), clock.now)
+
     def watcher(**overrides: Any) -> DeploymentWatcher:
         values: dict[str, Any] = {
             "store": DeploymentWatchStore(database),
             "metrics": metrics,
-            "pipelines": _Pipelines(),
+            "runs": _runs(_Pipelines()),
             "events": MonitoringStore(database),
             "policy": HealthPolicy,
             "clock": clock.now,
@@ -263,7 +276,7 @@ async def _watch_every_outcome(database: Database) -> dict[str, EventRecord]:
     dry = watcher(dry_run=True)
     await dry.start("qa", _endpoint("c"), "blue", "3")
     await run(dry, 15)
-    refused = watcher(pipelines=_Pipelines(refuse=True))
+    refused = watcher(runs=_runs(_Pipelines(refuse=True)))
     await refused.start("uat", _endpoint("d"), "blue", "4")
     await run(refused, 15)
     watch = await queues.start("test", _endpoint("e"), "blue", "5")

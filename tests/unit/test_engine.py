@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 from domain.jobs import JobState, TrainingJob, Workspace
 from monitoring.backoff import BackoffPolicy
 from monitoring.engine import UNWATCHED, EngineConfig, MonitoringEngine, TickReport
+from monitoring.pipeline_runs import PipelineRuns
 from sandbox.clock import ManualClock
-from tests.engine_fakes import MemoryRepository, RecordingPipelines
+from tests.engine_fakes import MemoryIntents, MemoryRepository, RecordingPipelines
 from tests.gated_job_source import GatedJobSource
 
 START = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
@@ -68,11 +69,12 @@ class Rig:
         self.repo = MemoryRepository()
         self.source = GatedJobSource()
         self.pipelines = RecordingPipelines()
+        self.intents = MemoryIntents(self.repo)
         self.engine = MonitoringEngine(
             store=self.repo,
             source=self.source,
             workspaces=[WS],
-            pipelines=self.pipelines,
+            runs=PipelineRuns(self.pipelines, self.intents, self.clock.now),
             config=lambda: CONFIG,
             clock=self.clock.now,
         )
