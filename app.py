@@ -51,6 +51,7 @@ from monitoring.dispatch import EventDispatcher, Notifier
 from monitoring.email_delivery import EmailSender, SmtpSettings
 from monitoring.email_notifier import EmailNotifier
 from monitoring.engine import EngineConfig, MonitoringEngine
+from monitoring.executors import ServiceExecutors
 from monitoring.health import HealthPolicy
 from monitoring.jobs import Workspace
 from monitoring.metrics import EndpointMetrics, MetricsOptions
@@ -112,6 +113,8 @@ class AzureClients:
     description: str = "not configured"
     # Azure Monitor metrics of online endpoints, for the deployment health watch.
     metrics: EndpointMetrics | None = None
+    # The adapters' thread pools, one per service; shut down with the process.
+    executors: ServiceExecutors = field(default_factory=ServiceExecutors.create)
 
 
 def _default_credential() -> Any:
@@ -131,9 +134,13 @@ def azure_clients_from_settings(settings: Settings) -> AzureClients:
         )
     except WorkspaceSettingError as exc:
         raise SettingsError(f"invalid setting MLBOT_AZUREML_WORKSPACES: {exc}") from None
+    executors = ServiceExecutors.create()
     job_source = (
         AzureMLJobSource(
-            _default_credential, workspaces, AzureMLOptions(circuit_tag=settings.circuit_tag)
+            _default_credential,
+            workspaces,
+            AzureMLOptions(circuit_tag=settings.circuit_tag),
+            executor=executors.azureml,
         )
         if workspaces
         else None
@@ -141,15 +148,18 @@ def azure_clients_from_settings(settings: Settings) -> AzureClients:
     pipelines = None
     if settings.devops_org_url and settings.devops_project:
         credential = None if settings.devops_pat.get_secret_value() else _default_credential()
-        pipelines = AzureDevOpsPipelines.from_settings(settings, credential=credential)
+        pipelines = AzureDevOpsPipelines.from_settings(
+            settings, credential=credential, executor=executors.devops
+        )
     metrics = None
     if settings.auto_rollback_endpoints:
         metrics = EndpointMetrics(
             _default_credential,
             MetricsOptions(endpoint=settings.azure_resource_manager_url or None),
+            executor=executors.metrics,
         )
     described = "Azure" if job_source or pipelines else "not configured"
-    return AzureClients(job_source, workspaces, pipelines, described, metrics)
+    return AzureClients(job_source, workspaces, pipelines, described, metrics, executors)
 
 
 def rollback_targets_from(settings: Settings) -> tuple[EndpointTarget, ...]:
@@ -562,6 +572,11 @@ def build_http(
         await db.dispose()
 
     web_app.on_cleanup.append(close_store)
+
+    async def stop_azure_threads(_: web.Application) -> None:
+        azure.clients.executors.shutdown()
+
+    web_app.on_cleanup.append(stop_azure_threads)
     return web_app
 
 
@@ -728,20 +743,27 @@ async def start_sandbox(
     explicit = settings.model_fields_set
     project = settings.devops_project if "devops_project" in explicit else endpoints.devops_project
     org_url = settings.devops_org_url if "devops_org_url" in explicit else endpoints.devops_org_url
+    executors = ServiceExecutors.create()
     job_source = AzureMLJobSource(
         endpoints.credential_factory,
         endpoints.workspaces,
         endpoints.azureml_options(circuit_tag=settings.circuit_tag),
+        executor=executors.azureml,
     )
-    pipelines = AzureDevOpsPipelines(org_url, project, pat=endpoints.devops_pat)
+    pipelines = AzureDevOpsPipelines(
+        org_url, project, pat=endpoints.devops_pat, executor=executors.devops
+    )
     metrics = EndpointMetrics(
         endpoints.credential_factory,
         MetricsOptions(
             endpoint=endpoints.metrics_base_url, connection_verify=endpoints.metrics_ca_path
         ),
+        executor=executors.metrics,
     )
     description = f"sandbox emulators ({Path(path).name}, speed {options.speed:g}x)"
-    return stack, AzureClients(job_source, endpoints.workspaces, pipelines, description, metrics)
+    return stack, AzureClients(
+        job_source, endpoints.workspaces, pipelines, description, metrics, executors
+    )
 
 
 def sandbox_settings(settings: Settings, stack: SandboxStack) -> Settings:
