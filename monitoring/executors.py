@@ -3,8 +3,9 @@
 azure-ai-ml, azure-devops and the Azure Monitor query client are synchronous, so their
 calls run in worker threads. Each service gets its own small pool: a service that stops
 answering ties up only its own threads, while asyncio's default executor stays free for
-what needs it (aiohttp's DNS lookups on the way to Teams), and the other services keep
-working. Email needs no pool: aiosmtplib is asynchronous.
+what must run there (the Bot Connector client posts to Teams with `requests` on it, and
+aiohttp resolves host names on it), and the other services keep working. Email needs no
+pool: aiosmtplib is asynchronous.
 """
 
 from __future__ import annotations
