@@ -11,6 +11,8 @@ import pytest
 
 from store.replica_lock import DatabaseInUseError, SingleReplicaLock, sqlite_file
 
+pytestmark = pytest.mark.slow  # a second process holds the database
+
 
 def _url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
