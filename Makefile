@@ -1,4 +1,5 @@
-# mlbot — `make run` serves the bot, `make test` runs lint, types and the whole suite.
+# mlbot — `make run` serves the bot, `make test` runs lint, types and the whole suite,
+# `make unit` the unit tests alone (seconds: no lint, no types, no npm, no browser).
 # Both bootstrap a virtual environment from the pinned lock file on first use.
 
 PYTHON ?= python3
@@ -6,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench lock clean
+.PHONY: run test unit lint typecheck pytest bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlbot needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -47,6 +48,10 @@ pytest: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	MLBOT_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The inner loop: pure logic only, none of the tests marked `slow` (other processes, a browser).
+unit: $(STAMP)
+	$(BIN)/pytest -m "not slow" tests/unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/status_roundtrip.py

@@ -53,6 +53,7 @@ from monitoring.dispatch import EventDispatcher, Notifier
 from monitoring.email_delivery import EmailSender, SmtpSettings
 from monitoring.email_notifier import EmailNotifier
 from monitoring.engine import EngineConfig, MonitoringEngine
+from monitoring.executors import ServiceExecutors
 from monitoring.health import HealthPolicy
 from monitoring.jobs import Workspace
 from monitoring.metrics import EndpointMetrics, MetricsOptions
@@ -119,6 +120,8 @@ class AzureClients:
     description: str = "not configured"
     # Azure Monitor metrics of online endpoints, for the deployment health watch.
     metrics: EndpointMetrics | None = None
+    # The adapters' thread pools, one per service; shut down with the process.
+    executors: ServiceExecutors = field(default_factory=ServiceExecutors.create)
 
 
 def azureml_options_for(settings: Settings) -> AzureMLOptions:
@@ -156,24 +159,31 @@ def azure_clients_from_settings(settings: Settings) -> AzureClients:
     except WorkspaceSettingError as exc:
         raise SettingsError(f"invalid setting MLBOT_AZUREML_WORKSPACES: {exc}") from None
     credentials = credential_factory(settings.cloud, settings.azure_credential, settings.ca_bundle)
+    executors = ServiceExecutors.create()
     job_source = (
-        AzureMLJobSource(credentials, workspaces, azureml_options_for(settings))
+        AzureMLJobSource(
+            credentials, workspaces, azureml_options_for(settings), executor=executors.azureml
+        )
         if workspaces
         else None
     )
     pipelines = None
     if settings.devops_org_url and settings.devops_project:
         credential = None if settings.devops_pat.get_secret_value() else credentials()
-        pipelines = AzureDevOpsPipelines.from_settings(settings, credential=credential)
+        pipelines = AzureDevOpsPipelines.from_settings(
+            settings, credential=credential, executor=executors.devops
+        )
     metrics = None
     if settings.auto_rollback_endpoints:
-        metrics = EndpointMetrics(credentials, metrics_options_for(settings))
+        metrics = EndpointMetrics(
+            credentials, metrics_options_for(settings), executor=executors.metrics
+        )
     described = "Azure" if job_source or pipelines else "not configured"
     if described == "Azure" and (settings.cloud.name != "AzureCloud" or settings.cloud.customized):
         described = (
             f"Azure ({settings.cloud.name}, Resource Manager {settings.cloud.resource_manager})"
         )
-    return AzureClients(job_source, workspaces, pipelines, described, metrics)
+    return AzureClients(job_source, workspaces, pipelines, described, metrics, executors)
 
 
 def rollback_targets_from(settings: Settings) -> tuple[EndpointTarget, ...]:
@@ -621,6 +631,11 @@ def build_http(
         await db.dispose()
 
     web_app.on_cleanup.append(close_store)
+
+    async def stop_azure_threads(_: web.Application) -> None:
+        azure.clients.executors.shutdown()
+
+    web_app.on_cleanup.append(stop_azure_threads)
     return web_app
 
 
@@ -785,20 +800,27 @@ async def start_sandbox(
     explicit = settings.model_fields_set
     project = settings.devops_project if "devops_project" in explicit else endpoints.devops_project
     org_url = settings.devops_org_url if "devops_org_url" in explicit else endpoints.devops_org_url
+    executors = ServiceExecutors.create()
     job_source = AzureMLJobSource(
         endpoints.credential_factory,
         endpoints.workspaces,
         endpoints.azureml_options(circuit_tag=settings.circuit_tag),
+        executor=executors.azureml,
     )
-    pipelines = AzureDevOpsPipelines(org_url, project, pat=endpoints.devops_pat)
+    pipelines = AzureDevOpsPipelines(
+        org_url, project, pat=endpoints.devops_pat, executor=executors.devops
+    )
     metrics = EndpointMetrics(
         endpoints.credential_factory,
         MetricsOptions(
             endpoint=endpoints.metrics_base_url, connection_verify=endpoints.metrics_ca_path
         ),
+        executor=executors.metrics,
     )
     description = f"sandbox emulators ({Path(path).name}, speed {options.speed:g}x)"
-    return stack, AzureClients(job_source, endpoints.workspaces, pipelines, description, metrics)
+    return stack, AzureClients(
+        job_source, endpoints.workspaces, pipelines, description, metrics, executors
+    )
 
 
 def sandbox_settings(settings: Settings, stack: SandboxStack) -> Settings:

@@ -190,6 +190,7 @@ async def check(settings: Settings, sandbox: SandboxOptions | None = None) -> in
     try:
         results = await run_checks(settings, azure)
     finally:
+        azure.executors.shutdown()
         if stack is not None:
             await stack.stop()
     print(render_check_table(results))
@@ -261,6 +262,7 @@ async def watch(settings: Settings, target: WatchTarget, sandbox: SandboxOptions
                 probe=probe,
             )
         finally:
+            clients.executors.shutdown()
             await db.dispose()
             if stack is not None:
                 await stack.stop()

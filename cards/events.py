@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from cards.common import Card, card, escape_markdown, facts, heading, text
 from domain.durations import format_duration
 from domain.jobs import CIRCUIT_PATTERN
-from store.monitoring import EventRecord
+from domain.monitoring import EventRecord
 
 __all__ = [
     "HEALTH_KINDS",

@@ -18,7 +18,7 @@ from cards.events import event_summary, render_event_card
 from cards.status import STATE_LABEL
 from domain.durations import format_duration
 from domain.jobs import JobState
-from store.monitoring import EventRecord, JobRecord, SessionRecord
+from domain.monitoring import EventRecord, JobRecord, SessionRecord
 
 __all__ = [
     "MAX_CARD_BYTES",

@@ -2,14 +2,17 @@
 
 Both azure-ai-ml and azure-devops are synchronous. Every call goes through
 `call_blocking`, so the event loop never waits on Azure and every failure reaches the
-caller as an `AzureCallError` whose message can be shown to users.
+caller as an `AzureCallError` whose message can be shown to users. Each adapter runs its
+calls on its own service's thread pool (monitoring/executors.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -76,18 +79,21 @@ async def call_blocking(
     operation: str,
     classify: Callable[[BaseException], AzureCallError],
     policy: RetryPolicy,
+    executor: Executor | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
 ) -> T:
-    """Run `fn` in a worker thread with a timeout, retrying transient failures.
+    """Run `fn` on `executor` with a timeout, retrying transient failures.
 
-    `classify` turns an SDK exception into one of the typed errors above.
+    `executor` is the service's own pool; None (tools and tests that build an adapter
+    alone) falls back to asyncio's default executor. `classify` turns an SDK exception
+    into one of the typed errors above.
     """
     chooser = rng or random.Random()
     last: AzureCallError | None = None
     for attempt in range(1, policy.attempts + 1):
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn), timeout=policy.timeout_s)
+            return await asyncio.wait_for(_in_thread(fn, executor), timeout=policy.timeout_s)
         except TimeoutError:
             last = TransientAzureError(
                 service, operation, f"no answer within {policy.timeout_s:g} s"
@@ -101,6 +107,12 @@ async def call_blocking(
         await sleep(policy.delay_for(attempt, last.retry_after_s, chooser))
     assert last is not None
     raise last
+
+
+async def _in_thread(fn: Callable[[], T], executor: Executor | None) -> T:
+    # Context variables (log correlation ids) follow the call, as with asyncio.to_thread.
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(executor, context.run, fn)
 
 
 async def cached_client(

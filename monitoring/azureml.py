@@ -16,6 +16,7 @@ import json
 import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -253,12 +254,15 @@ class AzureMLJobSource:
         workspaces: list[Workspace],
         options: AzureMLOptions | None = None,
         *,
+        executor: Executor | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self._credential_factory = credential_factory
         self.workspaces = list(workspaces)
         self.options = options or AzureMLOptions()
+        # Azure ML's own pool (monitoring/executors.py); None is asyncio's default.
+        self._executor = executor
         self._sleep = sleep
         self._rng = rng
         self._credential: TokenCredential | None = None
@@ -376,6 +380,7 @@ class AzureMLJobSource:
             operation=operation,
             classify=partial(classify, operation=operation, subject=subject),
             policy=self.options.retry,
+            executor=self._executor,
             sleep=self._sleep,
             rng=self._rng,
         )

@@ -31,6 +31,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from dataclasses import replace as replace_fields
 from datetime import UTC, datetime
@@ -336,6 +337,7 @@ class AzureDevOpsPipelines:
         pat: str | None = None,
         credential: TokenCredential | None = None,
         policy: RetryPolicy | None = None,
+        executor: Executor | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         user_agent: str = "mlbot",
@@ -353,6 +355,8 @@ class AzureDevOpsPipelines:
         self._credential = credential
         self._auth_setting = PAT_SETTING if pat else CREDENTIAL_SETTING
         self._policy = policy or RetryPolicy(attempts=3, base_delay_s=1.0, timeout_s=30.0)
+        # Azure DevOps' own pool (monitoring/executors.py); None is asyncio's default.
+        self._executor = executor
         self._sleep = sleep
         self._rng = rng
         self._user_agent = user_agent
@@ -370,6 +374,7 @@ class AzureDevOpsPipelines:
         *,
         credential: TokenCredential | None = None,
         policy: RetryPolicy | None = None,
+        executor: Executor | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> AzureDevOpsPipelines:
         """PAT when `MLBOT_DEVOPS_PAT` is set, otherwise the given Entra ID credential."""
@@ -380,6 +385,7 @@ class AzureDevOpsPipelines:
             pat=pat or None,
             credential=None if pat else credential,
             policy=policy,
+            executor=executor,
             sleep=sleep,
             ca_bundle=settings.ca_bundle or None,
         )
@@ -600,6 +606,7 @@ class AzureDevOpsPipelines:
             operation=operation,
             classify=classifier,
             policy=policy or self._policy,
+            executor=self._executor,
             sleep=self._sleep,
             rng=self._rng,
         )

@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import random
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -227,11 +228,14 @@ class EndpointMetrics:
         credential_factory: Callable[[], TokenCredential],
         options: MetricsOptions | None = None,
         *,
+        executor: Executor | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self._credential_factory = credential_factory
         self.options = options or MetricsOptions()
+        # Azure Monitor's own pool (monitoring/executors.py); None is asyncio's default.
+        self._executor = executor
         self._sleep = sleep
         self._rng = rng
         self._credential: TokenCredential | None = None
@@ -292,6 +296,7 @@ class EndpointMetrics:
             operation=operation,
             classify=partial(classify, operation=operation, subject=subject),
             policy=self.options.retry,
+            executor=self._executor,
             sleep=self._sleep,
             rng=self._rng,
         )

@@ -321,6 +321,19 @@ class AzureMLEmulator:
     def clear_faults(self) -> None:
         self._faults.clear()
 
+    @property
+    def hanging(self) -> int:
+        """How many requests "hang" faults hold right now."""
+        return self._faults.hanging
+
+    async def wait_hanging(self, count: int) -> None:
+        """Until at least `count` requests are held by "hang" faults."""
+        await self._faults.wait_hanging(count)
+
+    def release_hung(self) -> None:
+        """Answer the requests held by "hang" faults (and let later ones through)."""
+        self._faults.release_hung()
+
     def requests_to(self, path_suffix: str, method: str = "GET") -> list[LoggedRequest]:
         return [r for r in self.requests if r.method == method and r.path.endswith(path_suffix)]
 

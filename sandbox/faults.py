@@ -24,6 +24,7 @@ class FaultKind(StrEnum):
     UNAUTHORIZED = "unauthorized"  # 401
     FORBIDDEN = "forbidden"  # 403
     NOT_FOUND = "not_found"  # 404
+    HANG = "hang"  # no answer until released (`release_hung`) or the emulator stops
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,9 @@ class FaultQueue:
         self.forbidden_action = forbidden_action
         self._faults: deque[Fault] = deque()
         self._closing = asyncio.Event()
+        self._released = asyncio.Event()
+        self._hanging = 0
+        self._hang_changed = asyncio.Condition()
 
     def inject(self, kind: FaultKind | str, count: int = 1, **params: float) -> None:
         """Answer the next `count` requests with a fault (`retry_after_s`, `delay_s`)."""
@@ -60,11 +64,27 @@ class FaultQueue:
     def clear(self) -> None:
         self._faults.clear()
 
+    @property
+    def hanging(self) -> int:
+        """How many requests HANG faults hold right now."""
+        return self._hanging
+
+    async def wait_hanging(self, count: int) -> None:
+        """Until at least `count` requests are held by HANG faults."""
+        async with self._hang_changed:
+            await self._hang_changed.wait_for(lambda: self._hanging >= count)
+
+    def release_hung(self) -> None:
+        """Answer every request held by a HANG fault, and any that a queued one catches."""
+        self._released.set()
+
     def open(self) -> None:
         self._closing.clear()
+        self._released.clear()
 
     def close(self) -> None:
         self._closing.set()  # releases answers held back by SLOW faults
+        self._released.set()  # and by HANG faults
 
     async def admit(self, request: web.Request) -> web.Response | None:
         """Check the bearer token and apply a queued fault; None lets the request through."""
@@ -93,8 +113,21 @@ class FaultQueue:
             )
         if fault.kind is FaultKind.NOT_FOUND:
             return arm_error(404, "ResourceNotFound", "The resource was not found.")
+        if fault.kind is FaultKind.HANG:
+            await self._hang()
         if fault.kind is FaultKind.SLOW:
             # Held back until the delay passes or the emulator stops, whichever is first.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), timeout=fault.delay_s)
         return None
+
+    async def _hang(self) -> None:
+        async with self._hang_changed:
+            self._hanging += 1
+            self._hang_changed.notify_all()
+        try:
+            await self._released.wait()
+        finally:
+            async with self._hang_changed:
+                self._hanging -= 1
+                self._hang_changed.notify_all()

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, String, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitoring.jobs import JobState, TrainingJob
+from domain.jobs import JobState, TrainingJob
 from monitoring.status_report import LIKE_ESCAPE, STATE_RANK, JobPage, like_pattern
 from store.database import Database, as_utc
 from store.tables import watched_jobs

@@ -39,7 +39,7 @@ from tests.e2e.conftest import (
     run_browser_script,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # 90 s of the scenario in 18 s: the page has loaded (installing the bot) well before the
 # first failures are announced (about 8 s), and the retry shows about 45 s after the start.

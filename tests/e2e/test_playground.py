@@ -23,7 +23,7 @@ from tests.e2e.conftest import (
     run_browser_script,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CIRCUIT = "PLANT001/CIRCUIT01"  # completes in the default scenario: never retried on its own
 STEP_TIMEOUT_S = 30

@@ -28,6 +28,7 @@ from app import AzureClients, build_runtime
 from config.settings import settings_from_mapping
 from monitoring.azureml import AzureMLJobSource, CloudEndpoints
 from monitoring.devops import AzureDevOpsPipelines
+from monitoring.executors import ServiceExecutors
 from monitoring.jobs import Workspace
 from sandbox.clock import SimClock
 from sandbox.stack import SandboxEndpoints
@@ -88,17 +89,23 @@ async def serve(config: dict[str, Any]) -> None:
     settings = settings_from_mapping(config["settings"])
     endpoints = endpoints_from_json(config["endpoints"])
     clock = clock_from_json(config["clock"])
+    executors = ServiceExecutors.create()
     clients = AzureClients(
         AzureMLJobSource(
             endpoints.credential_factory,
             endpoints.workspaces,
             endpoints.azureml_options(circuit_tag=settings.circuit_tag),
+            executor=executors.azureml,
         ),
         endpoints.workspaces,
         AzureDevOpsPipelines(
-            endpoints.devops_org_url, endpoints.devops_project, pat=endpoints.devops_pat
+            endpoints.devops_org_url,
+            endpoints.devops_project,
+            pat=endpoints.devops_pat,
+            executor=executors.devops,
         ),
         "sandbox emulators in another process",
+        executors=executors,
     )
     runtime = await build_runtime(settings, azure=clients, clock=clock.now, speed=clock.speed)
     runner = web.AppRunner(runtime.web_app, access_log=None)

@@ -28,7 +28,7 @@ from cards.pictures import (
     render_setup,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CARDS = sample_cards()
 

@@ -56,6 +56,8 @@ from tests.standins.connector import (
     Faults,
 )
 
+pytestmark = pytest.mark.slow  # delivery workers run as separate processes
+
 SPEED = 10.0
 CONVERSATIONS = 10
 EVENTS = 200

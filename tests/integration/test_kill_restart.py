@@ -45,6 +45,8 @@ from store.monitoring import EventRecord, MonitoringStore
 from tests.conftest import serve_app
 from tests.integration.engine_process import clock_to_json, endpoints_to_json, shared_clock
 
+pytestmark = pytest.mark.slow  # the engine runs as a process that is killed and restarted
+
 ROOT = Path(__file__).resolve().parents[2]
 SPEED = 60.0
 START = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)

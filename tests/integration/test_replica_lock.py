@@ -13,6 +13,8 @@ import pytest
 
 from store.replica_lock import DatabaseInUseError, SingleReplicaLock, sqlite_file
 
+pytestmark = pytest.mark.slow  # a second process holds the database
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

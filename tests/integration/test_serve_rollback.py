@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
+
+pytestmark = pytest.mark.slow  # `mlbot serve` runs as a real process
 
 ROOT = Path(__file__).parents[2]
 SCENARIO = ROOT / "sandbox" / "scenarios" / "rollback.yaml"

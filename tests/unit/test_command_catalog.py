@@ -89,6 +89,7 @@ def test_conversations_map_to_manifest_scopes() -> None:
     assert all(s.offered_in(kind) for s in COMMANDS.specs() for kind in ("channel", None))
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_catalog_is_read_without_the_bot_framework_or_a_database() -> None:
     loaded = subprocess.run(
         [
