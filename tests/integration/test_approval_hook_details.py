@@ -28,6 +28,8 @@ def _published(name: str, approval_id: str) -> dict[str, Any]:
 
 async def _post(bot: SandboxBot, body: dict[str, Any]) -> dict[str, Any]:
     url = f"{bot.url}/api/hooks/devops"
+    # The published samples are years old: sent now, as Azure DevOps would.
+    body = {**body, "createdDate": bot.clock.now().isoformat()}
     async with bot.session.post(url, params={"key": SECRET}, json=body) as response:
         assert response.status == 200
         answer: dict[str, Any] = await response.json()
@@ -82,17 +84,20 @@ async def test_a_published_completed_hook_names_who_decided(
     assert payload["environment"] == "prod" and payload["run_id"] == run.id
 
 
-async def test_an_unknown_approval_is_recorded_as_the_hook_sent_it(
+async def test_an_approval_azure_devops_does_not_know_is_refused_not_recorded(
     start_sandbox_bot: StartSandboxBot,
 ) -> None:
+    # A pending approval is confirmed with Azure DevOps before buttons are signed for it
+    # (tests/security/test_hooks.py): one it does not know gets no card.
     bot = await start_sandbox_bot({"MLBOT_HOOK_SECRET": SECRET})
     body = _published("devops_hook_approval_pending.json", "0f027b05-0942-4a35-9218-26fa07d8760a")
-
-    answer = await _post(bot, body)
-
-    assert answer["recorded"] == "approval_required"
-    payload = await _payload(bot, "approval_required")
-    assert payload["approvers"] == [] and payload["environment"] == "env1"
+    body["createdDate"] = bot.clock.now().isoformat()
+    url = f"{bot.url}/api/hooks/devops"
+    async with bot.session.post(url, params={"key": SECRET}, json=body) as response:
+        assert response.status == 422
+        assert "not pending" in (await response.json())["error"]
+    events = await bot.runtime.monitoring.events(limit=500)
+    assert not [e for e in events if e.kind == "approval_required"]
 
 
 # --- "Resource details to send: Minimal / None" ----------------------------------------

@@ -205,6 +205,7 @@ async def test_event_grid_push_with_a_lower_cased_topic_reaches_the_session(
             "topic": topic,
             "subject": f"experiments/x/runs/{job['name']}",
             "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+            "eventTime": harness.clock.now().isoformat(),
             "data": {"runId": job["name"], "runStatus": "Failed"},
         }
     ]
