@@ -482,7 +482,7 @@ def build_bot(
         adapter=teams.adapter,
         bot=handler,
         authentication=teams.authentication,
-        allowed_tenants=startup.allowed_tenants,
+        allowed_tenants=startup.tenant_allow_list,
         audit=store.audit,
         clock=clock,
     )
@@ -747,8 +747,11 @@ async def start_sandbox(
 def sandbox_settings(settings: Settings, stack: SandboxStack) -> Settings:
     """What sandbox mode fills in where the operator set nothing: a hook secret (the
     emulated Azure DevOps posts service hooks), the scenario's online endpoints to watch
-    after deployments, and the mail sink for email reminders."""
+    after deployments, the mail sink for email reminders, and approve / rollback / retry
+    in local mode (they only reach the emulators)."""
     update: dict[str, Any] = {}
+    if "local_actions" not in settings.model_fields_set:
+        update["local_actions"] = True
     if not settings.hook_secret.get_secret_value():
         update["hook_secret"] = SecretStr(secrets.token_urlsafe(24))
     if "auto_rollback_endpoints" not in settings.model_fields_set:

@@ -35,6 +35,7 @@ from app import (
 )
 from bot.notifiers import WEBHOOK_DESTINATION, WebhookNotifier
 from config.settings import Settings, SettingsError, describe_validation_error, load_settings
+from config.startup_checks import serving_refusals
 from monitoring.engine import EngineConfig
 from monitoring.service_check import (
     CheckResult,
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
     from sandbox.stack import SandboxStack
 
 log = logging.getLogger("mlbot")
-
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _secrets_of(settings: Settings) -> list[str]:
@@ -80,6 +79,10 @@ def _announce_sandbox(clients: AzureClients, stack: SandboxStack, settings: Sett
 
 
 async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> None:
+    """Run the bot until interrupted. Raises SettingsError for an unsafe combination."""
+    refusals = serving_refusals(settings)
+    if refusals:
+        raise SettingsError("; ".join(refusals))
     stack: SandboxStack | None = None
     clock: Callable[[], datetime] = utc_now
     if settings.use_sandbox:
@@ -116,8 +119,6 @@ async def _serve_forever(runtime: Runtime, settings: Settings) -> None:
         log.warning("LOCAL MODE: MicrosoftAppId is not set, so inbound activities are NOT")
         log.warning("authenticated. Use this only on your own machine (Agents Playground).")
         log.warning("=" * 72)
-        if settings.host not in LOOPBACK_HOSTS:
-            log.warning("local mode is listening on %s, beyond this machine", settings.host)
     runner = web.AppRunner(runtime.web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     approvers: CommaList = Field((), alias="MLBOT_APPROVERS")
     hook_secret: SecretStr = Field(SecretStr(""), alias="MLBOT_HOOK_SECRET")
     card_signing_key: SecretStr = Field(SecretStr(""), alias="MLBOT_CARD_SIGNING_KEY")
+    # Local mode authenticates nobody: approving, rolling back and retrying are refused
+    # there unless this says otherwise (sandbox mode sets it; nothing real is at stake).
+    local_actions: bool = Field(False, alias="MLBOT_LOCAL_ACTIONS")
 
     # --- Azure Machine Learning ---------------------------------------------------------
     azure_subscription_id: str = Field("", alias="MLBOT_AZURE_SUBSCRIPTION_ID")
@@ -224,6 +227,13 @@ class Settings(BaseSettings):
     def local_mode(self) -> bool:
         """No app id: inbound traffic is not authenticated (development only)."""
         return not self.microsoft_app_id
+
+    @property
+    def tenant_allow_list(self) -> tuple[str, ...]:
+        """The tenants admitted: the explicit list, else the bot's own tenant."""
+        if self.allowed_tenants:
+            return self.allowed_tenants
+        return (self.microsoft_app_tenant_id,) if self.microsoft_app_tenant_id else ()
 
     @property
     def azure_configured(self) -> bool:
