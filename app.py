@@ -33,6 +33,7 @@ from bot.auth import (
     CachingBotFrameworkAuthentication,
     TokenValidationEndpoints,
     build_authentication,
+    service_url_policy,
 )
 from bot.card_actions import CardActionProcessor
 from bot.card_signing import CardSigner, ephemeral_key
@@ -483,6 +484,7 @@ def build_bot(
         bot=handler,
         authentication=teams.authentication,
         allowed_tenants=startup.tenant_allow_list,
+        service_urls=service_url_policy(startup),
         audit=store.audit,
         clock=clock,
     )

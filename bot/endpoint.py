@@ -20,6 +20,7 @@ from botbuilder.schema import Activity
 from botframework.connector.auth import BotFrameworkAuthentication
 
 from bot.activity_validation import activity_problems
+from bot.service_urls import ServiceUrlPolicy
 from bot.turns import facts_of
 from store.audit import AuditEntry, AuditTrail
 
@@ -44,6 +45,7 @@ class MessagesEndpoint:
         bot: Bot,
         authentication: BotFrameworkAuthentication,
         allowed_tenants: tuple[str, ...],
+        service_urls: ServiceUrlPolicy,
         audit: AuditTrail,
         clock: Callable[[], Any],
     ) -> None:
@@ -51,6 +53,7 @@ class MessagesEndpoint:
         self._bot = bot
         self._auth = authentication
         self._allowed_tenants = frozenset(allowed_tenants)
+        self._service_urls = service_urls
         self._audit = audit
         self._clock = clock
 
@@ -78,6 +81,13 @@ class MessagesEndpoint:
             # types inside botbuilder; all of them mean "not authenticated".
             log.warning("refused an activity: authentication failed (%s)", type(exc).__name__)
             return _problem(401, "authentication failed")
+
+        if activity.channel_id != "msteams":
+            return _problem(403, "mlbot serves Microsoft Teams only (channelId msteams)")
+        if not self._service_urls.allows(activity.service_url):
+            # Replies would carry the bot's token to this address.
+            log.warning("refused an activity: its serviceUrl is not an allowed Teams address")
+            return _problem(403, "the serviceUrl is not an allowed Teams address")
 
         tenant = facts_of(activity).tenant_id
         if self._allowed_tenants and tenant not in self._allowed_tenants:

@@ -17,6 +17,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 CommaList = Annotated[tuple[str, ...], NoDecode]
+# Bot Connector hosts of public Teams, then GCC, GCC High and DoD.
+TEAMS_SERVICE_HOSTS: tuple[str, ...] = (
+    "smba.trafficmanager.net",
+    "smba.infra.gcc.teams.microsoft.com",
+    "smba.infra.gov.teams.microsoft.us",
+    "smba.infra.dod.teams.microsoft.us",
+)
 
 
 def _split_commas(value: Any) -> Any:
@@ -62,6 +69,8 @@ class Settings(BaseSettings):
     action_answer_seconds: float = Field(8.0, alias="MLBOT_ACTION_ANSWER_SECONDS", gt=0, le=12)
 
     # --- Access ------------------------------------------------------------------------
+    # Bot Connector hosts replies may go to (public Teams and the government clouds).
+    service_url_hosts: CommaList = Field(TEAMS_SERVICE_HOSTS, alias="MLBOT_SERVICE_URL_HOSTS")
     allowed_tenants: CommaList = Field((), alias="MLBOT_ALLOWED_TENANTS")
     operators: CommaList = Field((), alias="MLBOT_OPERATORS")
     approvers: CommaList = Field((), alias="MLBOT_APPROVERS")
@@ -173,6 +182,7 @@ class Settings(BaseSettings):
 
     _split = field_validator(
         "allowed_tenants",
+        "service_url_hosts",
         "operators",
         "approvers",
         "azureml_workspaces",
