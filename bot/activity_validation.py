@@ -78,4 +78,19 @@ def activity_problems(body: Any) -> list[str]:
     channel_data = body.get("channelData")
     if channel_data is not None and not isinstance(channel_data, dict):
         problems.append("'channelData' must be an object")
+    if kind == "invoke" and body.get("name") == "adaptiveCard/action":
+        problems.extend(_card_action_problems(body.get("value")))
     return problems
+
+
+def _card_action_problems(value: Any) -> list[str]:
+    # botbuilder answers anything but a well-formed Action.Execute with an exception
+    # object as the invoke body, which cannot be serialized (a 500).
+    action = value.get("action") if isinstance(value, dict) else None
+    if not isinstance(action, dict):
+        return ["an 'adaptiveCard/action' invoke needs 'value.action' as an object"]
+    if action.get("type") != "Action.Execute":
+        return ["'value.action.type' must be 'Action.Execute'"]
+    if "verb" in action and not _is_str(action["verb"]):
+        return ["'value.action.verb' must be a string"]
+    return []

@@ -63,8 +63,9 @@ class MessagesEndpoint:
         raw = await request.read()  # aiohttp enforces client_max_size (413) here
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return _problem(400, "the body is not valid JSON")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: nesting deeper than the parser can follow.
+            return _problem(400, "the body is not valid JSON (or nests too deeply)")
         problems = activity_problems(body)
         if problems:
             return _problem(400, "; ".join(problems))
