@@ -22,6 +22,7 @@ from bot.access import Actor
 from bot.card_actions import CardActionProcessor, update_for_everyone
 from bot.chat import ChatTurn, actor_of
 from bot.commands import CommandError, CommandRegistry, parse_command
+from bot.echoed_text import echoed
 from bot.mentions import command_text
 from bot.turns import TurnFacts, facts_of
 from cards.help import unknown_command_text
@@ -67,7 +68,9 @@ class MlbotActivityHandler(TeamsActivityHandler):
         spec = self._commands.find(parsed.name) if parsed.name else None
         if spec is None:
             suggestion = self._commands.suggest(parsed.name) if parsed.name else None
-            await turn.reply_text(unknown_command_text(parsed.name, suggestion, self._bot_name))
+            await turn.reply_text(
+                unknown_command_text(echoed(parsed.name), suggestion, self._bot_name)
+            )
             return
         try:
             await spec.handler(turn, parsed.args)

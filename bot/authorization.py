@@ -60,16 +60,13 @@ class Authorization:
             # No role helps here: the command is not offered in this kind of conversation.
             decision = Decision(False, Role.VIEWER, f"`{spec.name}` works in {places} only.")
         elif spec.permission.environment_scoped and environment_of is not None:
-            try:
+            # Permission first: arguments are read (and echoed in a usage hint) only for
+            # someone who may run the command for some environment.
+            decision = decide_any_environment(
+                self._policy(), turn.actor, spec.permission.action, personal=personal
+            )
+            if decision.allowed:
                 environment = environment_of(args)
-            except CommandError:
-                # The usage hint only for someone who may run the command at all.
-                decision = decide_any_environment(
-                    self._policy(), turn.actor, spec.permission.action, personal=personal
-                )
-                if decision.allowed:
-                    raise
-            else:
                 decision = decide(
                     self._policy(),
                     turn.actor,
