@@ -34,6 +34,10 @@ KNOWN_ACTIVITY_TYPES = frozenset(
 )
 
 
+# Teams sends a handful of entities, attachments or members; far more is not Teams.
+MAX_LIST_ITEMS = 256
+
+
 def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -75,6 +79,8 @@ def activity_problems(body: Any) -> list[str]:
             not isinstance(value, list) or not all(isinstance(v, dict) for v in value)
         ):
             problems.append(f"'{key}' must be a list of objects")
+        elif isinstance(value, list) and len(value) > MAX_LIST_ITEMS:
+            problems.append(f"'{key}' has more than {MAX_LIST_ITEMS} items")
     channel_data = body.get("channelData")
     if channel_data is not None and not isinstance(channel_data, dict):
         problems.append("'channelData' must be an object")

@@ -168,3 +168,33 @@ async def test_a_stored_conversation_outside_the_allow_list_gets_no_client(
     with pytest.raises(UnknownConversationError):
         await bot.runtime.messenger.send_text("19:planted@thread.tacv2", "hello")
     assert elsewhere.calls == []
+
+
+async def test_an_unauthenticated_body_is_refused_before_it_is_validated(
+    start_bot: StartBot, openid: OpenIdStandIn, connector: ConnectorStandIn
+) -> None:
+    bot = await _secured_bot(start_bot, openid)
+    unreadable = {**channel_message("hi", connector.url), "type": 7, "entities": "x"}
+    status, body = await bot.post(unreadable)
+    assert status == 401 and body == {"error": "authentication failed"}
+
+
+async def test_activities_larger_than_64_kb_are_413(
+    start_bot: StartBot, openid: OpenIdStandIn, connector: ConnectorStandIn
+) -> None:
+    bot = await _secured_bot(start_bot, openid)
+    token = openid.token(audience=APP_ID, service_url=connector.url)
+    big = channel_message("<at>mlbot</at> help " + "x" * 70_000, connector.url)
+    status, _ = await bot.post(big, headers={"Authorization": f"Bearer {token}"})
+    assert status == 413
+    assert connector.calls == []
+
+
+async def test_long_lists_in_an_activity_are_400(
+    start_bot: StartBot, connector: ConnectorStandIn
+) -> None:
+    bot = await start_bot()
+    crowded = {**bot_added_to_team(connector.url), "membersAdded": [{"id": "29:x"}] * 500}
+    status, body = await bot.post(crowded)
+    assert status == 400 and "membersAdded" in body["error"]
+    assert connector.calls == []
