@@ -14,8 +14,9 @@ import pytest
 
 from bot.auth import TokenValidationEndpoints
 from bot.proactive import UnknownConversationError
+from config.startup_checks import serving_refusals
 from store.conversations import ConversationRecord
-from tests.conftest import BotServer, FixedClock, StartBot
+from tests.conftest import BotServer, FixedClock, StartBot, make_settings
 from tests.standins.connector import ConnectorStandIn
 from tests.standins.credentials import FixedTokenCredentialsFactory
 from tests.standins.openid import ISSUER, OpenIdStandIn
@@ -198,3 +199,28 @@ async def test_long_lists_in_an_activity_are_400(
     status, body = await bot.post(crowded)
     assert status == 400 and "membersAdded" in body["error"]
     assert connector.calls == []
+
+
+async def test_the_tenant_list_defaults_to_the_bots_own_tenant(
+    start_bot: StartBot, openid: OpenIdStandIn, connector: ConnectorStandIn
+) -> None:
+    bot = await _secured_bot(start_bot, openid)  # MicrosoftAppTenantId, no tenant list
+    token = openid.token(audience=APP_ID, service_url=connector.url)
+    headers = {"Authorization": f"Bearer {token}"}
+    stranger = channel_message("<at>mlbot</at> status", connector.url, tenant="another-tenant")
+    status, _ = await bot.post(stranger, headers=headers)
+    assert status == 403
+    assert connector.calls == []
+    status, _ = await bot.post(
+        channel_message("<at>mlbot</at> help", connector.url), headers=headers
+    )
+    assert status == 201
+
+
+def test_an_app_id_without_any_tenant_does_not_start() -> None:
+    settings = make_settings(MicrosoftAppId=APP_ID, MicrosoftAppType="MultiTenant")
+    refusals = serving_refusals(settings)
+    assert len(refusals) == 1 and "MLBOT_ALLOWED_TENANTS" in refusals[0]
+    explicit = make_settings(MicrosoftAppId=APP_ID, MLBOT_ALLOWED_TENANTS=f"{TENANT},other")
+    assert serving_refusals(explicit) == []
+    assert explicit.tenant_allow_list == (TENANT, "other")
