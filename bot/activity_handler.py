@@ -91,7 +91,9 @@ class MlbotActivityHandler(TeamsActivityHandler):
         except Exception:
             log.info("could not look up the user's UPN; matching on the object id only")
             return actor
-        upn = getattr(member, "user_principal_name", None) or getattr(member, "email", None)
+        # The UPN only: `email` is a mail attribute that users or admins can change to
+        # anything, so it would let someone take an approver's name.
+        upn = getattr(member, "user_principal_name", None)
         return dataclasses.replace(actor, upn=upn) if upn else actor
 
     # --- card buttons (Universal Actions) ----------------------------------------------

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 CommaList = Annotated[tuple[str, ...], NoDecode]
+MIN_CARD_SIGNING_KEY_LENGTH = 32
 # Bot Connector hosts of public Teams, then GCC, GCC High and DoD.
 TEAMS_SERVICE_HOSTS: tuple[str, ...] = (
     "smba.trafficmanager.net",
@@ -197,6 +198,18 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("card_signing_key")
+    @classmethod
+    def _long_enough_key(cls, value: SecretStr) -> SecretStr:
+        # HMAC-SHA256 keys shorter than its output weaken the card signatures.
+        length = len(value.get_secret_value())
+        if 0 < length < MIN_CARD_SIGNING_KEY_LENGTH:
+            raise ValueError(
+                f"use at least {MIN_CARD_SIGNING_KEY_LENGTH} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod
