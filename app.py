@@ -586,6 +586,11 @@ async def build_runtime(
     delivery = build_delivery(store, azure_parts, engine, teams, clock, speed)
     bot = build_bot(store, azure_parts, engine, teams, clock, environ)
     web_app = build_http(store, azure_parts, engine, delivery, bot, clock, background)
+
+    async def stop_token_validation(_: web.Application) -> None:
+        teams.authentication.close()
+
+    web_app.on_cleanup.append(stop_token_validation)
     return Runtime(
         settings=settings,
         db=store.db,

@@ -13,6 +13,7 @@ from botframework.connector.auth import (
     ServiceClientCredentialsFactory,
 )
 
+from bot.auth_thread import ThreadedAuthentication
 from bot.connector_cache import CachingBotFrameworkAuthentication
 from bot.service_urls import ServiceUrlPolicy
 from config.settings import Settings
@@ -96,4 +97,6 @@ def build_authentication(
             claims_validator=channel_issuer_only(issuer)
         ),
     )
-    return CachingBotFrameworkAuthentication(inner, service_urls=service_url_policy(settings))
+    return CachingBotFrameworkAuthentication(
+        ThreadedAuthentication(inner), service_urls=service_url_policy(settings)
+    )

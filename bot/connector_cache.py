@@ -144,3 +144,9 @@ class CachingBotFrameworkAuthentication(BotFrameworkAuthentication):
 
     async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
         return await self._inner.authenticate_channel_request(auth_header)
+
+    def close(self) -> None:
+        """Release what the wrapped authentication holds (its worker thread, if any)."""
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()

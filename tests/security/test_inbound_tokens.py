@@ -7,6 +7,8 @@ conversation at such an address never gets a connector client.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -224,3 +226,31 @@ def test_an_app_id_without_any_tenant_does_not_start() -> None:
     explicit = make_settings(MicrosoftAppId=APP_ID, MLBOT_ALLOWED_TENANTS=f"{TENANT},other")
     assert serving_refusals(explicit) == []
     assert explicit.tenant_allow_list == (TENANT, "other")
+
+
+async def test_a_hanging_key_download_does_not_stall_other_requests(
+    start_bot: StartBot, connector: ConnectorStandIn
+) -> None:
+    # A fresh stand-in: botbuilder caches keys per metadata URL, so this one is fetched.
+    slow = OpenIdStandIn().start()
+    slow.gate = threading.Event()
+    try:
+        bot = await _secured_bot(start_bot, slow)
+        token = slow.token(audience=APP_ID, service_url=connector.url)
+        pending = asyncio.ensure_future(
+            bot.post(
+                channel_message("<at>mlbot</at> help", connector.url),
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        )
+        # The validation is now blocked in the download.
+        assert await asyncio.to_thread(slow.entered.wait, 20)
+        # Were the download on the bot's event loop, this would wait for the gate.
+        health = await asyncio.wait_for(bot.get("/healthz"), timeout=20)
+        assert health[0] == 200 and not pending.done()
+        slow.gate.set()
+        status, _ = await pending
+        assert status == 201
+    finally:
+        slow.gate.set()
+        slow.stop()
