@@ -32,6 +32,7 @@ class OpenIdStandIn:
         # When set, every request waits for it: a key download that hangs.
         self.gate: threading.Event | None = None
         self.entered = threading.Event()  # set at the first request
+        self.waiting = 0  # requests held at the gate right now
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,7 +40,9 @@ class OpenIdStandIn:
                 stand_in.requests += 1
                 stand_in.entered.set()
                 if stand_in.gate is not None:
+                    stand_in.waiting += 1
                     stand_in.gate.wait(30)
+                    stand_in.waiting -= 1
                 if self.path.endswith("/openid-configuration"):
                     payload: dict[str, Any] = {
                         "issuer": ISSUER,
