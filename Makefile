@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit lint typecheck pytest bench lock clean
+.PHONY: run test unit lint typecheck pytest bench lock audit clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlbot needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -60,6 +60,13 @@ bench: $(STAMP)
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+# Known advisories in the pinned Python and npm dependencies. Needs the network (the
+# advisory databases are online), so it is not part of `make test`.
+audit: $(STAMP)
+	$(BIN)/python -m pip install --quiet pip-audit
+	$(BIN)/pip-audit --strict --no-deps --disable-pip --requirement requirements.lock
+	npm audit --audit-level=low
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -33,6 +33,7 @@ from bot.auth import (
     CachingBotFrameworkAuthentication,
     TokenValidationEndpoints,
     build_authentication,
+    service_url_policy,
 )
 from bot.card_actions import CardActionProcessor
 from bot.card_signing import CardSigner, ephemeral_key
@@ -524,7 +525,8 @@ def build_bot(
         adapter=teams.adapter,
         bot=handler,
         authentication=teams.authentication,
-        allowed_tenants=startup.allowed_tenants,
+        allowed_tenants=startup.tenant_allow_list,
+        service_urls=service_url_policy(startup),
         audit=store.audit,
         clock=clock,
     )
@@ -658,6 +660,11 @@ async def build_runtime(
     delivery = build_delivery(store, azure_parts, engine, teams, clock, speed)
     bot = build_bot(store, azure_parts, engine, teams, clock, environ)
     web_app = build_http(store, azure_parts, engine, delivery, bot, clock, background)
+
+    async def stop_token_validation(_: web.Application) -> None:
+        teams.authentication.close()
+
+    web_app.on_cleanup.append(stop_token_validation)
     return Runtime(
         settings=settings,
         db=store.db,
@@ -826,8 +833,11 @@ async def start_sandbox(
 def sandbox_settings(settings: Settings, stack: SandboxStack) -> Settings:
     """What sandbox mode fills in where the operator set nothing: a secret per hook (the
     emulated Azure DevOps posts service hooks), the scenario's online endpoints to watch
-    after deployments, and the mail sink for email reminders."""
+    after deployments, the mail sink for email reminders, and approve / rollback / retry
+    in local mode (they only reach the emulators)."""
     update: dict[str, Any] = {}
+    if "local_actions" not in settings.model_fields_set:
+        update["local_actions"] = True
     for hook in HOOK_NAMES:
         # A secret of its own for each hook the operator left without one.
         if not settings.secret_of_hook(hook):

@@ -41,6 +41,7 @@ from config.settings import (
     load_settings,
     secret_values,
 )
+from config.startup_checks import serving_refusals
 from monitoring.engine import EngineConfig
 from monitoring.service_check import (
     CheckResult,
@@ -62,8 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlbot")
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
 
 def _secrets_of(settings: Settings) -> list[str]:
     return secret_values(settings)
@@ -82,6 +81,10 @@ def _announce_sandbox(clients: AzureClients, stack: SandboxStack, settings: Sett
 
 
 async def serve(settings: Settings, sandbox: SandboxOptions | None = None) -> None:
+    """Run the bot until interrupted. Raises SettingsError for an unsafe combination."""
+    refusals = serving_refusals(settings)
+    if refusals:
+        raise SettingsError("; ".join(refusals))
     # Before anything starts: a second process on one SQLite file would repeat all the work.
     with SingleReplicaLock(settings.database_url):
         await _serve(settings, sandbox)
@@ -125,8 +128,6 @@ async def _serve_forever(runtime: Runtime, settings: Settings) -> None:
         log.warning("LOCAL MODE: MicrosoftAppId is not set, so inbound activities are NOT")
         log.warning("authenticated. Use this only on your own machine (Agents Playground).")
         log.warning("=" * 72)
-        if settings.host not in LOOPBACK_HOSTS:
-            log.warning("local mode is listening on %s, beyond this machine", settings.host)
     runner = web.AppRunner(runtime.web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)

@@ -95,6 +95,12 @@ class AccessSettings(Protocol):
     def production_environments(self) -> tuple[str, ...]: ...
     @property
     def non_production_environments(self) -> tuple[str, ...]: ...
+    @property
+    def tenant_allow_list(self) -> tuple[str, ...]: ...
+    @property
+    def local_mode(self) -> bool: ...
+    @property
+    def local_actions(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class AccessPolicy:
     `approvers_by_environment` is keyed by normalized environment name (see
     `environment_key`); an environment with an entry (even an empty one) uses that list
     instead of `approvers`. An empty `allowed_tenants` admits every tenant.
+    `changes_locked` refuses every action that changes Azure (approve, reject, rollback,
+    retry) whoever asks: in local mode nobody's identity is checked.
     """
 
     operators: frozenset[str]
@@ -116,6 +124,7 @@ class AccessPolicy:
     # Environments known not to be production; any name in neither list is production,
     # so a new spelling (`production`, `prod_eu`) is never less protected than prod.
     non_production_environments: frozenset[str] = frozenset({"dev", "test", "qa", "staging", "uat"})
+    changes_locked: bool = False
 
     def __post_init__(self) -> None:
         # Normalize whatever the caller passed, so direct construction in tests and
@@ -166,10 +175,11 @@ class AccessPolicy:
             operators=frozenset(settings.operators),
             approvers=frozenset(settings.approvers),
             approvers_by_environment=by_env,
-            allowed_tenants=frozenset(settings.allowed_tenants),
+            allowed_tenants=frozenset(settings.tenant_allow_list),
             # Never the auto-rollback list: the variable group may change that one.
             production_environments=frozenset(settings.production_environments or ("prod",)),
             non_production_environments=frozenset(settings.non_production_environments),
+            changes_locked=settings.local_mode and not settings.local_actions,
         )
 
     def tenant_allowed(self, tenant_id: str | None) -> bool:
@@ -255,6 +265,12 @@ _PERSONAL_ACTIONS = frozenset({"subscribe", "unsubscribe"})
 _APPROVAL_ACTIONS = {"approve": "Approving", "reject": "Rejecting"}
 
 KNOWN_ACTIONS = frozenset({*_VIEWER_ACTIONS, *_OPERATOR_ACTIONS, *_APPROVAL_ACTIONS, "rollback"})
+# What changes Azure: refused in local mode unless MLBOT_LOCAL_ACTIONS allows it.
+CHANGING_ACTIONS = frozenset({"retry", "rollback", *_APPROVAL_ACTIONS})
+_LOCKED_REASON = (
+    "{what} is switched off: this mlbot runs in local mode, where nobody is signed in. "
+    "On a development machine, set MLBOT_LOCAL_ACTIONS=true to allow it."
+)
 
 
 def decide(
@@ -285,6 +301,8 @@ def decide(
             "Sorry, mlbot only works for the organizations it was set up for. "
             "Ask the team that runs mlbot if you need access.",
         )
+    if policy.changes_locked and name in CHANGING_ACTIONS:
+        return _locked(policy, name, environment)
     roles = roles_of(policy, actor, environment)
     if personal and name in _PERSONAL_ACTIONS:
         return _granted(Role.VIEWER, roles, _OPERATOR_ACTIONS[name])
@@ -313,12 +331,24 @@ def decide_any_environment(
     name = action.strip().casefold()
     if name not in {"rollback", *_APPROVAL_ACTIONS} or not policy.tenant_allowed(actor.tenant_id):
         return decide(policy, actor, action, personal=personal)
+    if policy.changes_locked:
+        return _locked(policy, name, None)
     roles = set(roles_of(policy, actor))
     if actor.identities & policy.any_approvers:
         roles.add(Role.APPROVER)
     if name == "rollback":
         return _granted(Role.OPERATOR, frozenset(roles), "Rolling back")
     return _granted(Role.APPROVER, frozenset(roles), f"{_APPROVAL_ACTIONS[name]} a deployment")
+
+
+def _locked(policy: AccessPolicy, action: str, environment: str | None) -> Decision:
+    if action == "retry":
+        what = "Retrying training"
+    elif action == "rollback":
+        what = "Rolling back"
+    else:
+        what = f"{_APPROVAL_ACTIONS[action]} a deployment"
+    return Decision(False, _role_for(policy, action, environment), _LOCKED_REASON.format(what=what))
 
 
 def _role_for(policy: AccessPolicy, action: str, environment: str | None) -> Role:

@@ -22,6 +22,7 @@ from bot.access import Actor
 from bot.card_actions import CardActionProcessor, update_for_everyone
 from bot.chat import ChatTurn, actor_of
 from bot.commands import CommandError, CommandRegistry, parse_command
+from bot.echoed_text import echoed
 from bot.mentions import command_text
 from bot.turns import TurnFacts, facts_of
 from cards.actions import submitted_action
@@ -72,7 +73,9 @@ class MlbotActivityHandler(TeamsActivityHandler):
         spec = self._commands.find(parsed.name) if parsed.name else None
         if spec is None:
             suggestion = self._commands.suggest(parsed.name) if parsed.name else None
-            await turn.reply_text(unknown_command_text(parsed.name, suggestion, self._bot_name))
+            await turn.reply_text(
+                unknown_command_text(echoed(parsed.name), suggestion, self._bot_name)
+            )
             return
         try:
             await spec.handler(turn, parsed.args)
@@ -93,7 +96,9 @@ class MlbotActivityHandler(TeamsActivityHandler):
         except Exception:
             log.info("could not look up the user's UPN; matching on the object id only")
             return actor
-        upn = getattr(member, "user_principal_name", None) or getattr(member, "email", None)
+        # The UPN only: `email` is a mail attribute that users or admins can change to
+        # anything, so it would let someone take an approver's name.
+        upn = getattr(member, "user_principal_name", None)
         return dataclasses.replace(actor, upn=upn) if upn else actor
 
     # --- card buttons (Universal Actions) ----------------------------------------------

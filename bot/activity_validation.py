@@ -34,6 +34,10 @@ KNOWN_ACTIVITY_TYPES = frozenset(
 )
 
 
+# Teams sends a handful of entities, attachments or members; far more is not Teams.
+MAX_LIST_ITEMS = 256
+
+
 def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -75,7 +79,24 @@ def activity_problems(body: Any) -> list[str]:
             not isinstance(value, list) or not all(isinstance(v, dict) for v in value)
         ):
             problems.append(f"'{key}' must be a list of objects")
+        elif isinstance(value, list) and len(value) > MAX_LIST_ITEMS:
+            problems.append(f"'{key}' has more than {MAX_LIST_ITEMS} items")
     channel_data = body.get("channelData")
     if channel_data is not None and not isinstance(channel_data, dict):
         problems.append("'channelData' must be an object")
+    if kind == "invoke" and body.get("name") == "adaptiveCard/action":
+        problems.extend(_card_action_problems(body.get("value")))
     return problems
+
+
+def _card_action_problems(value: Any) -> list[str]:
+    # botbuilder answers anything but a well-formed Action.Execute with an exception
+    # object as the invoke body, which cannot be serialized (a 500).
+    action = value.get("action") if isinstance(value, dict) else None
+    if not isinstance(action, dict):
+        return ["an 'adaptiveCard/action' invoke needs 'value.action' as an object"]
+    if action.get("type") != "Action.Execute":
+        return ["'value.action.type' must be 'Action.Execute'"]
+    if "verb" in action and not _is_str(action["verb"]):
+        return ["'value.action.verb' must be a string"]
+    return []

@@ -89,16 +89,13 @@ class Authorization:
             # No role helps here: the command is not offered in this kind of conversation.
             decision = Decision(False, Role.VIEWER, f"`{spec.name}` works in {places} only.")
         elif spec.permission.environment_scoped and environment_of is not None:
-            try:
+            # Permission first: arguments are read (and echoed in a usage hint) only for
+            # someone who may run the command for some environment.
+            decision = decide_any_environment(
+                self._policy(), turn.actor, spec.permission.action, personal=personal
+            )
+            if decision.allowed:
                 environment = environment_of(args)
-            except CommandError:
-                # The usage hint only for someone who may run the command at all.
-                decision = decide_any_environment(
-                    self._policy(), turn.actor, spec.permission.action, personal=personal
-                )
-                if decision.allowed:
-                    raise
-            else:
                 decision = decide(
                     self._policy(),
                     turn.actor,
@@ -144,6 +141,28 @@ class Authorization:
                 environment if spec.permission.environment_scoped else None,
                 personal=personal,
             )
+        if not decision.allowed:
+            await self._refused(actor, facts, now, f"card:{spec.verb}", card_target(data), decision)
+        return decision
+
+    async def card_action_possible(
+        self,
+        spec: CardActionSpec,
+        *,
+        facts: TurnFacts,
+        actor: Actor,
+        now: datetime,
+        data: Mapping[str, Any],
+    ) -> Decision:
+        """Before an environment is looked up in Azure: may `actor` press this button for
+        any environment at all? Refusals (local mode, tenant, no role) are audited and need
+        no call to Azure."""
+        decision = decide_any_environment(
+            self._policy(),
+            actor,
+            spec.permission.action,
+            personal=facts.conversation_type == "personal",
+        )
         if not decision.allowed:
             await self._refused(actor, facts, now, f"card:{spec.verb}", card_target(data), decision)
         return decision

@@ -147,6 +147,11 @@ class CardActionProcessor:
             return ActionOutcome(render_action_refused(exc.reason), "refused")
         looked_up: LookedUpEnvironment | None = None
         if spec.environment is not None:
+            possible = await self._authorization.card_action_possible(
+                spec.declared, facts=facts, actor=actor, now=now, data=signed.data
+            )
+            if not possible.allowed:
+                return ActionOutcome(render_action_refused(possible.reason), "refused")
             try:
                 looked_up = LookedUpEnvironment(await spec.environment(signed.data))
             except CommandError as exc:

@@ -23,6 +23,8 @@ from botframework.connector.auth import (
     UserTokenClient,
 )
 
+from bot.service_urls import ServiceUrlPolicy
+
 
 class ClientCache:
     """A small LRU of clients; old entries fall out rather than grow without bound."""
@@ -58,12 +60,23 @@ def _app_id_of(identity: ClaimsIdentity | None) -> str:
 
 
 class CachingConnectorFactory(ConnectorFactory):
-    def __init__(self, inner: ConnectorFactory, cache: ClientCache, app_id: str) -> None:
+    def __init__(
+        self,
+        inner: ConnectorFactory,
+        cache: ClientCache,
+        app_id: str,
+        service_urls: ServiceUrlPolicy | None,
+    ) -> None:
         self._inner = inner
         self._cache = cache
         self._app_id = app_id
+        self._service_urls = service_urls
 
     async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+        # Every client, for a reply or a proactive send, carries the bot's token to
+        # `service_url`: refuse before one is made for an address outside the list.
+        if self._service_urls is not None:
+            self._service_urls.check(service_url)
         key = ("connector", self._app_id, service_url or "", audience or "")
         client = self._cache.get(key)
         if client is None:
@@ -73,14 +86,25 @@ class CachingConnectorFactory(ConnectorFactory):
 
 
 class CachingBotFrameworkAuthentication(BotFrameworkAuthentication):
-    def __init__(self, inner: BotFrameworkAuthentication, cache: ClientCache | None = None) -> None:
+    """Caches connector clients; with `service_urls`, makes them only for allowed URLs."""
+
+    def __init__(
+        self,
+        inner: BotFrameworkAuthentication,
+        cache: ClientCache | None = None,
+        service_urls: ServiceUrlPolicy | None = None,
+    ) -> None:
         self._inner = inner
         self.cache = cache or ClientCache()
+        self.service_urls = service_urls
 
     def _wrap(self, result: AuthenticateRequestResult) -> AuthenticateRequestResult:
         if result.connector_factory is not None:
             result.connector_factory = CachingConnectorFactory(
-                result.connector_factory, self.cache, _app_id_of(result.claims_identity)
+                result.connector_factory,
+                self.cache,
+                _app_id_of(result.claims_identity),
+                self.service_urls,
             )
         return result
 
@@ -101,6 +125,7 @@ class CachingBotFrameworkAuthentication(BotFrameworkAuthentication):
             self._inner.create_connector_factory(claims_identity),
             self.cache,
             _app_id_of(claims_identity),
+            self.service_urls,
         )
 
     async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
@@ -119,3 +144,9 @@ class CachingBotFrameworkAuthentication(BotFrameworkAuthentication):
 
     async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
         return await self._inner.authenticate_channel_request(auth_header)
+
+    def close(self) -> None:
+        """Release what the wrapped authentication holds (its worker thread, if any)."""
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()

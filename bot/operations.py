@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.commands import CommandError, OutcomePending
+from bot.echoed_text import echoed
 from monitoring.azure_calls import AzureAuthError, AzureCallError, AzureNotFoundError
 from monitoring.devops import Approval, AzureDevOpsPipelines
 from monitoring.pipeline_runs import OutcomeUnknown, PipelineRuns, RunRef
@@ -63,11 +64,19 @@ class Operations:
         try:
             circuits = parse_circuits(text)
         except CircuitListError as exc:
+            if exc.invalid:
+                # Typed words go back as inert code spans, never as the user wrote them.
+                names = ", ".join(f"`{echoed(item)}`" for item in exc.invalid[:10])
+                noun = "is not a circuit" if len(exc.invalid) == 1 else "are not circuits"
+                raise CommandError(
+                    f"{names} {noun}: expected <PLANT>/<CIRCUIT> using letters, digits, "
+                    "'_' or '-', e.g. PLANT001/CIRCUIT01. Nothing was queued."
+                ) from None
             raise CommandError(f"{exc} Nothing was queued.") from None
         known = await self.known_circuits()
         unknown = [c for c in circuits if known and c not in known]
         if unknown:
-            names = ", ".join(f"`{c}`" for c in unknown)
+            names = ", ".join(f"`{echoed(c)}`" for c in unknown)
             raise CommandError(
                 f"I don't know {names}: no training job of that circuit has been seen. "
                 "Check the spelling (`status` lists the circuits). Nothing was queued."
@@ -151,6 +160,6 @@ def parse_rollback(args: str) -> tuple[str, str]:
         raise CommandError("Which environment? For example: `rollback prod latency doubled`.")
     if not re.fullmatch(ENVIRONMENT_NAME, environment):
         raise CommandError(
-            f"`{environment}` is not an environment name (letters, digits, '-' and '_')."
+            f"`{echoed(environment)}` is not an environment name (letters, digits, '-' and '_')."
         )
     return environment.lower(), reason.strip()[:300]

@@ -23,6 +23,7 @@ from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity, ActivityTypes, ConversationReference, InputHints
 from botframework.connector.aio import ConnectorClient
 
+from bot.service_urls import RefusedServiceUrlError
 from store.conversations import ConversationStore
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,12 @@ class ProactiveMessenger:
             factory = self._adapter.bot_framework_authentication.create_connector_factory(
                 self._adapter.create_claims_identity(self._app_id)
             )
-            client = await factory.create(service_url, None)
+            try:
+                client = await factory.create(service_url, None)
+            except RefusedServiceUrlError:
+                # A stored reference outside the allow-list never gets the bot's token.
+                log.warning("refused to send to a conversation at a service URL not allowed")
+                raise UnknownConversationError(service_url) from None
             # Retrying is the delivery worker's job: it paces every request under Teams'
             # limits and backs off. A retry hidden in the HTTP layer would be a request
             # the pacing never saw; an error answer is reported as it came.

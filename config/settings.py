@@ -31,6 +31,14 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 CommaList = Annotated[tuple[str, ...], NoDecode]
 HookName = Literal["devops", "eventgrid", "alerts"]
 HOOK_NAMES: tuple[HookName, ...] = ("devops", "eventgrid", "alerts")
+MIN_CARD_SIGNING_KEY_LENGTH = 32
+# Bot Connector hosts of public Teams, then GCC, GCC High and DoD.
+TEAMS_SERVICE_HOSTS: tuple[str, ...] = (
+    "smba.trafficmanager.net",
+    "smba.infra.gcc.teams.microsoft.com",
+    "smba.infra.gov.teams.microsoft.us",
+    "smba.infra.dod.teams.microsoft.us",
+)
 
 
 def _split_commas(value: Any) -> Any:
@@ -81,6 +89,8 @@ class Settings(BaseSettings):
     action_answer_seconds: float = Field(8.0, alias="MLBOT_ACTION_ANSWER_SECONDS", gt=0, le=12)
 
     # --- Access ------------------------------------------------------------------------
+    # Bot Connector hosts replies may go to (public Teams and the government clouds).
+    service_url_hosts: CommaList = Field(TEAMS_SERVICE_HOSTS, alias="MLBOT_SERVICE_URL_HOSTS")
     allowed_tenants: CommaList = Field((), alias="MLBOT_ALLOWED_TENANTS")
     operators: CommaList = Field((), alias="MLBOT_OPERATORS")
     approvers: CommaList = Field((), alias="MLBOT_APPROVERS")
@@ -93,6 +103,9 @@ class Settings(BaseSettings):
     # Hook notifications older than this (by their own timestamps) are refused as replays.
     hook_max_age_seconds: int = Field(900, alias="MLBOT_HOOK_MAX_AGE_SECONDS", ge=30, le=86400)
     card_signing_key: SecretStr = Field(SecretStr(""), alias="MLBOT_CARD_SIGNING_KEY")
+    # Local mode authenticates nobody: approving, rolling back and retrying are refused
+    # there unless this says otherwise (sandbox mode sets it; nothing real is at stake).
+    local_actions: bool = Field(False, alias="MLBOT_LOCAL_ACTIONS")
 
     # --- Azure Machine Learning ---------------------------------------------------------
     azure_subscription_id: str = Field("", alias="MLBOT_AZURE_SUBSCRIPTION_ID")
@@ -213,6 +226,7 @@ class Settings(BaseSettings):
 
     _split = field_validator(
         "allowed_tenants",
+        "service_url_hosts",
         "operators",
         "approvers",
         "azureml_workspaces",
@@ -229,6 +243,18 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("card_signing_key")
+    @classmethod
+    def _long_enough_key(cls, value: SecretStr) -> SecretStr:
+        # HMAC-SHA256 keys shorter than its output weaken the card signatures.
+        length = len(value.get_secret_value())
+        if 0 < length < MIN_CARD_SIGNING_KEY_LENGTH:
+            raise ValueError(
+                f"use at least {MIN_CARD_SIGNING_KEY_LENGTH} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -324,6 +350,13 @@ class Settings(BaseSettings):
     def local_mode(self) -> bool:
         """No app id: inbound traffic is not authenticated (development only)."""
         return not self.microsoft_app_id
+
+    @property
+    def tenant_allow_list(self) -> tuple[str, ...]:
+        """The tenants admitted: the explicit list, else the bot's own tenant."""
+        if self.allowed_tenants:
+            return self.allowed_tenants
+        return (self.microsoft_app_tenant_id,) if self.microsoft_app_tenant_id else ()
 
     @property
     def azure_configured(self) -> bool:

@@ -88,7 +88,11 @@ async def start_bot(tmp_path: Path, clock: FixedClock) -> AsyncIterator[StartBot
         token_endpoints: TokenValidationEndpoints | None = None,
         credentials_factory: Any = None,
     ) -> BotServer:
-        values = {"MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/bot-{uuid.uuid4().hex}.db"}
+        values = {
+            "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/bot-{uuid.uuid4().hex}.db",
+            # Local-mode tests press approve / rollback / retry, as on a developer's machine.
+            "MLBOT_LOCAL_ACTIONS": "true",
+        }
         values.update(settings or {})
         runtime = await build_runtime(
             settings_from_mapping(values),

@@ -30,7 +30,13 @@ def openid() -> Iterator[OpenIdStandIn]:
 
 async def _secured_bot(start_bot: StartBot, openid: OpenIdStandIn, **settings: Any) -> BotServer:
     return await start_bot(
-        {"MicrosoftAppId": APP_ID, "MicrosoftAppPassword": "not-used-in-tests", **settings},
+        {
+            "MicrosoftAppId": APP_ID,
+            "MicrosoftAppPassword": "not-used-in-tests",
+            # The connector stand-in listens on this machine.
+            "MLBOT_SERVICE_URL_HOSTS": "127.0.0.1",
+            **settings,
+        },
         token_endpoints=TokenValidationEndpoints(
             channel_openid_metadata_url=openid.metadata_url,
             channel_token_issuer=ISSUER,

@@ -117,7 +117,7 @@ def start_prod(
                 "MLBOT_DEVOPS_HOOK_SECRET": HOOK_SECRET,
                 "MLBOT_ALERTS_HOOK_SECRET": ALERTS_SECRET,
                 "MLBOT_APPROVERS": APPROVER["aadObjectId"],
-                "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests",
+                "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests-0123456789",
                 **settings,
             },
             scenario=scenario,

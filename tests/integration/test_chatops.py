@@ -86,7 +86,7 @@ async def chatops(
         {
             "MLBOT_OPERATORS": OPERATOR,
             "MLBOT_APPROVERS": APPROVER["aadObjectId"],
-            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests",
+            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests-0123456789",
         }
     )
     runtime, stack, clock = bot.runtime, bot.stack, bot.clock
@@ -260,7 +260,7 @@ async def test_a_slow_azure_devops_gets_a_working_card_then_the_outcome_for_ever
     bot = await start_sandbox_bot(
         {
             "MLBOT_OPERATORS": OPERATOR,
-            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests",
+            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests-0123456789",
             "MLBOT_ACTION_ANSWER_SECONDS": "0.3",
         }
     )

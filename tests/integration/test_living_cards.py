@@ -147,7 +147,9 @@ async def test_an_update_that_changes_nothing_is_not_sent(
 async def test_one_card_per_pipeline_run_from_approval_to_deployment(
     start_sandbox_bot: StartSandboxBot, connector: ConnectorStandIn
 ) -> None:
-    bot = await start_sandbox_bot({"MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests"})
+    bot = await start_sandbox_bot(
+        {"MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests-0123456789"}
+    )
     await install_in_channel(bot, connector)
     samples = sample_events(bot.clock.now())
     story = ["approval-required", "approval-decided", "deployment-completed"]

@@ -182,6 +182,13 @@ async def test_real_mode_serve_alerts_a_failure_and_queues_its_retry(
     # What the user types: exactly the printed settings, plus a store, a port, a webhook.
     env = _clean_environment() | sandbox.settings
     env |= {
+        # A registered bot: real mode with Azure credentials is never local mode. No
+        # activity arrives in this test, so nothing asks the Bot Framework for keys.
+        "MicrosoftAppId": "11111111-2222-3333-4444-555555555555",
+        "MicrosoftAppPassword": "app-secret-for-tests",
+        "MicrosoftAppType": "SingleTenant",
+        "MicrosoftAppTenantId": sandbox.settings["AZURE_TENANT_ID"],
+        "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-the-real-mode-test",
         "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'mlbot.db'}",
         "MLBOT_PORT": str(_free_port()),
         "MLBOT_TEAMS_WEBHOOK_URL": webhook.url,
@@ -218,6 +225,8 @@ async def test_real_mode_serve_alerts_a_failure_and_queues_its_retry(
         assert "Resource Manager https://127.0.0.1:" in log_text
         assert sandbox.settings["AZURE_CLIENT_SECRET"] not in log_text
         assert sandbox.settings["MLBOT_DEVOPS_PAT"] not in log_text
+        assert "app-secret-for-tests" not in log_text
+        assert "LOCAL MODE" not in log_text
     finally:
         _stop(serving)
 

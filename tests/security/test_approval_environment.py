@@ -26,7 +26,7 @@ from tests.conftest import SANDBOX_START, serve_app
 from tests.standins.connector import ConnectorStandIn
 from tests.teams_payloads import card_action, channel_message
 
-SIGNING_KEY = "card-signing-key-for-tests"
+SIGNING_KEY = "card-signing-key-for-tests-0123456789abcdef"
 GENERAL = {"id": "29:general", "name": "Gene Approver", "aadObjectId": "aad-general-1"}
 PROD = {"id": "29:prod", "name": "Pat Prod", "aadObjectId": "aad-prod-1"}
 

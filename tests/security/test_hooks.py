@@ -275,7 +275,7 @@ async def bot_with_approvers(tmp_path: Path) -> AsyncIterator[SandboxBot]:
             **SECRETS,
             "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/approvers.db",
             "MLBOT_SANDBOX": "true",
-            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests",
+            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests-0123456789abcdef",
         }
     )
     options = SandboxOptions(scenario=ROLLBACK_SCENARIO, clock=clock, tick_interval_s=None)

@@ -12,7 +12,12 @@ from config.settings import Settings, SettingsError, settings_from_mapping
 from monitoring.variable_group import explicit_fields, merge_variable_group
 
 OPERATOR = Actor("operator-oid", None, None, None)
-BASE = {"MLBOT_OPERATORS": "operator-oid", "MLBOT_APPROVERS": "approver-oid"}
+# Local actions on: these tests are about environments, not about local mode.
+BASE = {
+    "MLBOT_OPERATORS": "operator-oid",
+    "MLBOT_APPROVERS": "approver-oid",
+    "MLBOT_LOCAL_ACTIONS": "true",
+}
 
 
 def _policy(settings: Settings) -> AccessPolicy:

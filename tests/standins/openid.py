@@ -29,11 +29,20 @@ class OpenIdStandIn:
         self.key = new_key()
         self.kid = f"test-{uuid.uuid4().hex[:8]}"
         self.requests = 0
+        # When set, every request waits for it: a key download that hangs.
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()  # set at the first request
+        self.waiting = 0  # requests held at the gate right now
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 stand_in.requests += 1
+                stand_in.entered.set()
+                if stand_in.gate is not None:
+                    stand_in.waiting += 1
+                    stand_in.gate.wait(30)
+                    stand_in.waiting -= 1
                 if self.path.endswith("/openid-configuration"):
                     payload: dict[str, Any] = {
                         "issuer": ISSUER,

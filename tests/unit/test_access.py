@@ -37,6 +37,7 @@ def policy(environ: dict[str, str] | None = None, **settings: str) -> AccessPoli
         "MLBOT_OPERATORS": "operator-oid",
         "MLBOT_APPROVERS": "Approver@Contoso.com, prod.approver@contoso.com",
         "MLBOT_ALLOWED_TENANTS": TENANT,
+        "MLBOT_LOCAL_ACTIONS": "true",
         **settings,
     }
     return AccessPolicy.from_settings(make_settings(**values), environ or {})
