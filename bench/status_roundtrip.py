@@ -182,7 +182,7 @@ async def _mlbot(folder: str, jobs: int, approvals: int) -> AsyncIterator[str]:
     settings = settings_from_mapping(
         {
             "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{folder}/bench.db",
-            "MLBOT_CARD_SIGNING_KEY": "bench-signing-key",
+            "MLBOT_CARD_SIGNING_KEY": "bench-signing-key-0123456789abcdef0123",
         }
     )
     runtime = await build_runtime(settings)

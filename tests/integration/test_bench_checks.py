@@ -17,7 +17,7 @@ async def _status_turn(start_bot: StartBot, known_thread: bool) -> tuple[int, st
     if known_thread:
         connector.messages[THREAD_ROOT] = Message(THREAD_ROOT, CHANNEL_ID, None, {})
     try:
-        bot = await start_bot({"MLBOT_CARD_SIGNING_KEY": "test-signing-key"})
+        bot = await start_bot({"MLBOT_CARD_SIGNING_KEY": "test-signing-key-0123456789abcdef0123"})
         checks = RunChecks("status round trip")
         with checks.timed():
             status, _ = await bot.post(channel_message("<at>mlbot</at> status", connector.url))

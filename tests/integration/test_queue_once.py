@@ -65,7 +65,10 @@ async def chatops(
     start_sandbox_bot: StartSandboxBot, connector: ConnectorStandIn
 ) -> AsyncIterator[ChatOps]:
     bot = await start_sandbox_bot(
-        {"MLBOT_OPERATORS": OPERATOR, "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests"}
+        {
+            "MLBOT_OPERATORS": OPERATOR,
+            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests-0123456789abcdef",
+        }
     )
     bot.stack.tick(bot.clock.advance(60))
     assert bot.runtime.engine is not None
@@ -109,7 +112,7 @@ async def prod(start_sandbox_bot: StartSandboxBot, connector: ConnectorStandIn) 
         {
             "MLBOT_HOOK_SECRET": HOOK_SECRET,
             "MLBOT_APPROVERS": APPROVER["aadObjectId"],
-            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests",
+            "MLBOT_CARD_SIGNING_KEY": "card-signing-key-for-tests-0123456789abcdef",
         },
         scenario=ROLLBACK_SCENARIO,
     )
