@@ -157,6 +157,21 @@ async def test_stale_or_future_notifications_are_refused(
     assert await bot.runtime.monitoring.events_of_kind("deployment_completed") == []
 
 
+@pytest.mark.parametrize("hook", ["devops", "eventgrid", "alerts"])
+async def test_deeply_nested_json_on_a_hook_is_400(bot: SandboxBot, hook: str) -> None:
+    depth = 30_000  # far deeper than Python's recursion limit
+    secret = next(name for name, target in HOOKS.items() if target == hook)
+    async with bot.session.post(
+        f"{bot.url}/api/hooks/{hook}",
+        params={"key": SECRETS[secret]},
+        data=b"[" * depth + b"]" * depth,
+        headers={"Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 400, await response.text()
+        body = await response.json(content_type=None)
+    assert "error" in body and "Traceback" not in json.dumps(body)
+
+
 # --- claims checked with Azure DevOps ---------------------------------------------------
 
 
