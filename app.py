@@ -39,6 +39,7 @@ from bot.card_actions import CardActionProcessor
 from bot.card_signing import CardSigner, ephemeral_key
 from bot.chat_commands import ChatServices, build_handlers
 from bot.endpoint import MessagesEndpoint
+from bot.event_mentions import CircuitOwners, Mentions, mentions_of_group
 from bot.living_cards import LivingCards
 from bot.notifiers import TeamsNotifier, WebhookNotifier
 from bot.operations import Operations
@@ -46,6 +47,7 @@ from bot.proactive import ProactiveMessenger
 from config.clouds import KNOWN_CLOUDS
 from config.live import LiveSettings
 from config.settings import HOOK_NAMES, HookName, Settings, SettingsError, settings_report
+from domain.monitoring import EventRecord
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
 from monitoring.credentials import credential_factory
 from monitoring.deployment_watch import DeploymentWatcher, environments_from_settings
@@ -404,9 +406,17 @@ def build_delivery(
     teams: TeamsParts,
     clock: Callable[[], datetime],
     speed: float,
+    environ: Mapping[str, str] | None = None,
 ) -> DeliveryParts:
     """Where events go (Teams, the webhook, email) and the timer that drives it all."""
     live = azure.live
+    env_snapshot = dict(environ or {})
+    owners = CircuitOwners(lambda: live.now().circuit_owners)
+
+    def mentions(events: Sequence[EventRecord]) -> Mentions | None:
+        policy = AccessPolicy.from_settings(live.now(), env_snapshot)
+        return mentions_of_group(events, owners.rules(), policy.approvers_for)
+
     http = _HttpSessionHolder()
     # Every request to Teams takes a turn under its rate limits (sleeping in sim time).
     gate = SendGate(SendPacer(), clock, sleep=lambda seconds: asyncio.sleep(seconds / speed))
@@ -418,7 +428,9 @@ def build_delivery(
         gate,
     )
     notifiers: list[Notifier] = [
-        TeamsNotifier(store.conversations, teams.messenger, teams.signer, living=living),
+        TeamsNotifier(
+            store.conversations, teams.messenger, teams.signer, living=living, mentions=mentions
+        ),
         WebhookNotifier(http.get, lambda: live.now().teams_webhook_url.get_secret_value()),
         EmailNotifier(
             EmailSender(
@@ -657,7 +669,7 @@ async def build_runtime(
     store = await build_store(settings)
     engine = build_engine(store, azure_parts, clock)
     teams = build_teams(settings, store, clock, token_endpoints, credentials_factory)
-    delivery = build_delivery(store, azure_parts, engine, teams, clock, speed)
+    delivery = build_delivery(store, azure_parts, engine, teams, clock, speed, environ)
     bot = build_bot(store, azure_parts, engine, teams, clock, environ)
     web_app = build_http(store, azure_parts, engine, delivery, bot, clock, background)
 

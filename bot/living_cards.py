@@ -113,7 +113,12 @@ class LivingCards:
         return None
 
     async def deliver(
-        self, events: Sequence[EventRecord], destination: str, decorate: Decorate
+        self,
+        events: Sequence[EventRecord],
+        destination: str,
+        decorate: Decorate,
+        *,
+        mention: Callable[[Card, Sequence[EventRecord]], Card] | None = None,
     ) -> str | None:
         """Send `events` (one, or a group sharing `group_of`) to a Teams conversation.
 
@@ -147,6 +152,8 @@ class LivingCards:
         card = render_group_card(details)
         if len(details) == 1:
             card = decorate(card, details[0])
+        elif mention is not None:
+            card = mention(card, details)
         return await self._post_once(
             message_key(REPLY, lead.key, destination),
             kind=REPLY,

@@ -10,11 +10,13 @@ import aiohttp
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bot.card_signing import CardSigner
+from bot.event_mentions import Mentions
 from bot.living_cards import LivingCards
 from bot.proactive import ProactiveMessenger, UnknownConversationError
 from cards.actions import execute
 from cards.common import Card
 from cards.events import event_summary, render_event_card
+from cards.mentions import with_mentions
 from cards.webhook import webhook_payload
 from domain.events import REGISTRY, EventKind, kinds_where
 from monitoring.dispatch import DeliveryFailed
@@ -135,6 +137,7 @@ class TeamsNotifier:
         signer: CardSigner | None = None,
         *,
         living: LivingCards | None = None,
+        mentions: Callable[[Sequence[EventRecord]], Mentions | None] | None = None,
     ) -> None:
         self._conversations = conversations
         self._messenger = messenger
@@ -142,6 +145,8 @@ class TeamsNotifier:
         # Living session cards, thread replies and send-once keys; without it every
         # event is a card of its own (as `mlbot watch`-style tools need nothing more).
         self._living = living
+        # Whom a card @mentions (owners, approvers); None mentions nobody.
+        self._mentions = mentions
 
     async def destinations(self, event: EventRecord) -> list[str]:
         """Subscribed conversations whose filters let the event through: one query."""
@@ -166,7 +171,9 @@ class TeamsNotifier:
     async def deliver_group(self, events: Sequence[EventRecord], destination: str) -> str | None:
         try:
             if self._living is not None:
-                return await self._living.deliver(events, destination, self._decorate)
+                return await self._living.deliver(
+                    events, destination, self._decorate, mention=self._mention
+                )
             event = events[0]
             return await self._messenger.send_card(
                 destination.removeprefix("teams:"),
@@ -187,7 +194,12 @@ class TeamsNotifier:
             ) from None
 
     def _decorate(self, card: Card, event: EventRecord) -> Card:
-        return with_action_buttons(card, event, self._signer) if self._signer else card
+        decorated = with_action_buttons(card, event, self._signer) if self._signer else card
+        return self._mention(decorated, [event])
+
+    def _mention(self, card: Card, events: Sequence[EventRecord]) -> Card:
+        plan = self._mentions(events) if self._mentions is not None else None
+        return with_mentions(card, plan.people, plan.label) if plan is not None else card
 
 
 class WebhookNotifier:

@@ -28,6 +28,7 @@ VARIABLE_GROUP_KEYS: Mapping[str, str] = MappingProxyType(
         "teamsWebhookUrl": "teams_webhook_url",
         "longRunningJobNotificationIntervalHours": "long_running_job_notification_interval_hours",
         "mlEngineersEmail": "ml_engineers_email",
+        "circuitOwners": "circuit_owners",
         "manualCircuits": "manual_circuits",
         # The documented auto-rollback block (`enabled: true`, `error_threshold: 5%`,
         # `latency_threshold: 2000ms`, prod), flattened as pipeline variables are.

@@ -26,6 +26,7 @@ from config.clouds import (
     https_base_url,
     resolve_cloud,
 )
+from domain.owners import parse_owner_rules
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -158,6 +159,9 @@ class Settings(BaseSettings):
         4.0, alias="MLBOT_LONG_RUNNING_JOB_NOTIFICATION_INTERVAL_HOURS", gt=0, le=24 * 7
     )
     ml_engineers_email: CommaList = Field((), alias="MLBOT_ML_ENGINEERS_EMAIL")
+    # Whom failure, timeout and long-running cards @mention, by circuit prefix:
+    # `PLANT001/=ada@contoso.com|bob@contoso.com, PLANT002/CIRCUIT03=<Entra object id>`.
+    circuit_owners: CommaList = Field((), alias="MLBOT_CIRCUIT_OWNERS")
     manual_circuits: CommaList = Field((), alias="MLBOT_MANUAL_CIRCUITS")
     auto_retry_max_retries: int = Field(2, alias="MLBOT_AUTO_RETRY_MAX_RETRIES", ge=0, le=10)
     auto_retry_timeout_seconds: int = Field(
@@ -231,6 +235,7 @@ class Settings(BaseSettings):
         "approvers",
         "azureml_workspaces",
         "ml_engineers_email",
+        "circuit_owners",
         "manual_circuits",
         "auto_rollback_environments",
         "production_environments",
@@ -238,6 +243,12 @@ class Settings(BaseSettings):
         "auto_rollback_endpoints",
         mode="before",
     )(_split_commas)
+
+    @field_validator("circuit_owners")
+    @classmethod
+    def _owner_rules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_owner_rules(value)  # a ValueError names the entry that is wrong
+        return value
 
     @field_validator("monitoring_log_level", mode="before")
     @classmethod
