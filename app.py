@@ -90,6 +90,7 @@ from store.deliveries import DeliveryStore
 from store.deployment_watches import DeploymentWatchStore
 from store.gauges import GaugeReader
 from store.group_commit import GroupCommit
+from store.history import CircuitHistoryStore
 from store.monitoring import MonitoringStore, NewEvent
 from store.pipeline_intents import PipelineIntentStore
 from store.posted_activities import PostedActivityStore
@@ -509,6 +510,7 @@ def build_bot(
             engine=lambda: built_engine,
             watcher=lambda: built_watcher,
             conversations=store.conversations,
+            history=CircuitHistoryStore(store.db),
         )
     )
     processor = CardActionProcessor(

@@ -248,6 +248,7 @@ def roles_of(policy: AccessPolicy, actor: Actor, environment: str | None = None)
 # What each action is called in a refusal, so the sentence reads naturally.
 _VIEWER_ACTIONS = {
     "status": "Showing the status",
+    "history": "Showing a circuit's history",
     "help": "Showing help",
     "approvals": "Listing approvals",
     "subscriptions": "Showing the notification subscriptions",

@@ -16,6 +16,7 @@ from bot.card_signing import CardSigner
 from bot.chat import ChatTurn
 from bot.command_catalog import CARD_ACTIONS, COMMANDS
 from bot.commands import CommandError, CommandRegistry
+from bot.history_command import register_history_command
 from bot.operations import Operations, parse_rollback
 from bot.subscription_commands import register_subscription_commands
 from cards.actions import (
@@ -34,6 +35,7 @@ from monitoring.engine import MonitoringEngine
 from monitoring.status_report import StatusFilterError, StatusService
 from store.audit import AuditTrail
 from store.conversations import ConversationStore
+from store.history import CircuitHistoryStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class ChatServices:
     watcher: Callable[[], DeploymentWatcher | None] = lambda: None
     # Where the bot is installed and what each conversation is subscribed to.
     conversations: ConversationStore | None = None
+    # Past attempts of each circuit (`history`).
+    history: CircuitHistoryStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +301,7 @@ def build_handlers(services: ChatServices) -> Handlers:
         await turn.reply_card(card(body), summary="mlbot settings")
 
     register_subscription_commands(registry, actions, services)
+    register_history_command(registry, services.history)
 
     @registry.handles(COMMANDS.help)
     async def help_(turn: ChatTurn, args: str) -> None:

@@ -93,6 +93,7 @@ class CommandCatalog:
     """The commands, in the order `help` and the compose-box menu list them."""
 
     status: CommandSpec
+    history: CommandSpec
     retry: CommandSpec
     watch: CommandSpec
     unwatch: CommandSpec
@@ -131,6 +132,13 @@ COMMANDS = CommandCatalog(
         permission=Permission("status"),
         aliases=("st",),
     ),
+    history=CommandSpec(
+        "history",
+        usage="history <circuit> [count]",
+        summary="A circuit's last attempts (10 unless you say, at most 30): outcome, "
+        "run time, who retried, as a chart and a table.",
+        permission=Permission("history"),
+    ),
     retry=CommandSpec(
         "retry",
         usage="retry <circuits>",
@@ -149,6 +157,8 @@ COMMANDS = CommandCatalog(
         usage="unwatch <job>",
         summary="Stop posting changes of a watched job.",
         permission=Permission("unwatch"),
+        # The Teams menu holds 10 commands; `watch` answers say how to stop.
+        in_menu=False,
     ),
     rollback=CommandSpec(
         "rollback",

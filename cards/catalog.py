@@ -85,6 +85,11 @@ SAMPLE_COMMANDS: tuple[CommandHelp, ...] = (
         "Add a circuit, experiment or job name to narrow it down.",
     ),
     CommandHelp(
+        "history <circuit> [count]",
+        "A circuit's last attempts (10 unless you say, at most 30): outcome, "
+        "run time, who retried, as a chart and a table.",
+    ),
+    CommandHelp(
         "retry <circuits>",
         "Queue the training pipeline again for these circuits "
         "(e.g. PLANT001/CIRCUIT01,PLANT002/CIRCUIT02), after a confirmation.",
