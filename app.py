@@ -82,6 +82,7 @@ from service.hook_auth import HookGuard
 from service.hook_verification import HookVerifier
 from service.logs import learn_secrets
 from service.prometheus import MetricsRoute
+from service.training_metrics import TrainingMetrics
 from store.audit import AuditTrail
 from store.card_actions import CardActionStore
 from store.conversations import ConversationStore
@@ -94,6 +95,7 @@ from store.history import CircuitHistoryStore
 from store.monitoring import MonitoringStore, NewEvent
 from store.pipeline_intents import PipelineIntentStore
 from store.posted_activities import PostedActivityStore
+from store.training_stats import TrainingStatsReader
 from store.watched_jobs import WatchedJobStore
 
 if TYPE_CHECKING:
@@ -569,7 +571,10 @@ def build_http(
     async def schema_revision() -> str | None:
         return (await db.readiness()).revision
 
-    metrics_route = MetricsRoute(GaugeReader(db).read, schema_revision, mlbot_version())
+    training = TrainingMetrics(TrainingStatsReader(db), clock)
+    metrics_route = MetricsRoute(
+        GaugeReader(db).read, schema_revision, mlbot_version(), training=training
+    )
     web_app.router.add_get("/metrics", metrics_route.get)
 
     web_app.cleanup_ctx.append(delivery.http.context)

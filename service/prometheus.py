@@ -6,10 +6,11 @@ route carries no authentication (scrape it from inside the network, like /health
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from aiohttp import web
 
+from service.training_metrics import TrainingMetrics
 from store.gauges import StoreGauges
 
 CONTENT_TYPE = "text/plain"  # with version=0.0.4, the Prometheus exposition format
@@ -33,8 +34,16 @@ def _by(label: str, counts: Mapping[str, int]) -> list[tuple[Mapping[str, str], 
     return [({label: key}, float(count)) for key, count in sorted(counts.items())]
 
 
-def render_metrics(gauges: StoreGauges, *, version: str, revision: str | None) -> str:
-    """The exposition text; every family is present even when it has no samples yet."""
+def render_metrics(
+    gauges: StoreGauges,
+    *,
+    version: str,
+    revision: str | None,
+    extra: Sequence[str] = (),
+) -> str:
+    """The exposition text; every family is present even when it has no samples yet.
+
+    `extra` are further families, already in the exposition format (training figures)."""
     lines = [
         *_family(
             "mlbot_info",
@@ -78,6 +87,7 @@ def render_metrics(gauges: StoreGauges, *, version: str, revision: str | None) -
             "gauge",
             _by("status", gauges.watches_by_status),
         ),
+        *extra,
     ]
     return "\n".join(lines) + "\n"
 
@@ -88,18 +98,23 @@ class MetricsRoute:
         read: Callable[[], Awaitable[StoreGauges]],
         revision: Callable[[], Awaitable[str | None]],
         version: str,
+        training: TrainingMetrics | None = None,
     ) -> None:
         self._read = read
         self._revision = revision
         self._version = version
+        self._training = training
 
     async def get(self, request: web.Request) -> web.Response:
         try:
             gauges = await self._read()
             revision = await self._revision()
+            if self._training is not None:
+                await self._training.collect()
         except Exception as exc:  # the store is down: say so, as /readyz does
             return web.json_response(
                 {"error": f"store unavailable: {type(exc).__name__}"}, status=503
             )
-        body = render_metrics(gauges, version=self._version, revision=revision)
+        extra = self._training.lines() if self._training is not None else []
+        body = render_metrics(gauges, version=self._version, revision=revision, extra=extra)
         return web.Response(text=body, content_type=CONTENT_TYPE, charset="utf-8")
