@@ -1,5 +1,5 @@
-"""Azure DevOps runs, builds and variable groups of a YAML pipeline, as Microsoft documents
-them, through azure-devops and mlbot's adapter.
+"""Azure DevOps runs, builds, approvals and variable groups of a YAML pipeline, as Microsoft
+documents them, through azure-devops and mlbot's adapter.
 
 Sources (MicrosoftDocs/vsts-rest-api-specs unless named):
 - `specification/distributedTask/7.1/httpExamples/variablegroups/GET_VariableGroupsByGroupName.json`
@@ -8,8 +8,12 @@ Sources (MicrosoftDocs/vsts-rest-api-specs unless named):
 - the 7.1 schemas at adb28786a3e9349d5b3deb43eb2134b682c33bb2: `Run`, `RunPipelineParameters`,
   `Pipeline` (`specification/pipelines/7.1/pipelines.json`), `Build`, `TimelineRecord`
   (`specification/build/7.1/build.json`), `VariableGroup`, `VariableValue`
-  (`specification/distributedTask/7.1/taskAgent.json`) -> examples/vsts_schemas_7.1.json
-  (those definitions, verbatim). The specs publish no example of a run or a build;
+  (`specification/distributedTask/7.1/taskAgent.json`), `Approval`, `ApprovalStep`
+  (`specification/approvalsAndChecks/7.1/pipelinesapproval.json`)
+  -> examples/vsts_schemas_7.1.json (those definitions, verbatim). The specs publish no
+  example of a run or a build;
+- `specification/approvalsAndChecks/7.0/httpExamples/approvals/GET__QueryApproval.json` at
+  05d0a6942e8a190ab6d608962b2664e735a56f5c -> examples/vsts_approvals_query_7.0.json;
 - a run as Azure DevOps serializes it: `resource.run` of the "Run state changed" sample,
   MicrosoftDocs/azure-devops-docs `docs/service-hooks/events.md` at
   09dc63ed0e56c9e324f697fd41998b4f2f6e9675 -> examples/devops_hook_run_state_changed.json.
@@ -246,3 +250,52 @@ async def _get(emulator: DevOpsEmulator, path: str, **params: str) -> Any:
     ):
         assert answer.status == 200, await answer.text()
         return await answer.json()
+
+
+# --- approvals: where the published ones wait -----------------------------------------
+
+PUBLISHED_PENDING = "ee14f612-6838-43c0-b445-db238ef14153"  # vsts_approvals_query_7.0.json
+UNPLACED = "06239b11-a904-43a1-be6a-0d44026bd121"
+
+
+async def test_published_pending_approvals_get_stage_and_environment_from_their_run(
+    emulator: DevOpsEmulator,
+) -> None:
+    # The documented approval names no run: the run's timeline and check suite do.
+    run = emulator.queue_run("deployment-pipeline", {"environment": "prod", "reason": "r"})
+    approval = emulator.add_approval(run.id, stage="Deploy_Prod", environment="prod")
+    emulator.approvals.pop(approval.id)
+    approval.id = PUBLISHED_PENDING
+    emulator.approvals[approval.id] = approval
+    emulator.answer_with(
+        "GET", r"/DGDemo/_apis/pipelines/approvals", _example("vsts_approvals_query_7.0.json")
+    )
+
+    approvals = {a.id: a for a in await _adapter(emulator).list_pending_approvals()}
+
+    placed = approvals[PUBLISHED_PENDING]
+    assert (placed.run_id, placed.pipeline_id, placed.pipeline_name) == (
+        run.id,
+        1,
+        "deployment-pipeline",
+    )
+    assert placed.stage == "Deploy_Prod" and placed.environment == "prod"
+    # The other published approval waits in no run mlbot can see: nothing is invented.
+    unplaced = approvals[UNPLACED]
+    assert unplaced.run_id is None and unplaced.environment is None and unplaced.stage == ""
+
+
+async def test_the_emulated_approvals_are_documented(emulator: DevOpsEmulator) -> None:
+    run = emulator.queue_run("deployment-pipeline", {"environment": "prod", "reason": "r"})
+    emulator.add_approval(run.id, approvers=("Release Approvers",), environment="prod")
+
+    body = await _get(
+        emulator, "/DGDemo/_apis/pipelines/approvals", state="pending", **{"$expand": "steps"}
+    )
+
+    spec = "approvalsAndChecks/7.1/pipelinesapproval.json"
+    (approval,) = body["value"]
+    assert set(approval) <= set(documented(spec, "Approval"))
+    assert approval["steps"] and all(
+        set(step) <= set(documented(spec, "ApprovalStep")) for step in approval["steps"]
+    )
