@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from monitoring.azure_calls import RetryPolicy
+from monitoring.azure_calls import AzureCallError, RetryPolicy
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
 from monitoring.jobs import JobState, TrainingJob, Workspace
 from sandbox.azureml_emulator import AzureMLEmulator, EmulatedJob
@@ -182,6 +182,17 @@ async def test_the_published_job_as_it_stands_has_no_circuit(emulator: AzureMLEm
     assert job.circuit is None and job.attempt == 1
     assert job.status == "Failed" and job.state is JobState.FAILED
     assert job.display_name == "string" and job.experiment == "string"
+
+
+async def test_the_published_placeholders_fail_the_listing_loudly(
+    emulator: AzureMLEmulator,
+) -> None:
+    # As published ("computeId": "string", ...) azure-ai-ml cannot read the job, and the
+    # whole page fails: mlbot reports a failed listing, never an empty workspace.
+    emulator.add_recorded_job(WS, COMMAND)
+
+    with pytest.raises(AzureCallError, match="list jobs"):
+        await _source(emulator).list_active(WS)
 
 
 # What each documented status means to people watching the job (docs/azure.md).
