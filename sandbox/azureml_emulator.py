@@ -157,6 +157,17 @@ class EmulatedJob:
             _WORKSPACE_PREFIX.format(sub=ws.subscription_id, rg=ws.resource_group, ws=ws.name)
             + "/computes/cpu-cluster"
         )
+        # A pipeline job has settings and steps, not a command of its own (PipelineJob).
+        if self.job_type == "Pipeline":
+            kind: dict[str, Any] = {"settings": {}, "inputs": {}, "outputs": {}}
+        else:
+            kind = {
+                "command": "python train.py",
+                "environmentId": "azureml://registries/azureml/environments/sklearn-1.5/labels/latest",
+                "inputs": {},
+                "outputs": {},
+                "resources": {"instanceCount": 1},
+            }
         return {
             "id": self.arm_id,
             "name": self.name,
@@ -177,11 +188,7 @@ class EmulatedJob:
                 "properties": properties,
                 "isArchived": self.archived,
                 "computeId": compute,
-                "command": "python train.py",
-                "environmentId": "azureml://registries/azureml/environments/sklearn-1.5/labels/latest",
-                "inputs": {},
-                "outputs": {},
-                "resources": {"instanceCount": 1},
+                **kind,
                 "services": {
                     "Studio": {
                         "jobServiceType": "Studio",

@@ -254,3 +254,13 @@ def test_the_emulator_writes_no_field_the_published_job_lacks() -> None:
     assert set(emulated["properties"]) <= set(COMMAND["properties"])
     service = next(iter(emulated["properties"]["services"].values()))
     assert set(service) <= set(next(iter(COMMAND["properties"]["services"].values())))
+
+
+def test_an_emulated_pipeline_job_has_a_pipeline_job_s_fields() -> None:
+    emulated = EmulatedJob(
+        workspace=WS, name="train-plant002-pipeline", job_type="Pipeline", status="Running"
+    ).to_rest("https://ml.azure.com")
+
+    # `isArchived` belongs to every job (JobBase), as the command example shows.
+    assert set(emulated["properties"]) - {"isArchived"} <= set(PIPELINE["properties"])
+    assert emulated["properties"]["jobType"] == "Pipeline"
