@@ -244,3 +244,44 @@ async def test_the_published_unhandled_event_is_acknowledged(endpoint: Endpoint)
 
     assert (status, answer) == (200, {"ignored": "ms.vss-pipelines.job-state-changed-event"})
     assert endpoint.recorded == []
+
+
+# --- what the sandbox sends -------------------------------------------------------------
+
+
+def _paths(value: Any, path: str = "") -> set[str]:
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found |= {f"{path}/{key}"} | _paths(item, f"{path}/{key}")
+    return found
+
+
+def test_the_sandbox_sends_stage_events_in_the_published_shape() -> None:
+    from sandbox.service_hooks import StageFinished, stage_finished_body
+
+    body = stage_finished_body(
+        StageFinished(
+            org_url="https://dev.azure.com/contoso",
+            project="mlops",
+            pipeline_id=7,
+            pipeline_name="deployment-pipeline",
+            run_id=41,
+            run_name="20261207.3",
+            stage="Deploy_Prod",
+            result="succeeded",
+            finished=datetime.fromisoformat("2026-12-07T20:00:00+00:00"),
+        ),
+        "b0f1c2d3-0000-4000-8000-000000000001",
+    )
+    published = [
+        _sample("devops_hook_stage_state_changed.json"),
+        # Fields of a run, a notification and links the stage sample lacks but others have.
+        _sample("devops_hook_run_state_changed.json"),
+        _sample("devops_hook_job_state_changed.json"),
+    ]
+    allowed = set().union(*(_paths(sample) for sample in published))
+    assert _paths(body) <= allowed
+    event = parse_devops_hook(body)
+    assert event is not None and event.kind is DevOpsEventKind.DEPLOYMENT_COMPLETED
+    assert (event.pipeline_id, event.run_id, event.environment) == (7, 41, "prod")
