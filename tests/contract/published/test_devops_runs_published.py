@@ -9,7 +9,9 @@ Sources (MicrosoftDocs/vsts-rest-api-specs unless named):
   `Pipeline` (`specification/pipelines/7.1/pipelines.json`), `Build`, `TimelineRecord`
   (`specification/build/7.1/build.json`), `VariableGroup`, `VariableValue`
   (`specification/distributedTask/7.1/taskAgent.json`), `Approval`, `ApprovalStep`
-  (`specification/approvalsAndChecks/7.1/pipelinesapproval.json`)
+  (`specification/approvalsAndChecks/7.1/pipelinesapproval.json`), `CheckSuite`, `CheckRun`,
+  `CheckConfigurationRef`, `Resource` (`specification/approvalsAndChecks/7.1/
+  pipelinesChecks.json`), `EnvironmentInstance` (`taskAgent.json`)
   -> examples/vsts_schemas_7.1.json (those definitions, verbatim). The specs publish no
   example of a run or a build;
 - `specification/approvalsAndChecks/7.0/httpExamples/approvals/GET__QueryApproval.json` at
@@ -298,4 +300,33 @@ async def test_the_emulated_approvals_are_documented(emulator: DevOpsEmulator) -
     assert set(approval) <= set(documented(spec, "Approval"))
     assert approval["steps"] and all(
         set(step) <= set(documented(spec, "ApprovalStep")) for step in approval["steps"]
+    )
+
+
+async def test_the_emulated_check_suites_and_environments_are_documented(
+    emulator: DevOpsEmulator,
+) -> None:
+    run = emulator.queue_run("deployment-pipeline", {"environment": "prod", "reason": "r"})
+    approval = emulator.add_approval(run.id, stage="Deploy_Prod", environment="prod")
+
+    suite = await _get(
+        emulator,
+        f"/DGDemo/_apis/pipelines/checks/runs/{approval.check_suite_id}",
+        **{"$expand": "resources"},
+    )
+    environment = await _get(
+        emulator, f"/DGDemo/_apis/distributedtask/environments/{emulator.environment_id('prod')}"
+    )
+
+    checks = "approvalsAndChecks/7.1/pipelinesChecks.json"
+    assert set(suite) <= set(documented(checks, "CheckSuite"))
+    assert suite["status"] in enum_of(checks, "CheckRunResult", "status")
+    (check_run,) = suite["checkRuns"]
+    assert set(check_run) <= set(documented(checks, "CheckRun"))
+    reference = check_run["checkConfigurationRef"]
+    assert set(reference) <= set(documented(checks, "CheckConfigurationRef"))
+    assert reference["resource"] == {"type": "environment", "id": "1", "name": "prod"}
+    assert set(reference["resource"]) <= set(documented(checks, "Resource"))
+    assert set(environment) <= set(
+        documented("distributedTask/7.1/taskAgent.json", "EnvironmentInstance")
     )
