@@ -132,7 +132,7 @@ async def test_command_and_pipeline_jobs_across_pages(emulator: AzureMLEmulator)
             },
         ),
     )
-    # A step of the pipeline: Azure ML does not copy the pipeline's tags to its steps.
+    # A step of the pipeline, without tags of its own: the circuit is the pipeline job's.
     emulator.add_recorded_job(
         WS, filled(COMMAND, "train-plant002-pipeline-step-train", status="Completed")
     )
