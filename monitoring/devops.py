@@ -495,7 +495,7 @@ class AzureDevOpsPipelines:
                 pipeline_name=str(getattr(definition, "name", "") or ""),
                 run_id=int(found.id),
                 name=str(found.build_number or found.id),
-                state=str(found.status or "unknown"),
+                state=run_state_of_build(found.status),
                 result=str(found.result) if found.result else None,
                 web_url=_web_link(found) or self._web_url_for_run(int(found.id)),
                 created_at=found.queue_time,
@@ -845,7 +845,7 @@ class AzureDevOpsPipelines:
         pipeline = run.pipeline
         params = run.template_parameters or {}
         return PipelineRun(
-            pipeline_id=int(pipeline.id) if pipeline is not None else 0,
+            pipeline_id=_pipeline_id(pipeline),
             pipeline_name=(pipeline.name if pipeline is not None else None) or pipeline_name,
             run_id=int(run.id),
             name=run.name or "",
@@ -856,6 +856,37 @@ class AzureDevOpsPipelines:
             finished_at=run.finished_date,
             template_parameters={str(k): str(v) for k, v in params.items()},
         )
+
+
+# Builds - Get speaks of a build's `status` (BuildStatus) where Runs speak of a `state`
+# (RunState); a run that was queued but not started is in progress to the Runs API.
+_BUILD_STATUS_AS_RUN_STATE = {
+    "inprogress": "inProgress",
+    "notstarted": "inProgress",
+    "postponed": "inProgress",
+    "cancelling": "canceling",
+    "completed": "completed",
+}
+_PIPELINE_URL = re.compile(r"/_apis/pipelines/(?P<id>\d+)(?:[/?#]|$)", re.IGNORECASE)
+
+
+def run_state_of_build(status: Any) -> str:
+    """A build's documented `status` in the Runs API's words (unknown when unknown)."""
+    return _BUILD_STATUS_AS_RUN_STATE.get(str(status or "").lower(), "unknown")
+
+
+def _pipeline_id(pipeline: Any) -> int:
+    """The id in the pipeline reference's own url (`…/_apis/Pipelines/{id}`), else its id.
+
+    The published run samples give a pipeline the run's id beside a url naming the right
+    pipeline; the url is what Azure DevOps builds from the pipeline itself.
+    """
+    if pipeline is None:
+        return 0
+    match = _PIPELINE_URL.search(str(getattr(pipeline, "url", None) or ""))
+    if match is not None:
+        return int(match["id"])
+    return int(pipeline.id) if pipeline.id is not None else 0
 
 
 class _HttpStatusError(Exception):

@@ -479,7 +479,8 @@ def parse_common_alert(body: Any) -> AlertSignal:
         condition = AlertCondition(raw_condition)
     except ValueError:
         raise AlertPayloadError(f"unknown monitorCondition {raw_condition!r}") from None
-    targets = essentials.get("alertTargetIDs") or []
+    # The samples spell it `alertTargetIDs`, the schema's field table `alertTargetIds`.
+    targets = essentials.get("alertTargetIDs") or essentials.get("alertTargetIds") or []
     if isinstance(targets, str) or not isinstance(targets, Sequence):
         raise AlertPayloadError("alertTargetIDs is not a list")
     alert_id = _text(essentials, "alertId")

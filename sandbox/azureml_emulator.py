@@ -3,11 +3,15 @@
 It speaks the REST that azure-ai-ml's `MLClient.jobs` sends: list (with `listViewType`
 and `nextLink` paging), get, and cancel (a long-running operation answered with 202 and
 a `Location`). State lives in one `AzureMLEmulator` object, so several can run in one
-process. Tests queue faults for the next requests and read the request log.
+process. Tests queue faults for the next requests and read the request log. Besides the
+jobs it builds itself, it serves recorded ARM bodies as given (`add_recorded_job`), so
+Microsoft's published examples reach the SDK unchanged.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import datetime as dt
 import json
 from collections.abc import Iterable
@@ -153,6 +157,17 @@ class EmulatedJob:
             _WORKSPACE_PREFIX.format(sub=ws.subscription_id, rg=ws.resource_group, ws=ws.name)
             + "/computes/cpu-cluster"
         )
+        # A pipeline job has settings and steps, not a command of its own (PipelineJob).
+        if self.job_type == "Pipeline":
+            kind: dict[str, Any] = {"settings": {}, "inputs": {}, "outputs": {}}
+        else:
+            kind = {
+                "command": "python train.py",
+                "environmentId": "azureml://registries/azureml/environments/sklearn-1.5/labels/latest",
+                "inputs": {},
+                "outputs": {},
+                "resources": {"instanceCount": 1},
+            }
         return {
             "id": self.arm_id,
             "name": self.name,
@@ -173,11 +188,7 @@ class EmulatedJob:
                 "properties": properties,
                 "isArchived": self.archived,
                 "computeId": compute,
-                "command": "python train.py",
-                "environmentId": "azureml://registries/azureml/environments/sklearn-1.5/labels/latest",
-                "inputs": {},
-                "outputs": {},
-                "resources": {"instanceCount": 1},
+                **kind,
                 "services": {
                     "Studio": {
                         "jobServiceType": "Studio",
@@ -190,6 +201,51 @@ class EmulatedJob:
                 },
             },
         }
+
+
+@dataclass(slots=True)
+class RecordedJob:
+    """A job whose ARM JSON is given whole (a published example): served as it is."""
+
+    workspace: Workspace
+    body: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.body.get("name", ""))
+
+    @property
+    def archived(self) -> bool:
+        return bool((self.body.get("properties") or {}).get("isArchived"))
+
+    @property
+    def created_at(self) -> dt.datetime:
+        raw = (self.body.get("systemData") or {}).get("createdAt")
+        try:
+            moment = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        except ValueError:
+            return dt.datetime.min.replace(tzinfo=dt.UTC)
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+    def to_rest(self, studio_base: str) -> dict[str, Any]:
+        return copy.deepcopy(self.body)
+
+
+def skip_token(offset: int) -> str:
+    """The opaque `$skipToken` of the page that starts at `offset`."""
+    return base64.urlsafe_b64encode(f"jobs:{offset}".encode()).decode().rstrip("=")
+
+
+def _offset_of(token: str | None) -> int | None:
+    if token is None:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        kind, _, number = text.partition(":")
+        offset = int(number)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return offset if kind == "jobs" and offset >= 0 else None
 
 
 def _arm_time(value: dt.datetime) -> str:
@@ -218,6 +274,7 @@ class AzureMLEmulator:
         # False leaves canceled jobs in CancelRequested until a scenario moves them on.
         self.instant_cancel = instant_cancel
         self.jobs: dict[tuple[str, str], EmulatedJob] = {}  # (workspace key, job name)
+        self.recorded: dict[tuple[str, str], RecordedJob] = {}  # served as given
         self.requests: list[LoggedRequest] = []
         # Run-history and log calls, kept apart so that counts of job calls stay as they are.
         self.detail_requests: list[LoggedRequest] = []
@@ -273,6 +330,12 @@ class AzureMLEmulator:
     def add_jobs(self, jobs: Iterable[EmulatedJob]) -> None:
         for job in jobs:
             self.jobs[(job.workspace.key.lower(), job.name)] = job
+
+    def add_recorded_job(self, workspace: Workspace, body: dict[str, Any]) -> RecordedJob:
+        """Serve `body` (a job's ARM JSON, e.g. a published example) in list and get."""
+        job = RecordedJob(workspace, copy.deepcopy(body))
+        self.recorded[(workspace.key.lower(), job.name)] = job
+        return job
 
     def job(self, workspace: Workspace, name: str) -> EmulatedJob:
         return self.jobs[(workspace.key.lower(), name)]
@@ -361,9 +424,13 @@ class AzureMLEmulator:
         if view not in LIST_VIEW_TYPES:
             return arm_error(400, "InvalidListViewType", f"Unknown listViewType {view!r}.")
         key = self._workspace(request).key.lower()
+        every: list[tuple[tuple[str, str], EmulatedJob | RecordedJob]] = [
+            *self.jobs.items(),
+            *self.recorded.items(),
+        ]
         selected = [
             job
-            for (ws_key, _), job in self.jobs.items()
+            for (ws_key, _), job in every
             if ws_key == key
             and (
                 view == "All"
@@ -372,15 +439,15 @@ class AzureMLEmulator:
             )
         ]
         selected.sort(key=lambda j: j.created_at, reverse=True)  # newest first, like Azure ML
-        try:
-            offset = int(request.query.get("$skip", "0"))
-        except ValueError:
+        offset = _offset_of(request.query.get("$skipToken"))
+        if offset is None:
             return arm_error(400, "InvalidSkipToken", "The continuation token is invalid.")
         page = selected[offset : offset + self.page_size]
         body: dict[str, Any] = {"value": [job.to_rest(self.studio_base) for job in page]}
         if offset + self.page_size < len(selected):
+            # Jobs_List documents `$skipToken`: an opaque token that only the service reads.
             next_query = f"api-version={request.query['api-version']}&listViewType={view}"
-            next_query += f"&$skip={offset + self.page_size}"
+            next_query += f"&$skipToken={skip_token(offset + self.page_size)}"
             body["nextLink"] = f"{self._origin(request)}{request.path}?{next_query}"
         return web.Response(text=json.dumps(body), content_type="application/json")
 
@@ -388,7 +455,8 @@ class AzureMLEmulator:
         refused = await self._admit(request) or self._api_version_error(request)
         if refused is not None:
             return refused
-        job = self.jobs.get((self._workspace(request).key.lower(), request.match_info["name"]))
+        key = (self._workspace(request).key.lower(), request.match_info["name"])
+        job: EmulatedJob | RecordedJob | None = self.jobs.get(key) or self.recorded.get(key)
         if job is None:
             return arm_error(404, "UserError", f"Job {request.match_info['name']} not found.")
         return web.json_response(job.to_rest(self.studio_base))

@@ -18,7 +18,8 @@ It speaks what the real `azure-devops` SDK (7.1) and our approvals calls send:
 
 All state lives on one `DevOpsEmulator` instance. Tests and scenarios drive it directly
 (complete a run or one of its stages, add an approval, set variables), react to queued runs through
-`run_hooks`, inject faults for the next requests, and assert on `requests`.
+`run_hooks`, inject faults for the next requests, and assert on `requests`. `answer_with`
+serves a recorded body (a published example) as given.
 """
 
 from __future__ import annotations
@@ -125,6 +126,14 @@ _LOCATIONS = [
         "{project}/_apis/{area}/{resource}/{environmentId}",
     ),
 ]
+
+
+_BUILD_STATUS = {
+    "inProgress": "inProgress",
+    "canceling": "cancelling",
+    "completed": "completed",
+    "unknown": "none",
+}
 
 
 def _iso(moment: datetime) -> str:
@@ -288,6 +297,8 @@ class DevOpsEmulator:
         self.environments: dict[int, str] = {}  # id -> name
         self.requests: list[RecordedRequest] = []
         self.approval_updates: list[list[dict[str, Any]]] = []
+        # Recorded answers (published examples), served as given before any route.
+        self.recorded: list[tuple[str, re.Pattern[str], _Reply]] = []
         # Called with each queued run (sync or async callables), before the answer is sent.
         self.run_hooks: list[RunHook] = []
         self._faults: list[_Fault] = []
@@ -499,6 +510,12 @@ class DevOpsEmulator:
                    retry_after_s, delay_s)
         )  # fmt: skip
 
+    def answer_with(self, method: str, path: str, body: Any, status: int = 200) -> None:
+        """Answer `method` requests whose path below the organization matches the regular
+        expression `path` (e.g. `/[^/]+/_apis/distributedtask/variablegroups`) with `body`."""
+        pattern = re.compile(f"^{path}/?$", re.IGNORECASE)
+        self.recorded.append((method.upper(), pattern, _Reply(status, body)))
+
     def clear_faults(self) -> None:
         self._faults.clear()
 
@@ -571,6 +588,9 @@ class DevOpsEmulator:
         sub_path = request.path[len(prefix) :]
         if request.method == "OPTIONS" and sub_path.rstrip("/").lower() == "/_apis":
             return self._render(_Reply(200, _collection(_LOCATIONS)))
+        for method, pattern, recorded in self.recorded:
+            if method == request.method and pattern.match(sub_path):
+                return self._render(recorded)
         for method, pattern, handler in self._routes:
             match = pattern.match(sub_path)
             if match is None or method != request.method:
@@ -1009,7 +1029,8 @@ class DevOpsEmulator:
             },
             "id": run.id,
             "buildNumber": run.name,
-            "status": run.state,
+            # A build's status and result have their own words (BuildStatus, BuildResult).
+            "status": _BUILD_STATUS.get(run.state, "none"),
             "queueTime": _iso(run.created),
             "url": f"{self._project_url()}/_apis/build/Builds/{run.id}",
             "definition": {
@@ -1024,7 +1045,7 @@ class DevOpsEmulator:
             "templateParameters": dict(run.template_parameters),
         }
         if run.result is not None:
-            data["result"] = run.result
+            data["result"] = "none" if run.result == "unknown" else run.result
         if run.finished is not None:
             data["finishTime"] = _iso(run.finished)
         return data

@@ -6,12 +6,14 @@ for `RequestsPerMinute` (split or filtered by `statusCodeClass` / `deployment`) 
 `timeseries[].metadatavalues[]`, `timeseries[].data[].timeStamp/average`). Each endpoint
 plays a list of traffic phases - e.g. healthy for five minutes, then 20 % errors - on an
 injected clock, so a sandbox scenario can degrade a deployment and a test can jump to
-minute 7 without sleeping. Tests queue faults and read the request log. All state lives
-in one `MetricsEmulator`, so several can run in one process.
+minute 7 without sleeping. Tests queue faults and read the request log, or have a metric
+answered with a recorded body (`answer_with`). All state lives in one `MetricsEmulator`,
+so several can run in one process.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import re
@@ -35,6 +37,40 @@ _MAX_POINTS = 24 * 60  # refuse absurd spans rather than build huge answers
 # (the latency metrics have no status class, which is why clients query them apart).
 _REQUEST_DIMENSIONS = ("deployment", "statusCode", "statusCodeClass", "modelStatusCode")
 _LATENCY_DIMENSIONS = ("deployment",)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedMetric:
+    """A metric as Azure Monitor's supported-metrics reference lists it."""
+
+    display_name: str  # the answer's `name.localizedValue`
+    description: str  # the answer's `displayDescription`
+    unit: str
+    dimensions: tuple[str, ...]
+
+
+_LATENCY_TEXT = (
+    "The average {p} request latency aggregated by all request latency values collected "
+    "over the selected time period"
+)
+# The online-endpoint metrics the emulator serves, in the reference's words.
+METRICS: dict[str, PublishedMetric] = {
+    "RequestsPerMinute": PublishedMetric(
+        "Requests Per Minute",
+        "The number of requests sent to online endpoint within a minute",
+        "Count",
+        _REQUEST_DIMENSIONS,
+    ),
+    **{
+        f"RequestLatency_{p}": PublishedMetric(
+            f"Request Latency {p}",
+            _LATENCY_TEXT.format(p=p),
+            "Milliseconds",
+            _LATENCY_DIMENSIONS,
+        )
+        for p in ("P50", "P90", "P95", "P99")
+    },
+}
 # How the other percentiles relate to the P95 a phase states.
 _PERCENTILE_FACTORS = {"P50": 0.5, "P90": 0.85, "P95": 1.0, "P99": 1.4}
 _FILTER_TERM = re.compile(r"^\s*(\w+)\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
@@ -143,6 +179,8 @@ class MetricsEmulator:
         self.region = region
         self.endpoints: dict[str, EndpointTraffic] = {}  # by lower-cased resource id
         self.requests: list[LoggedRequest] = []
+        # Recorded answers (a published example) by lower-cased metric name: served as given.
+        self.recorded: dict[str, dict[str, Any]] = {}
         self._faults = FaultQueue("Microsoft.Insights/metrics/read")
         self._site = HttpsSite(self.app, tls, name="the emulator")
 
@@ -194,6 +232,10 @@ class MetricsEmulator:
         )
         self.endpoints[_key(resource_id)] = traffic
         return traffic
+
+    def answer_with(self, metric: str, body: dict[str, Any]) -> None:
+        """Answer every query of `metric` alone with `body`, whatever the resource."""
+        self.recorded[metric.lower()] = copy.deepcopy(body)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Plain data of every endpoint and its phase now, for inspection endpoints."""
@@ -369,6 +411,8 @@ class MetricsEmulator:
             names, start, end, filters = self._parse(request)
         except _BadRequest as bad:
             return arm_error(400, bad.code, bad.message)
+        if len(names) == 1 and names[0].lower() in self.recorded:
+            return web.json_response(self.recorded[names[0].lower()])
         resource = "/" + request.match_info["resource"]
         traffic = self.endpoints.get(_key(resource))
         if traffic is None:  # Azure knows only resources that exist
@@ -384,9 +428,8 @@ class MetricsEmulator:
                     f"Failed to find metric configuration for provider: {NAMESPACE}, "
                     f"resource Id: {resource}, metric: {name}.",
                 )
-            allowed = (
-                _REQUEST_DIMENSIONS if canonical == "RequestsPerMinute" else _LATENCY_DIMENSIONS
-            )
+            published = METRICS[canonical]
+            allowed = published.dimensions
             extra = [d for d in filters if d not in allowed]
             if extra:
                 return arm_error(
@@ -399,9 +442,9 @@ class MetricsEmulator:
                 {
                     "id": f"{resource}/providers/Microsoft.Insights/metrics/{canonical}",
                     "type": "Microsoft.Insights/metrics",
-                    "name": {"value": canonical, "localizedValue": canonical},
-                    "displayDescription": "",
-                    "unit": "Count" if canonical == "RequestsPerMinute" else "Milliseconds",
+                    "name": {"value": canonical, "localizedValue": published.display_name},
+                    "displayDescription": published.description,
+                    "unit": published.unit,
                     "errorCode": "Success",
                     "timeseries": self._series(canonical, traffic, minutes, filters),
                 }
@@ -410,7 +453,7 @@ class MetricsEmulator:
             "cost": len(minutes),
             "timespan": f"{_service_time(start)}/{_service_time(end)}",
             "interval": "PT1M",
-            "namespace": NAMESPACE,
+            "namespace": NAMESPACE.lower(),  # Azure answers with it lower-cased
             "resourceregion": self.region,
             "value": value,
         }

@@ -54,10 +54,8 @@ def stage_finished_body(event: StageFinished, notification_id: str) -> dict[str,
         "name": event.pipeline_name,
         "url": f"{event.org_url}/{event.project}/_apis/pipelines/{event.pipeline_id}",
     }
-    text = (
-        f"Stage {event.stage} of run {event.run_name} of pipeline {event.pipeline_name} "
-        f"{event.result}."
-    )
+    # Worded as the published samples are: "Run 2 stage __default succeeded."
+    text = f"Run {event.run_name} stage {event.stage} {event.result}."
     return {
         "subscriptionId": "00000000-0000-0000-0000-00000000b00c",
         "notificationId": 1,
@@ -86,9 +84,6 @@ def stage_finished_body(event: StageFinished, notification_id: str) -> dict[str,
                 "_links": {"web": {"href": run_url}},
             },
             "pipeline": pipeline,
-            "runId": event.run_id,
-            "pipelineId": event.pipeline_id,
-            "stageId": event.stage,
         },
         "resourceVersion": "5.1-preview.1",
         "createdDate": finished,

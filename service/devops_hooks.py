@@ -120,6 +120,10 @@ _URL = re.compile(r"https://[^\s()<>\"'\[\]]+")
 _RUN_URL = re.compile(
     r"https://[^\s()<>\"'\[\]]*/_build/results\?buildId=(?P<id>\d+)[^\s()<>\"'\[\]]*"
 )
+_PIPELINE_URL = re.compile(r"/_apis/pipelines/(?P<id>\d+)(?:[/?#]|$)", re.IGNORECASE)
+_BUILD_REST_URL = re.compile(
+    r"^(?P<base>https://[^\s?#]+?)/_apis/build/builds/(?P<id>\d+)/?(?:[?#].*)?$", re.IGNORECASE
+)
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 _MAX_TEXT = 2000  # instructions, comments: enough to read, bounded in the event row
 _MAX_KEY_PART = 100  # event keys are at most 512 characters
@@ -324,8 +328,28 @@ def _pipeline_of(*candidates: object) -> tuple[str | None, int | None]:
     for candidate in candidates:
         pipeline = _obj(candidate)
         if pipeline is not None and (_str(pipeline.get("name")) or _int(pipeline.get("id"))):
-            return _str(pipeline.get("name")), _int(pipeline.get("id"))
+            return _str(pipeline.get("name")), _pipeline_id(pipeline)
     return None, None
+
+
+def _pipeline_id(pipeline: Mapping[str, Any]) -> int | None:
+    """The id in the pipeline's own REST URL (`…/_apis/Pipelines/{id}`), else its `id`.
+
+    The published run-state sample gives its pipeline `"id": 11` (the run's id) while its
+    url and links all name pipeline 1; the run is looked up by pipeline id, so the url,
+    which Azure DevOps builds from the pipeline itself, is the one trusted.
+    """
+    match = _PIPELINE_URL.search(_str(pipeline.get("url"), 2000) or "")
+    return int(match["id"]) if match else _int(pipeline.get("id"))
+
+
+def _build_web_url(resource: Mapping[str, Any], build_id: int | None) -> str | None:
+    """A build's results page from its REST URL (`…/_apis/build/Builds/{id}`)."""
+    url = _https(resource.get("url"))
+    match = _BUILD_REST_URL.match(url or "")
+    if match is None or build_id is None or int(match["id"]) != build_id:
+        return None
+    return f"{match['base']}/_build/results?buildId={build_id}"
 
 
 def _run_state(body: Mapping[str, Any]) -> DevOpsHookEvent:
@@ -460,7 +484,11 @@ def _build_complete(body: Mapping[str, Any]) -> DevOpsHookEvent:
             state="completed",
             result=result,
             finished_at=_str(resource.get("finishTime"), 40),
-            web_url=_https(_path(resource, "_links", "web", "href")) or _message_url(body),
+            # The published sample's message links another build than its resource: the
+            # page is built from the resource's own URL before the message is read.
+            web_url=_https(_path(resource, "_links", "web", "href"))
+            or _build_web_url(resource, build_id)
+            or _message_url(body),
             requested_for=_identity(resource.get("requestedFor"))
             or _identity(_path(first_request, "requestedFor")),
             partial=build_id is None or result is None or pipeline is None,

@@ -18,7 +18,7 @@ from monitoring.azure_calls import (
 )
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
 from monitoring.jobs import JobState, Workspace
-from sandbox.azureml_emulator import AzureMLEmulator, FaultKind
+from sandbox.azureml_emulator import AzureMLEmulator, FaultKind, skip_token
 from sandbox.credentials import SANDBOX_TENANT_ID, StaticTokenCredential
 from sandbox.tls import generate_tls
 
@@ -102,7 +102,8 @@ async def test_list_follows_next_link_across_pages_in_one_listing(
     assert sorted(j.name for j in jobs) == sorted(f"train-ws-plant-{i:03d}" for i in range(10))
     listing = emulator.requests_to(JOBS_PATH)
     assert len(listing) == 4  # pages of 3, 3, 3, 1
-    assert [r.query.get("$skip") for r in listing] == [None, "3", "6", "9"]
+    tokens = [None, skip_token(3), skip_token(6), skip_token(9)]
+    assert [r.query.get("$skipToken") for r in listing] == tokens
     assert all(r.query["listViewType"] == "ActiveOnly" for r in listing)
     assert all(r.query["api-version"] == "2024-01-01-preview" for r in listing)
 

@@ -23,7 +23,7 @@ from sandbox.clock import ManualClock
 from tests.conftest import SANDBOX_START, SandboxBot, StartSandboxBot, serve_app
 from tests.standins.connector import ConnectorStandIn
 from tests.teams_payloads import bot_added_to_team, card_action
-from tests.unit.test_devops_hooks import approval_event, stage_event
+from tests.unit.test_devops_hooks import approval_event, pipeline_ref, stage_event
 
 ROLLBACK_SCENARIO = Path(__file__).parents[2] / "sandbox" / "scenarios" / "rollback.yaml"
 SECRETS = {
@@ -77,8 +77,9 @@ def _eventgrid(at: dt.datetime) -> list[dict[str, Any]]:
 def _deploy_prod(bot: SandboxBot, run_id: int, pipeline_id: int) -> dict[str, Any]:
     body = stage_event(name="Deploy_Prod", result="succeeded")
     body["resource"]["run"]["id"] = run_id
-    body["resource"]["run"]["pipeline"]["id"] = pipeline_id
-    body["resource"]["pipeline"]["id"] = pipeline_id
+    # The pipeline's id as Azure DevOps writes it: in the reference's `id` and its `url`.
+    body["resource"]["run"]["pipeline"] = pipeline_ref(pipeline_id=pipeline_id)
+    body["resource"]["pipeline"] = pipeline_ref(pipeline_id=pipeline_id)
     body["createdDate"] = _stamp(bot.clock.now())
     return body
 

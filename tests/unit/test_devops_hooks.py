@@ -493,7 +493,8 @@ def test_legacy_build_complete_with_result_in_status() -> None:
     event = parsed(legacy_build_complete_event())
     assert event.kind is DevOpsEventKind.DEPLOYMENT_COMPLETED
     assert (event.result, event.requested_for) == ("succeeded", "Ben Ode")
-    assert event.web_url is not None and "build.aspx" in event.web_url
+    # The results page of the build itself, from its REST URL, not the message's link.
+    assert event.web_url == "https://dev.azure.com/contoso-ml/plants/_build/results?buildId=5"
 
 
 def test_build_complete_of_another_pipeline_is_not_announced() -> None:
