@@ -287,7 +287,7 @@ class MonitoringEngine:
         name = job_name.strip()
         now = self._clock()
         for workspace in self._workspaces:
-            record = (await self._store.job_records(workspace.key)).get(name)
+            record = (await self._store.job_records(workspace.key, [name])).get(name)
             if record is None:
                 continue
             current = (
@@ -343,7 +343,10 @@ class MonitoringEngine:
             report.listings += 1
             self._last_listed[workspace.key] = now
             listed_workspaces.add(workspace.key)
-            records = await self._store.job_records(workspace.key)
+            # The listed jobs and the unfinished ones: finished history is never read.
+            records = await self._store.job_records(
+                workspace.key, [job.name for job in listing], unfinished=True
+            )
             listed: set[str] = set()
             for job in listing:
                 if not job.circuit:

@@ -217,3 +217,41 @@ async def test_a_tick_reads_no_history_table_from_end_to_end(db: Database) -> No
 
     assert report.runs_queued == 1
     assert await full_scans(db, statements) == []
+
+
+class CountingStore(MonitoringStore):
+    """The real store, counting the stored jobs it hands the engine."""
+
+    jobs_read = 0
+
+    async def job_records(self, workspace: str, *args: Any, **kwargs: Any) -> Any:
+        records = await super().job_records(workspace, *args, **kwargs)
+        self.jobs_read += len(records)
+        return records
+
+
+async def test_a_tick_reads_the_jobs_in_flight_not_the_finished_history(db: Database) -> None:
+    """A month of finished jobs in the same workspace as the one running."""
+    await fill_history(db, HISTORY)
+    async with db.engine.begin() as conn:
+        await conn.execute(watched_jobs.update().values(workspace=WS.key))
+    clock = ManualClock(START)
+    source = GatedJobSource()
+    source.put(running("live-job"))
+    store = CountingStore(db)
+    engine = MonitoringEngine(
+        store=store,
+        source=source,
+        workspaces=[WS],
+        runs=None,
+        config=lambda: CONFIG,
+        clock=clock.now,
+    )
+    await engine.tick()
+    clock.advance(300)  # discovery lists the workspace again
+    store.jobs_read = 0
+
+    report = await engine.tick()
+
+    assert report.listings == 1
+    assert store.jobs_read == 1  # the running job; none of the 1,500 finished ones
