@@ -7,7 +7,8 @@ the horizon says, and never deletes it:
   without a run stands for, a retry event the engine has not turned into an intent yet,
   and any event of a session still watched (its retry events say which attempts were
   already asked for);
-- a job that has not finished, or whose session is still watched;
+- a job that has not finished, whose session is still watched, or that is the last one
+  of its circuit (`status` lists it, `retry` knows the circuit by it);
 - a session still watched, one that still holds jobs or events;
 - a Teams message whose session still exists (a living card may be updated again), or
   whose send is not settled;
@@ -214,10 +215,21 @@ def _event_prunable(cutoffs: RetentionCutoffs) -> ColumnElement[bool]:
 def _job_prunable(cutoffs: RetentionCutoffs) -> ColumnElement[bool]:
     assert cutoffs.history is not None
     j = watched_jobs.c
+    newer = watched_jobs.alias("newer")
+    # The last job of each circuit stays, however old: `status` lists every circuit, and
+    # `retry` knows a circuit by the jobs it has seen.
+    superseded = exists().where(
+        and_(
+            newer.c.workspace == j.workspace,
+            newer.c.circuit == j.circuit,
+            newer.c.id > j.id,
+        )
+    )
     return and_(
         j.state.in_(_FINISHED_JOB),
         j.updated_at < cutoffs.history,
         or_(j.session_id.is_(None), not_(_watched(j.session_id))),
+        or_(j.circuit.is_(None), superseded),
     )
 
 

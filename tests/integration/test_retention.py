@@ -59,7 +59,12 @@ async def session(db: Database, key: str, status: str, updated: datetime) -> int
 
 
 async def job(
-    db: Database, name: str, session_id: int | None, state: str, updated: datetime
+    db: Database,
+    name: str,
+    session_id: int | None,
+    state: str,
+    updated: datetime,
+    circuit: str | None = None,
 ) -> None:
     await insert(
         db,
@@ -68,7 +73,7 @@ async def job(
         name=name,
         display_name=name,
         experiment="exp",
-        circuit=name,
+        circuit=circuit or name,
         status=state,
         state=state,
         attempt=1,
@@ -134,10 +139,10 @@ async def test_prune_deletes_what_is_old_and_keeps_what_is_needed(database: Data
     watched_old = await session(db, "watched-old", "active", OLD)
     unwatched_old = await session(db, "unwatched-old", "unwatched", OLD)
     done_recent = await session(db, "done-recent", "done", RECENT)
-    await job(db, "finished-old", done_old, "failed", OLD)
+    await job(db, "finished-old", done_old, "failed", OLD, circuit="P/C1")
     await job(db, "in-watched-session", watched_old, "completed", OLD)
     await job(db, "still-running-unwatched", unwatched_old, "running", OLD)
-    await job(db, "finished-recently", done_recent, "completed", RECENT)
+    await job(db, "finished-recently", done_recent, "completed", RECENT, circuit="P/C1")
 
     gone = {
         await event(db, "old-of-done-session", created=OLD, session_id=done_old),
@@ -268,6 +273,19 @@ async def test_prune_deletes_what_is_old_and_keeps_what_is_needed(database: Data
 
 def as_day(value: datetime) -> str:
     return value.date().isoformat()
+
+
+async def test_the_last_job_of_a_circuit_stays_with_its_session(database: Database) -> None:
+    """A circuit trained once, long ago, is still listed by `status` and known to `retry`."""
+    once = await session(database, "trained-once", "done", ANCIENT)
+    await job(database, "only-attempt", once, "completed", ANCIENT, circuit="P/ONCE")
+    await event(database, "its-event", created=ANCIENT, session_id=once)
+
+    counts = await RetentionStore(database).prune(RetentionPolicy().cutoffs(NOW), 500)
+
+    assert await keys(database, watched_jobs.c.name) == {"only-attempt"}
+    assert await keys(database, monitoring_sessions.c.id) == {once}
+    assert counts.events == 1  # its history goes; the job and its session stay
 
 
 async def test_zero_keeps_everything_forever(database: Database) -> None:
