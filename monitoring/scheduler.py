@@ -1,4 +1,4 @@
-"""Firing the engine's ticks and the event deliveries on time.
+"""Firing the engine's ticks, the event deliveries and the retention pass on time.
 
 APScheduler is only the timer: the store says when the engine is next due, and the
 timer is re-armed from it after every run, so a restart loses nothing. In the sandbox,
