@@ -62,6 +62,7 @@ from monitoring.jobs import Workspace
 from monitoring.metrics import EndpointMetrics, MetricsOptions
 from monitoring.pacing import SendPacer
 from monitoring.pipeline_runs import PipelineRuns
+from monitoring.retention import RetentionPass
 from monitoring.rollback_targets import (
     EndpointTarget,
     RollbackTargetError,
@@ -95,6 +96,7 @@ from store.history import CircuitHistoryStore
 from store.monitoring import MonitoringStore, NewEvent
 from store.pipeline_intents import PipelineIntentStore
 from store.posted_activities import PostedActivityStore
+from store.retention import RetentionStore
 from store.training_stats import TrainingStatsReader
 from store.watched_jobs import WatchedJobStore
 
@@ -453,13 +455,18 @@ def build_delivery(
         gate=gate,
         group_wait=lambda: timedelta(seconds=live.now().group_wait_seconds),
     )
-    # Hook events need delivering even when no Azure ML workspace is watched.
-    scheduler = (
-        EngineScheduler(engine.engine, dispatcher, clock=clock, speed=speed, watcher=engine.watcher)
-        if engine.engine is not None
-        or engine.watcher is not None
-        or azure.clients.pipelines is not None
-        else None
+    startup = live.startup
+    retention = RetentionPass(RetentionStore(store.db), startup.retention_policy(), clock)
+    # Hook events need delivering even when no Azure ML workspace is watched, and the
+    # store is pruned whatever is configured (the audit trail and card nonces grow too).
+    scheduler = EngineScheduler(
+        engine.engine,
+        dispatcher,
+        clock=clock,
+        speed=speed,
+        watcher=engine.watcher,
+        retention=retention,
+        retention_interval_s=startup.retention_interval_minutes * 60,
     )
     return DeliveryParts(dispatcher, scheduler, http)
 

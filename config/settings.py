@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -27,6 +27,15 @@ from config.clouds import (
     resolve_cloud,
 )
 from domain.owners import parse_owner_rules
+from domain.retention import (
+    DEFAULT_AUDIT_DAYS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_HISTORY_DAYS,
+    DEFAULT_INTENT_DAYS,
+    DEFAULT_NONCE_DAYS,
+    RetentionPolicy,
+    RetentionPolicyError,
+)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -227,6 +236,25 @@ class Settings(BaseSettings):
     # A PEM bundle of CAs to trust for Azure, Azure DevOps and webhook HTTPS (a private CA
     # in front of Azure, or the sandbox's); empty trusts the system store.
     ca_bundle: str = Field("", alias="MLBOT_CA_BUNDLE")
+    # --- Retention (docs/retention.md): days kept once no longer needed; 0 keeps forever.
+    retention_history_days: int = Field(
+        DEFAULT_HISTORY_DAYS, alias="MLBOT_RETENTION_HISTORY_DAYS", ge=0, le=36500
+    )
+    retention_nonce_days: int = Field(
+        DEFAULT_NONCE_DAYS, alias="MLBOT_RETENTION_NONCE_DAYS", ge=0, le=36500
+    )
+    retention_intent_days: int = Field(
+        DEFAULT_INTENT_DAYS, alias="MLBOT_RETENTION_INTENT_DAYS", ge=0, le=36500
+    )
+    retention_audit_days: int = Field(
+        DEFAULT_AUDIT_DAYS, alias="MLBOT_RETENTION_AUDIT_DAYS", ge=0, le=36500
+    )
+    retention_interval_minutes: float = Field(
+        60.0, alias="MLBOT_RETENTION_INTERVAL_MINUTES", gt=0, le=7 * 24 * 60
+    )
+    retention_batch_size: int = Field(
+        DEFAULT_BATCH_SIZE, alias="MLBOT_RETENTION_BATCH_SIZE", ge=1, le=10000
+    )
 
     _split = field_validator(
         "allowed_tenants",
@@ -339,7 +367,24 @@ class Settings(BaseSettings):
             raise ValueError("must be an https:// URL")
         return value
 
+    @model_validator(mode="after")
+    def _retention_horizons(self) -> Settings:
+        try:
+            self.retention_policy()
+        except RetentionPolicyError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
     # --- Derived -----------------------------------------------------------------------
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            history_days=self.retention_history_days,
+            nonce_days=self.retention_nonce_days,
+            intent_days=self.retention_intent_days,
+            audit_days=self.retention_audit_days,
+            batch_size=self.retention_batch_size,
+        )
+
     def _own_hook_secrets(self) -> dict[HookName, str]:
         return {
             "devops": self.devops_hook_secret.get_secret_value(),
@@ -394,10 +439,12 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line per bad setting, naming it as operators write it; no secret values."""
     lines = []
     for item in error.errors():
-        loc = item.get("loc") or ("?",)
-        name = _alias_of(str(loc[0]))
+        loc = item.get("loc")
         message = item.get("msg", "invalid value")
-        lines.append(f"invalid setting {name}: {message}")
+        if not loc:  # a rule across settings: the message names them
+            lines.append(f"invalid settings: {message}")
+            continue
+        lines.append(f"invalid setting {_alias_of(str(loc[0]))}: {message}")
     return "; ".join(lines)
 
 

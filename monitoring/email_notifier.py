@@ -56,7 +56,9 @@ class EmailNotifier:
 
     async def _job(self, event: EventRecord) -> TrainingJob:
         stored = (
-            (await self._jobs.job_records(event.workspace)).get(event.job_name or "")
+            (await self._jobs.job_records(event.workspace, [event.job_name or ""])).get(
+                event.job_name or ""
+            )
             if event.workspace
             else None
         )

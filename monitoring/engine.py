@@ -17,6 +17,7 @@ and loses none.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ CANCEL_REPEAT = timedelta(minutes=5)
 # Retry runs are queued through pipeline intents keyed by their retry event.
 RETRY_INTENT_PREFIX = "retry:"
 RETRY_EVENTS_CURSOR = "engine.retry_events"
+# The events table's key column holds 512 characters; intents add the prefix (600).
+RETRY_KEY_MAX = 512
 # At most this many retries are carried on per pass (more wait for the next one).
 RETRIES_PER_TICK = 50
 # A job someone stopped watching: its session is never checked, and its job is neither
@@ -127,6 +130,18 @@ class TickReport:
     @property
     def api_calls(self) -> int:
         return self.listings + self.gets + self.cancels + self.runs_queued
+
+
+def retry_event_key(session_key: str, manual_circuits: str, attempt: int) -> str:
+    """The key of a retry event: readable while it fits the events table (and, behind
+    `retry:`, the pipeline intents table); a digest of the same text when a session retries
+    so many circuits at once that it would not fit. The same retry always gets the same
+    key, so it is recorded and queued once either way."""
+    key = f"{session_key}/{RETRY_QUEUED}/{manual_circuits}/{attempt}"
+    if len(key) <= RETRY_KEY_MAX:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return f"{session_key[:300]}/{RETRY_QUEUED}/sha256:{digest}/{attempt}"
 
 
 def session_key_for(job: TrainingJob) -> str:
@@ -287,7 +302,7 @@ class MonitoringEngine:
         name = job_name.strip()
         now = self._clock()
         for workspace in self._workspaces:
-            record = (await self._store.job_records(workspace.key)).get(name)
+            record = (await self._store.job_records(workspace.key, [name])).get(name)
             if record is None:
                 continue
             current = (
@@ -343,7 +358,10 @@ class MonitoringEngine:
             report.listings += 1
             self._last_listed[workspace.key] = now
             listed_workspaces.add(workspace.key)
-            records = await self._store.job_records(workspace.key)
+            # The listed jobs and the unfinished ones: finished history is never read.
+            records = await self._store.job_records(
+                workspace.key, [job.name for job in listing], unfinished=True
+            )
             listed: set[str] = set()
             for job in listing:
                 if not job.circuit:
@@ -549,7 +567,7 @@ class MonitoringEngine:
             attempt = max(next_attempts.values())
             changes.events.append(
                 NewEvent(
-                    key=f"{session.key}/{RETRY_QUEUED}/{plan.manual_circuits}/{attempt}",
+                    key=retry_event_key(session.key, plan.manual_circuits, attempt),
                     kind=RETRY_QUEUED,
                     payload={
                         "circuits": list(plan.retry),

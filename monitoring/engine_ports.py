@@ -7,7 +7,7 @@ tests pass in-memory fakes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -94,7 +94,13 @@ class EngineRepository(Protocol):
 
     async def session_jobs(self, session_id: int) -> list[JobRecord]: ...
 
-    async def job_records(self, workspace: str) -> dict[str, JobRecord]: ...
+    async def job_records(
+        self,
+        workspace: str,
+        names: Collection[str] | None = None,
+        *,
+        unfinished: bool = False,
+    ) -> dict[str, JobRecord]: ...
 
     async def apply(self, observation: Observation) -> list[str]: ...
 

@@ -1,4 +1,4 @@
-"""Firing the engine's ticks and the event deliveries on time.
+"""Firing the engine's ticks, the event deliveries and the retention pass on time.
 
 APScheduler is only the timer: the store says when the engine is next due, and the
 timer is re-armed from it after every run, so a restart loses nothing. In the sandbox,
@@ -17,10 +17,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitoring.dispatch import EventDispatcher
 from monitoring.engine import MonitoringEngine
+from monitoring.retention import RetentionPass
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "mlbot-engine"
+RETENTION_JOB_ID = "mlbot-retention"
+# The first prune waits this long (real seconds) after start-up, so it never competes
+# with the first monitoring pass.
+RETENTION_FIRST_DELAY_S = 60.0
 
 
 class TimedWork(Protocol):
@@ -42,10 +47,14 @@ class EngineScheduler:
         max_sleep_s: float = 15.0,
         min_sleep_s: float = 0.05,
         watcher: TimedWork | None = None,
+        retention: RetentionPass | None = None,
+        retention_interval_s: float = 3600.0,
     ) -> None:
         self._engine = engine
         self._dispatcher = dispatcher
         self._watcher = watcher
+        self._retention = retention
+        self._retention_interval_s = retention_interval_s
         self._clock = clock
         self._speed = speed
         # Waking up at least this often lets delivery retries and settings changes apply.
@@ -58,6 +67,19 @@ class EngineScheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.start()
         self._arm(0.0)
+        if self._retention is not None:
+            interval = self._retention_interval_s / self._speed
+            self._scheduler.add_job(
+                self.prune,
+                "interval",
+                seconds=interval,
+                next_run_time=datetime.now(UTC)
+                + timedelta(seconds=min(RETENTION_FIRST_DELAY_S, interval)),
+                id=RETENTION_JOB_ID,
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+            )
 
     async def stop(self) -> None:
         if self._scheduler is not None:
@@ -69,6 +91,18 @@ class EngineScheduler:
     def poke(self) -> None:
         """Something happened (a push event): run now rather than at the next due time."""
         self._arm(0.0)
+
+    async def prune(self) -> None:
+        """One retention pass, between monitoring passes: its batches are short
+        transactions, and holding the timer's lock keeps a pass from reusing a session
+        the prune is deleting."""
+        if self._retention is None:
+            return
+        async with self._lock:
+            try:
+                await self._retention.run()
+            except Exception:
+                log.exception("retention pass failed; trying again at the next interval")
 
     def _arm(self, delay_s: float) -> None:
         if self._scheduler is None:

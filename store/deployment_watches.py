@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, and_, or_, select
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, and_, or_, select
 
 from store.database import Database, as_utc
 from store.tables import metadata
@@ -54,6 +54,8 @@ deployment_watches = Table(
     Column("rollback_run_id", Integer, nullable=True),
     Column("cooldown_until", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Revision 0009: retention finds finished watches by age.
+    Index("ix_deployment_watches_status_updated", "status", "updated_at"),
 )
 
 

@@ -7,7 +7,7 @@ event nor record one twice (event keys are unique).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.events import checked_payload
+from domain.jobs import JobState
 from domain.monitoring import (
     AppliedPass,
     EventRecord,
@@ -34,6 +35,7 @@ from store.watched_jobs import job_columns, job_from_row, mark_superseded
 # Sessions that still have checks scheduled: polling ("active"), or past the max wait
 # with jobs still running ("timed_out", checked at each long-running reminder).
 WATCHING = ("active", "timed_out")
+_FINISHED_STATES = tuple(state.value for state in JobState if state.is_terminal)
 
 # The exchanged types live in the domain; importing them from here keeps working.
 __all__ = [
@@ -254,15 +256,44 @@ class MonitoringStore:
             ).all()
         return [_job_record(row._mapping) for row in rows]
 
-    async def job_records(self, workspace: str) -> dict[str, JobRecord]:
-        async with self._db.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(watched_jobs).where(watched_jobs.c.workspace == workspace)
+    async def job_records(
+        self,
+        workspace: str,
+        names: Collection[str] | None = None,
+        *,
+        unfinished: bool = False,
+    ) -> dict[str, JobRecord]:
+        """The stored jobs of `workspace`: all of them, or only those named and (with
+        `unfinished`) every one not finished yet.
+
+        A pass asks for the jobs it listed and the unfinished ones, so its read follows
+        the jobs in flight, not the finished history the store keeps.
+        """
+        j = watched_jobs.c
+        queries = []
+        if names is None and not unfinished:
+            queries.append(select(watched_jobs).where(j.workspace == workspace))
+        if names is not None:
+            wanted = sorted(set(names))
+            queries.extend(
+                select(watched_jobs).where(
+                    and_(j.workspace == workspace, j.name.in_(wanted[start : start + 500]))
                 )
-            ).all()
-        records = [_job_record(row._mapping) for row in rows]
-        return {record.job.name: record for record in records}
+                for start in range(0, len(wanted), 500)
+            )
+        if unfinished:
+            queries.append(
+                select(watched_jobs).where(
+                    and_(j.workspace == workspace, j.state.not_in(_FINISHED_STATES))
+                )
+            )
+        records: dict[str, JobRecord] = {}
+        async with self._db.sessions() as session:
+            for query in queries:
+                for row in (await session.execute(query)).all():
+                    record = _job_record(row._mapping)
+                    records[record.job.name] = record
+        return records
 
     # --- the atomic write --------------------------------------------------------------
     async def apply(self, observation: Observation) -> list[str]:

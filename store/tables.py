@@ -89,6 +89,10 @@ watched_jobs = Table(
     Index("ix_watched_jobs_status_order", "superseded", "state_rank", "circuit", "name"),
     Index("ix_watched_jobs_state", "state"),
     Index("ix_watched_jobs_latest_attempt", "workspace", "circuit", "attempt"),
+    # Revision 0009: a push names a job, perhaps without its workspace; retention looks
+    # for finished jobs by age.
+    Index("ix_watched_jobs_name", "name"),
+    Index("ix_watched_jobs_updated_at", "updated_at"),
 )
 
 monitoring_sessions = Table(
@@ -111,6 +115,9 @@ monitoring_sessions = Table(
     # Revision 0008: bumped by every write, so an engine pass planned from an older
     # read is refused instead of undoing an unwatch or a push (compare-and-set).
     Column("version", Integer, nullable=False, default=0, server_default="0"),
+    # Revision 0009: watched sessions (pushes, due checks) and old finished ones
+    # (retention) are found without reading every session ever created.
+    Index("ix_monitoring_sessions_status_updated", "status", "updated_at"),
 )
 
 events = Table(
@@ -129,6 +136,10 @@ events = Table(
     Column("delivered_at", DateTime(timezone=True), nullable=True),
     Column("delivery_attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
+    # Revision 0009: a session's retry events (read at each of its checks), the events
+    # still to deliver (read at each delivery pass) and retention's look-ups by session.
+    Index("ix_events_session_kind", "session_id", "kind"),
+    Index("ix_events_undelivered", "delivered_at", "id"),
 )
 
 audit_log = Table(
@@ -175,6 +186,7 @@ card_actions = Table(
     Column("result", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_card_actions_created_at", "created_at"),  # revision 0009: retention
 )
 
 posted_activities = Table(
@@ -196,6 +208,7 @@ posted_activities = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_posted_activities_session", "session_id", "destination"),
+    Index("ix_posted_activities_updated_at", "updated_at"),  # revision 0009: retention
 )
 
 pipeline_intents = Table(
@@ -221,6 +234,8 @@ pipeline_intents = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_pipeline_intents_status", "status"),
     Index("ix_pipeline_intents_run", "pipeline", "run_id"),
+    # Revision 0009: retention keeps an event while an unresolved intent stands for it.
+    Index("ix_pipeline_intents_event", "event_id"),
 )
 
 event_cursors = Table(

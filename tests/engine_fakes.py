@@ -9,7 +9,7 @@ whose version changed since the pass read them. The job source is
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -153,8 +153,24 @@ class MemoryRepository:
         held = [r for r in self.jobs.values() if r.session_id == session_id]
         return sorted(held, key=lambda r: (r.job.circuit or "", r.job.attempt))
 
-    async def job_records(self, workspace: str) -> dict[str, JobRecord]:
-        return {name: r for (ws, name), r in self.jobs.items() if ws == workspace}
+    async def job_records(
+        self,
+        workspace: str,
+        names: Collection[str] | None = None,
+        *,
+        unfinished: bool = False,
+    ) -> dict[str, JobRecord]:
+        everything = names is None and not unfinished
+        return {
+            name: r
+            for (ws, name), r in self.jobs.items()
+            if ws == workspace
+            and (
+                everything
+                or (names is not None and name in names)
+                or (unfinished and not r.job.state.is_terminal)
+            )
+        }
 
     def job(self, workspace: str, name: str) -> JobRecord:
         return self.jobs[(workspace, name)]
