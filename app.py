@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from bot.access import AccessPolicy
 from bot.activity_handler import MlbotActivityHandler
+from bot.attention_commands import AttentionServices
 from bot.auth import (
     CachingBotFrameworkAuthentication,
     TokenValidationEndpoints,
@@ -58,6 +59,7 @@ from monitoring.email_notifier import EmailNotifier
 from monitoring.engine import EngineConfig, MonitoringEngine
 from monitoring.executors import ServiceExecutors
 from monitoring.health import HealthPolicy
+from monitoring.holds import EventHolds, HoldingNotifier
 from monitoring.jobs import Workspace
 from monitoring.metrics import EndpointMetrics, MetricsOptions
 from monitoring.pacing import SendPacer
@@ -84,6 +86,7 @@ from service.hook_verification import HookVerifier
 from service.logs import learn_secrets
 from service.prometheus import MetricsRoute
 from service.training_metrics import TrainingMetrics
+from store.attention import AttentionStore, EventLookup
 from store.audit import AuditTrail
 from store.card_actions import CardActionStore
 from store.conversations import ConversationStore
@@ -294,6 +297,9 @@ class StoreParts:
     deliveries: DeliveryStore
     # Delivery rows, posted activities and idempotency keys share commits (one writer).
     delivery_writes: GroupCommit
+    # Silences, acknowledgements and snoozes; single events by id.
+    attention: AttentionStore
+    event_lookup: EventLookup
 
 
 async def build_store(settings: Settings) -> StoreParts:
@@ -309,6 +315,8 @@ async def build_store(settings: Settings) -> StoreParts:
         monitoring=MonitoringStore(db),
         deliveries=DeliveryStore(db, delivery_writes),
         delivery_writes=delivery_writes,
+        attention=AttentionStore(db),
+        event_lookup=EventLookup(db),
     )
 
 
@@ -432,6 +440,7 @@ def build_delivery(
         clock,
         gate,
     )
+    holds = EventHolds(store.attention, store.event_lookup, clock)
     notifiers: list[Notifier] = [
         TeamsNotifier(
             store.conversations, teams.messenger, teams.signer, living=living, mentions=mentions
@@ -450,7 +459,8 @@ def build_delivery(
     dispatcher = EventDispatcher(
         events=store.monitoring,
         deliveries=store.deliveries,
-        notifiers=notifiers,
+        # Silenced, snoozed and acknowledged events are held back for every destination.
+        notifiers=[HoldingNotifier(notifier, holds) for notifier in notifiers],
         clock=clock,
         gate=gate,
         group_wait=lambda: timedelta(seconds=live.now().group_wait_seconds),
@@ -520,6 +530,7 @@ def build_bot(
             watcher=lambda: built_watcher,
             conversations=store.conversations,
             history=CircuitHistoryStore(store.db),
+            attention=AttentionServices(store.attention, store.event_lookup, teams.signer),
         )
     )
     processor = CardActionProcessor(

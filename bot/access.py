@@ -252,6 +252,7 @@ _VIEWER_ACTIONS = {
     "help": "Showing help",
     "approvals": "Listing approvals",
     "subscriptions": "Showing the notification subscriptions",
+    "silences": "Listing the silences",
 }
 _OPERATOR_ACTIONS = {
     "retry": "Retrying training",
@@ -260,6 +261,10 @@ _OPERATOR_ACTIONS = {
     "config": "Showing the configuration",
     "subscribe": "Changing what this conversation is notified of",
     "unsubscribe": "Changing what this conversation is notified of",
+    "acknowledge": "Acknowledging an alert",
+    "snooze": "Snoozing reminders",
+    "silence": "Silencing notifications",
+    "unsilence": "Ending a silence",
 }
 # Someone's personal chat concerns nobody else: there anyone chooses what it receives.
 _PERSONAL_ACTIONS = frozenset({"subscribe", "unsubscribe"})

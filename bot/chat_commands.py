@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.access import AccessPolicy
+from bot.attention_commands import AttentionServices, register_attention
 from bot.authorization import Authorization
 from bot.card_actions import ActionRegistry, ActionTurn
 from bot.card_signing import CardSigner
@@ -58,6 +59,8 @@ class ChatServices:
     conversations: ConversationStore | None = None
     # Past attempts of each circuit (`history`).
     history: CircuitHistoryStore | None = None
+    # Silences, acknowledgements and snoozes.
+    attention: AttentionServices | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +305,7 @@ def build_handlers(services: ChatServices) -> Handlers:
 
     register_subscription_commands(registry, actions, services)
     register_history_command(registry, services.history)
+    register_attention(registry, actions, services.attention)
 
     @registry.handles(COMMANDS.help)
     async def help_(turn: ChatTurn, args: str) -> None:

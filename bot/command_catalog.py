@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 
 from cards.subscriptions import SAVE_VERB, SUBSCRIBE_HELP, SUBSCRIPTIONS_HELP, UNSUBSCRIBE_HELP
+from domain.attention import ACKNOWLEDGE_VERB, SNOOZE_VERB
 
 __all__ = [
     "CARD_ACTIONS",
@@ -103,6 +104,9 @@ class CommandCatalog:
     subscribe: CommandSpec
     unsubscribe: CommandSpec
     subscriptions: CommandSpec
+    silence: CommandSpec
+    silences: CommandSpec
+    unsilence: CommandSpec
     help: CommandSpec
 
     def specs(self) -> tuple[CommandSpec, ...]:
@@ -118,6 +122,8 @@ class CardActionCatalog:
     approval_approve: CardActionSpec
     approval_reject: CardActionSpec
     subscriptions_save: CardActionSpec
+    alert_acknowledge: CardActionSpec
+    alert_snooze: CardActionSpec
 
     def specs(self) -> tuple[CardActionSpec, ...]:
         return tuple(getattr(self, f.name) for f in fields(self))
@@ -199,6 +205,28 @@ COMMANDS = CommandCatalog(
         summary=SUBSCRIPTIONS_HELP.summary,
         permission=Permission("subscriptions"),
     ),
+    silence=CommandSpec(
+        "silence",
+        usage="silence [circuit=P] [experiment=E] [env=N] [kinds=K] for <30m|2h|1d> [reason]",
+        summary="Hold back matching events for a while (recorded, not posted; "
+        "nothing held is posted late).",
+        permission=Permission("silence"),
+        in_menu=False,
+    ),
+    silences=CommandSpec(
+        "silences",
+        usage="silences",
+        summary="The active silences: what each holds, until when, by whom, how many it held.",
+        permission=Permission("silences"),
+        in_menu=False,
+    ),
+    unsilence=CommandSpec(
+        "unsilence",
+        usage="unsilence <id>",
+        summary="End a silence now.",
+        permission=Permission("unsilence"),
+        in_menu=False,
+    ),
     help=CommandSpec(
         "help",
         usage="help",
@@ -226,4 +254,6 @@ CARD_ACTIONS = CardActionCatalog(
         "approval.reject", Permission("reject", environment_scoped=True)
     ),
     subscriptions_save=CardActionSpec(SAVE_VERB, Permission("subscribe")),
+    alert_acknowledge=CardActionSpec(ACKNOWLEDGE_VERB, Permission("acknowledge")),
+    alert_snooze=CardActionSpec(SNOOZE_VERB, Permission("snooze")),
 )

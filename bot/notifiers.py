@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
+from bot.attention_buttons import with_attention_buttons
 from bot.card_signing import CardSigner
 from bot.event_mentions import Mentions
 from bot.living_cards import LivingCards
@@ -126,7 +127,8 @@ def with_cancel_button(card: Card, event: EventRecord, signer: CardSigner) -> Ca
 
 def with_action_buttons(card: Card, event: EventRecord, signer: CardSigner) -> Card:
     """The signed buttons an event's card carries in Teams (never on the webhook)."""
-    return with_cancel_button(with_approval_buttons(card, event, signer), event, signer)
+    with_buttons = with_cancel_button(with_approval_buttons(card, event, signer), event, signer)
+    return with_attention_buttons(with_buttons, event, signer)
 
 
 class TeamsNotifier:

@@ -27,14 +27,17 @@ from cards.actions import (
     render_retry_confirmation,
     render_rollback_confirmation,
 )
+from cards.attention import attention_actions, render_silences, with_attention
 from cards.common import Card
 from cards.events import render_event_card
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
 from cards.subscriptions import SAVE_VERB, SUBSCRIPTION_COMMANDS, subscription_sample_cards
 from cards.welcome import render_welcome_card
+from domain.attention import ACKNOWLEDGE_VERB, SNOOZE_VERB, Acknowledgement, Silence
 from domain.jobs import JobState, TrainingJob
 from domain.monitoring import EventRecord
+from domain.subscriptions import SubscriptionFilters
 from monitoring.deployment_watch import check_to_json, thresholds_to_json, watch_key
 from monitoring.engine import RETRY_QUEUED, event_payload
 from monitoring.health import HealthPolicy, MetricPoint, MetricsSample, evaluate
@@ -73,6 +76,8 @@ KNOWN_VERBS: frozenset[str] = frozenset(
         "approval.approve",
         "approval.reject",
         SAVE_VERB,
+        ACKNOWLEDGE_VERB,
+        SNOOZE_VERB,
     }
 )
 # A fixed moment, so `mlbot cards` writes the same files each run and pictures don't churn.
@@ -104,6 +109,16 @@ SAMPLE_COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("approvals", "Pending Azure DevOps approvals, with Approve and Reject buttons."),
     CommandHelp("config", "The effective settings and where each came from (secrets masked)."),
     *SUBSCRIPTION_COMMANDS,
+    CommandHelp(
+        "silence [circuit=P] [experiment=E] [env=N] [kinds=K] for <30m|2h|1d> [reason]",
+        "Hold back matching events for a while (recorded, not posted; "
+        "nothing held is posted late).",
+    ),
+    CommandHelp(
+        "silences",
+        "The active silences: what each holds, until when, by whom, how many it held.",
+    ),
+    CommandHelp("unsilence <id>", "End a silence now."),
     CommandHelp("help", "What I can do for you."),
 )
 
@@ -735,9 +750,42 @@ def sample_cards(
     cards["event-rollback-pending-with-cancel"] = _with_cancel_button(
         cards["event-rollback-pending"], events["rollback-pending"]
     )
+    cards.update(_attention_cards(cards, events, now))
     for name, record in events.items():
         cards[f"webhook-{name}"] = render_event_card(record, version="1.4")
     return cards
+
+
+def _attention_cards(
+    cards: Mapping[str, Card], events: Mapping[str, EventRecord], now: datetime
+) -> dict[str, Card]:
+    """Acknowledge / Snooze buttons, a card someone took, and the silences list."""
+    out: dict[str, Card] = {}
+    for name in ("training-failed", "long-running"):
+        record = events[name]
+        job = f"{record.workspace}/{record.job_name}"
+        buttons = attention_actions(record.kind, record.id, job, _signed, None)
+        out[f"event-{name}-with-buttons"] = with_attention(
+            cards[f"event-{name}"], None, None, buttons
+        )
+    failed = events["training-failed"]
+    taken = Acknowledgement(f"{failed.workspace}/{failed.job_name}", "Dana Whitfield", now)
+    out["event-training-failed-acknowledged"] = with_attention(
+        cards["event-training-failed"], taken, None, []
+    )
+    silence = Silence(
+        id=3,
+        kinds=("training_failed",),
+        filters=SubscriptionFilters(circuit_prefixes=("PLANT002/",)),
+        starts_at=now - timedelta(minutes=20),
+        ends_at=now + timedelta(hours=1, minutes=40),
+        created_by="Dana Whitfield",
+        reason="disk maintenance on the PLANT002 cluster",
+        held=4,
+    )
+    out["silences"] = render_silences([silence], now)
+    out["silences-none"] = render_silences([], now)
+    return out
 
 
 def execute_verbs(card: Mapping[str, Any]) -> list[str]:

@@ -105,6 +105,9 @@ class PruneCounts:
     card_actions: int = 0
     pipeline_intents: int = 0
     audit_log: int = 0
+    silences: int = 0
+    held_events: int = 0
+    job_attention: int = 0
 
     @property
     def total(self) -> int:

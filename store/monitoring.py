@@ -587,3 +587,7 @@ def _by_workspace(jobs: Iterable[JobProgress]) -> list[tuple[str, list[str]]]:
     for progress in jobs:
         grouped.setdefault(progress.job.workspace, []).append(progress.job.name)
     return sorted(grouped.items())
+
+
+# For readers of single events outside this store (buttons, holds).
+event_from_row = _event

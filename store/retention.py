@@ -26,6 +26,7 @@ the outer conditions are checked again on the row as it is when the delete locks
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, not_, or_, select
@@ -43,9 +44,12 @@ from store.tables import (
     deliveries,
     event_cursors,
     events,
+    held_events,
+    job_attention,
     monitoring_sessions,
     pipeline_intents,
     posted_activities,
+    silences,
     watched_jobs,
 )
 
@@ -87,6 +91,7 @@ class RetentionStore:
                     batch_size,
                 ),
             )
+            counts += await self._attention(cutoffs.history, batch_size)
         if cutoffs.nonces is not None:
             counts += PruneCounts(
                 card_actions=await self._batches(
@@ -115,6 +120,23 @@ class RetentionStore:
                 )
             )
         return counts
+
+    async def _attention(self, before: datetime, batch_size: int) -> PruneCounts:
+        """Silences that ended, the record of events they held, acknowledgements and
+        snoozes nobody touched since the horizon (their jobs are long finished)."""
+        ended = func.coalesce(silences.c.ended_early_at, silences.c.ends_at)
+        return PruneCounts(
+            silences=await self._batches(silences, silences.c.id, ended < before, batch_size),
+            held_events=await self._batches(
+                held_events, held_events.c.event_id, held_events.c.held_at < before, batch_size
+            ),
+            job_attention=await self._batches(
+                job_attention,
+                job_attention.c.job_key,
+                job_attention.c.updated_at < before,
+                batch_size,
+            ),
+        )
 
     async def _batches(
         self, table: Table, key: Any, condition: ColumnElement[bool], batch_size: int

@@ -247,3 +247,41 @@ event_cursors = Table(
     Column("last_event_id", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+silences = Table(
+    "silences",
+    metadata,
+    # Alertmanager-style silences (revision 0012): matched events are held, not posted.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kinds", JSON, nullable=False),  # subscription kinds; [] = every kind
+    Column("filters", JSON, nullable=False),  # SubscriptionFilters.to_json()
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("ended_early_at", DateTime(timezone=True), nullable=True),
+    Column("created_by", String(256), nullable=False),
+    Column("reason", String(256), nullable=False),
+    Column("held", Integer, nullable=False, default=0),
+)
+
+job_attention = Table(
+    "job_attention",
+    metadata,
+    # Who acknowledged a job and who snoozed its reminders (revision 0012), one row each.
+    Column("job_key", String(800), primary_key=True),
+    Column("acknowledged_by", String(256), nullable=True),
+    Column("acknowledged_at", DateTime(timezone=True), nullable=True),
+    Column("snoozed_by", String(256), nullable=True),
+    Column("snoozed_at", DateTime(timezone=True), nullable=True),
+    Column("snoozed_until", DateTime(timezone=True), nullable=True),  # NULL + snoozed_at: to end
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+held_events = Table(
+    "held_events",
+    metadata,
+    # Events a silence, a snooze or an acknowledgement held back (revision 0012).
+    Column("event_id", Integer, primary_key=True, autoincrement=False),
+    Column("reason", String(256), nullable=False),
+    Column("silence_id", Integer, nullable=True, index=True),
+    Column("held_at", DateTime(timezone=True), nullable=False, index=True),
+)

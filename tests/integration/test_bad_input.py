@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from store.database import head_revision
 from tests.conftest import StartBot
 from tests.standins.connector import ConnectorStandIn
 from tests.teams_payloads import bot_added_to_team, channel_message
@@ -79,4 +80,4 @@ async def test_readiness_reports_schema(start_bot: StartBot) -> None:
     bot = await start_bot()
     status, body = await bot.get("/readyz")
     assert status == 200
-    assert body["status"] == "ready" and body["schema_revision"] == "0009"
+    assert body["status"] == "ready" and body["schema_revision"] == head_revision()

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Table, func, select
 
+from domain.attention import Hold, parse_silence
 from domain.retention import RetentionPolicy
 from monitoring.retention import RetentionPass
+from store.attention import AttentionStore
 from store.database import Database
 from store.deployment_watches import deployment_watches
 from store.retention import RetentionStore
@@ -332,3 +335,27 @@ async def test_the_pass_logs_one_line_when_it_deleted_something(
         assert (await retention.run()).total == 0
     lines = [r.getMessage() for r in caplog.records if r.name == "monitoring.retention"]
     assert lines == ["retention: deleted audit_log=1"]
+
+
+async def test_ended_silences_their_holds_and_old_acknowledgements_are_pruned(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/attention.db")
+    await db.migrate()
+    attention = AttentionStore(db)
+    old, now = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    request = parse_silence("circuit=PLANT002/ for 2h")
+    ended = await attention.add_silence(request, "Dana", old)
+    live = await attention.add_silence(request, "Dana", now - timedelta(minutes=5))
+    await attention.record_hold(1, Hold("silence", ended.id), old)
+    await attention.acknowledge("ws/old-job", "Ada", old)
+    await attention.acknowledge("ws/new-job", "Ada", now)
+    cutoffs = RetentionPolicy(history_days=30).cutoffs(now)
+
+    counts = await RetentionStore(db).prune(cutoffs, batch_size=100)
+
+    assert (counts.silences, counts.held_events, counts.job_attention) == (1, 1, 1)
+    assert [s.id for s in await attention.active_silences(now)] == [live.id]
+    assert (await attention.attention("ws/new-job"))[0] is not None
+    assert (await attention.attention("ws/old-job")) == (None, None)
+    await db.dispose()
