@@ -484,7 +484,14 @@ def build_bot(
     built_engine, built_watcher = engine.engine, engine.watcher
     handlers = build_handlers(
         ChatServices(
-            status=StatusService(store.jobs, store.deliveries, store.monitoring),
+            status=StatusService(
+                store.jobs,
+                store.deliveries,
+                store.monitoring,
+                first_check_pending=lambda: (
+                    built_engine is not None and not built_engine.checked_once
+                ),
+            ),
             bot_name=startup.bot_display_name,
             operations=operations,
             signer=teams.signer,

@@ -35,6 +35,7 @@ from cards.subscriptions import SAVE_VERB, SUBSCRIPTION_COMMANDS, subscription_s
 from cards.welcome import render_welcome_card
 from domain.jobs import JobState, TrainingJob
 from domain.monitoring import EventRecord
+from domain.status import JobPage, build_status_report
 from monitoring.deployment_watch import check_to_json, thresholds_to_json, watch_key
 from monitoring.engine import RETRY_QUEUED, event_payload
 from monitoring.health import HealthPolicy, MetricPoint, MetricsSample, evaluate
@@ -49,7 +50,6 @@ from monitoring.lifecycle import (
     TrainingStarted,
 )
 from monitoring.metrics import online_endpoint_id
-from monitoring.status_report import JobPage, build_status_report
 
 __all__ = [
     "KNOWN_VERBS",
