@@ -25,7 +25,8 @@ from cards.actions import (
     render_retry_confirmation,
     render_rollback_confirmation,
 )
-from cards.common import Card, card, escape_markdown, facts, heading, text
+from cards.common import Card
+from cards.config import SettingRow, render_config_card
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
 from monitoring.azure_calls import AzureCallError
@@ -286,15 +287,14 @@ def build_handlers(services: ChatServices) -> Handlers:
 
     @registry.handles(COMMANDS.config)
     async def config(turn: ChatTurn, args: str) -> None:
-        rows = services.settings_rows()
-        interesting = [r for r in rows if args.strip().lower() in r[0].lower()] if args else rows
-        body = [
-            heading("⚙️ Effective settings"),
-            facts([(name, f"{value}  ({source})") for name, value, source in interesting]),
-        ]
-        for problem in services.settings_problems():
-            body.append(text(f"⚠️ {escape_markdown(problem)}", color="Warning"))
-        await turn.reply_card(card(body), summary="mlbot settings")
+        wanted = " ".join(args.split())
+        rows = [SettingRow(*row) for row in services.settings_rows()]
+        if wanted:
+            rows = [row for row in rows if wanted.lower() in row.name.lower()]
+        await turn.reply_card(
+            render_config_card(rows, services.settings_problems(), wanted[:100]),
+            summary="mlbot settings",
+        )
 
     register_subscription_commands(registry, actions, services)
 

@@ -28,6 +28,7 @@ from cards.actions import (
     render_rollback_confirmation,
 )
 from cards.common import Card
+from cards.config import SettingRow, render_config_card
 from cards.events import render_event_card
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
@@ -703,6 +704,40 @@ def _action_cards(now: datetime) -> dict[str, Card]:
     }
 
 
+# A few settings as `config` lists them: some set, most at their defaults.
+SAMPLE_SETTINGS = (
+    SettingRow("MicrosoftAppId", "00000000-0000-0000-0000-00000000b07a", "environment"),
+    SettingRow("MicrosoftAppPassword", "********", "environment"),
+    SettingRow("MLBOT_HOST", "0.0.0.0", "environment"),
+    SettingRow("MLBOT_PORT", "3978", "default"),
+    SettingRow("MLBOT_DATABASE_URL", "postgresql+asyncpg://mlbot:********@db/mlbot", ".env"),
+    SettingRow("MLBOT_OPERATORS", "ml-operators@contoso.com", "environment"),
+    SettingRow("MLBOT_APPROVERS", "(none)", "default"),
+    SettingRow("MLBOT_CARD_SIGNING_KEY", "********", "environment"),
+    SettingRow("MLBOT_AZURE_SUBSCRIPTION_ID", "00000000-0000-0000-0000-00000000a11e", ".env"),
+    SettingRow("MLBOT_AZUREML_WORKSPACES", "mlw-plants-prod", ".env"),
+    SettingRow("MLBOT_DEVOPS_ORG_URL", "https://dev.azure.com/contoso", ".env"),
+    SettingRow("MLBOT_TRAINING_PIPELINE", "training-pipeline", "default"),
+    SettingRow(
+        "MLBOT_MONITORING_POLL_INTERVAL_SECONDS", "60", "variable group mlops-pipeline-settings"
+    ),
+    SettingRow("MLBOT_MONITORING_MAX_WAIT_HOURS", "3.0", "default"),
+    SettingRow("MLBOT_LONG_RUNNING_JOB_NOTIFICATION_INTERVAL_HOURS", "4.0", "default"),
+    SettingRow("MLBOT_AUTO_RETRY_MAX_RETRIES", "2", "default"),
+    SettingRow("MLBOT_AUTO_ROLLBACK_ERROR_THRESHOLD_PERCENT", "5.0", "default"),
+    SettingRow("MLBOT_SMTP_HOST", "smtp.contoso.com", "environment"),
+    SettingRow(
+        "MLBOT_ML_ENGINEERS_EMAIL",
+        "ml-engineers@contoso.com",
+        "variable group mlops-pipeline-settings",
+    ),
+)
+SAMPLE_SETTING_PROBLEMS = (
+    "variable group mlops-pipeline-settings: autoRetryMaxRetries 'two' is not a whole "
+    "number; keeping 2",
+)
+
+
 def sample_cards(
     now: datetime = SAMPLE_NOW,
     *,
@@ -716,6 +751,7 @@ def sample_cards(
     cards: dict[str, Card] = {}
     cards.update(_status_cards(now))
     cards["help"] = render_help_card(list(commands), bot_name)
+    cards["config"] = render_config_card(SAMPLE_SETTINGS, SAMPLE_SETTING_PROBLEMS)
     for kind, label in (
         ("channel", "channel"),
         ("groupChat", "group-chat"),
