@@ -91,6 +91,7 @@ from store.group_commit import GroupCommit
 from store.monitoring import MonitoringStore, NewEvent
 from store.pipeline_intents import PipelineIntentStore
 from store.posted_activities import PostedActivityStore
+from store.sandbox_world import ClearedWorld, ForeignDataError, clear_sandbox_world
 from store.watched_jobs import WatchedJobStore
 
 if TYPE_CHECKING:
@@ -864,6 +865,31 @@ def sandbox_settings(settings: Settings, stack: SandboxStack) -> Settings:
         _fields_set=emailed.model_fields_set - {"ml_engineers_email"},
         **{name: getattr(emailed, name) for name in Settings.model_fields},
     )
+
+
+async def start_sandbox_world_afresh(db: Database, stack: SandboxStack) -> ClearedWorld:
+    """A sandbox start begins a new emulated world: the store forgets the previous one.
+
+    The emulators replay their scenario from the beginning, so the old records would
+    show a wrong world (see store.sandbox_world). Raises SettingsError, clearing
+    nothing, for a database holding real Azure data.
+    """
+    subscriptions = {workspace.subscription_id for workspace in stack.endpoints.workspaces}
+    try:
+        cleared = await clear_sandbox_world(db, subscriptions)
+    except ForeignDataError as exc:
+        raise SettingsError(f"sandbox mode: {exc}") from None
+    if cleared.anything:
+        log.warning(
+            "sandbox: the scenario starts again from the beginning, so the previous run's "
+            "records were cleared (%d job(s), %d session(s), %d event(s), %d deployment "
+            "watch(es)); installations, subscriptions and the audit trail are kept",
+            cleared.jobs,
+            cleared.sessions,
+            cleared.events,
+            cleared.watches,
+        )
+    return cleared
 
 
 def subscribe_sandbox_hooks(stack: SandboxStack, settings: Settings, base_url: str) -> None:
