@@ -45,7 +45,13 @@ from bot.operations import Operations
 from bot.proactive import ProactiveMessenger
 from config.clouds import KNOWN_CLOUDS
 from config.live import LiveSettings
-from config.settings import HOOK_NAMES, HookName, Settings, SettingsError, settings_report
+from config.settings import (
+    HOOK_NAMES,
+    HookName,
+    Settings,
+    SettingsError,
+    settings_report,
+)
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
 from monitoring.credentials import credential_factory
 from monitoring.deployment_watch import DeploymentWatcher, environments_from_settings
@@ -470,6 +476,12 @@ def build_bot(
     live = azure.live
     startup = live.startup
     env_snapshot = dict(environ or {})
+    # What `config` compares against: every setting as it is when nothing sets it
+    # (model_construct reads no environment and no .env).
+    default_settings = {
+        name: shown
+        for name, shown, _ in settings_report(Settings.model_construct(), {}, env_file=None)
+    }
 
     def access_policy() -> AccessPolicy:
         return AccessPolicy.from_settings(live.now(), env_snapshot)
@@ -502,6 +514,7 @@ def build_bot(
                 live.now(), env_snapshot, group_fields=live.group_fields()
             ),
             settings_problems=live.problems,
+            settings_defaults=lambda: default_settings,
             engine=lambda: built_engine,
             watcher=lambda: built_watcher,
             conversations=store.conversations,

@@ -48,6 +48,8 @@ class ChatServices:
     settings_rows: Callable[[], list[tuple[str, str, str]]]
     # Bad values found in the variable group (the previous value is kept for each).
     settings_problems: Callable[[], list[str]] = list
+    # Each setting's default as `config` shows it (name -> shown value).
+    settings_defaults: Callable[[], dict[str, str]] = dict
     # The monitoring engine, looked up when used (it is built after the handlers);
     # None when no Azure ML workspace is configured.
     engine: Callable[[], MonitoringEngine | None] = lambda: None
@@ -288,7 +290,11 @@ def build_handlers(services: ChatServices) -> Handlers:
     @registry.handles(COMMANDS.config)
     async def config(turn: ChatTurn, args: str) -> None:
         wanted = " ".join(args.split())
-        rows = [SettingRow(*row) for row in services.settings_rows()]
+        defaults = services.settings_defaults()
+        rows = [
+            SettingRow(name, value, source, defaults.get(name))
+            for name, value, source in services.settings_rows()
+        ]
         if wanted:
             rows = [row for row in rows if wanted.lower() in row.name.lower()]
         await turn.reply_card(

@@ -69,6 +69,7 @@ _AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "MLBOT_SMTP_",
             "MLBOT_ML_ENGINEERS_EMAIL",
+            "MLBOT_CIRCUIT_OWNERS",  # who is mentioned about a circuit's failures
             "MLBOT_TEAMS_WEBHOOK_URL",
             "MLBOT_GROUP_WAIT",
         ),
@@ -85,10 +86,12 @@ class SettingRow:
     name: str
     value: str
     source: str  # environment, .env, variable group …, start-up, default
+    default: str | None = None  # the value shown when nothing sets it; None: unknown
 
     @property
     def is_default(self) -> bool:
-        return self.source == DEFAULT_SOURCE
+        """Left at, or set to, its default value."""
+        return self.source == DEFAULT_SOURCE or self.value == self.default
 
 
 def setting_area(name: str) -> str:
@@ -106,13 +109,46 @@ def by_area(rows: Sequence[SettingRow]) -> list[tuple[str, list[SettingRow]]]:
     return [(area, members) for area, members in groups.items() if members]
 
 
+# Longer names are shown on several lines, split after an underscore: a phone's card
+# holds about this many characters of a small bold name.
+NAME_LINE_CHARS = 30
+
+
+def name_lines(name: str, width: int = NAME_LINE_CHARS) -> list[str]:
+    """`name` in lines of at most `width` characters, each ending at an underscore
+    (a word longer than `width` is a line of its own): broken between words, never in one.
+    """
+    lines: list[str] = []
+    current = ""
+    for word in name.split("_"):
+        candidate = f"{current}_{word}" if current else word
+        if current and len(candidate) > width:
+            lines.append(current + "_")
+            current = word
+        else:
+            current = candidate
+    lines.append(current)
+    return lines
+
+
 def _setting(row: SettingRow) -> dict[str, Any]:
+    # Each line of the name is kept whole (no wrapping inside a word); a long name is
+    # split between its words, so nothing of it is cut off at a narrow card's edge.
+    lines = name_lines(row.name)
     return {
         "type": "Container",
         "spacing": "Small",
         "items": [
-            # One line, never broken: people copy the name into their settings.
-            text(escape_markdown(row.name), wrap=False, weight="Bolder", size="Small"),
+            *(
+                text(
+                    escape_markdown(line),
+                    wrap=False,
+                    weight="Bolder",
+                    size="Small",
+                    spacing="None",
+                )
+                for line in lines
+            ),
             text(
                 f"{escape_markdown(row.value or '(empty)')} · {escape_markdown(row.source)}",
                 isSubtle=True,
