@@ -16,9 +16,8 @@ from typing import Any
 from cards.common import Card, card, escape_markdown, heading, text
 from cards.events import event_summary, render_event_card
 from cards.status import JobRow, job_row
-from domain.jobs import JobState
 from domain.monitoring import EventRecord, JobRecord, SessionRecord
-from domain.status import status_order
+from domain.status import STATES_IN_ORDER, status_order
 
 __all__ = [
     "MAX_CARD_BYTES",
@@ -74,7 +73,7 @@ def _elapsed(record: JobRecord, now: datetime) -> timedelta | None:
 
 
 def _counts(rows: Sequence[JobRecord]) -> str:
-    counted = {state: 0 for state in JobState}
+    counted = {state: 0 for state in STATES_IN_ORDER}
     for record in rows:
         counted[record.job.state] += 1
     return ", ".join(f"{n} {state.value}" for state, n in counted.items() if n)

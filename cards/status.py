@@ -9,7 +9,7 @@ from typing import Any
 from cards.common import Card, card, escape_markdown, facts, heading, text
 from domain.durations import format_duration
 from domain.jobs import JobState
-from domain.status import StatusReport, status_order
+from domain.status import STATES_IN_ORDER, StatusReport, status_order
 
 STATE_LABEL = {
     JobState.WAITING: "⏳ Waiting",
@@ -79,7 +79,9 @@ def job_row(row: JobRow) -> dict[str, Any]:
 
 def _summary(report: StatusReport) -> str:
     parts = [
-        f"{count} {state.value}" for state in JobState if (count := report.counts.get(state, 0))
+        f"{count} {state.value}"
+        for state in STATES_IN_ORDER
+        if (count := report.counts.get(state, 0))
     ]
     return ", ".join(parts)
 

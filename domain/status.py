@@ -106,6 +106,10 @@ STATE_RANK: dict[JobState, int] = {
 }
 
 
+# The states in that order: how cards count jobs ("2 running, 1 failed").
+STATES_IN_ORDER: tuple[JobState, ...] = tuple(sorted(JobState, key=STATE_RANK.__getitem__))
+
+
 def status_order(job: TrainingJob) -> tuple[int, str, str]:
     """The one order of jobs on every card that lists them (`status`, the living card):
     by STATE_RANK, then circuit, then job name, as the store's status index sorts."""

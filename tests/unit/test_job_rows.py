@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cards.session import render_session_card
@@ -143,3 +145,38 @@ def test_status_before_the_first_check_says_it_is_under_way() -> None:
         )
     )
     assert "PLANT001/CIRCUIT01" in known and "Checking Azure ML" in known
+
+
+def _readme_example() -> list[str]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    after = readme.split("A `status` card looks like this in a channel", 1)[1]
+    block = after.split("```\n", 2)[1]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_shows_what_the_status_card_says() -> None:
+    jobs = [
+        dataclasses.replace(
+            training_job("PLANT002/CIRCUIT02", JobState.FAILED),
+            display_name="train PLANT002/CIRCUIT02",
+            attempt=2,
+            started_at=NOW - timedelta(minutes=30),
+            ended_at=NOW - timedelta(minutes=20),
+        ),
+        dataclasses.replace(
+            training_job("PLANT001/CIRCUIT01", JobState.RUNNING),
+            display_name="train PLANT001/CIRCUIT01",
+            started_at=NOW - timedelta(hours=1, minutes=5),
+        ),
+        dataclasses.replace(
+            training_job("PLANT003/CIRCUIT02", JobState.WAITING),
+            display_name="train PLANT003/CIRCUIT02",
+        ),
+    ]
+    card = status_card(jobs)
+    shown = [card["body"][0]["text"], card["body"][1]["text"]]
+    for row in job_rows(card):
+        detail = re.sub(r"\[(.*?)\]\(.*?\)", r"\1", row.detail)  # the link's text
+        shown += [f"{row.circuit} {row.state}", f"{detail} {row.elapsed}"]
+    shown.append(card["body"][-1]["text"])
+    assert [" ".join(line.split()) for line in _readme_example()] == shown

@@ -93,7 +93,7 @@ def test_each_circuit_shows_once_by_its_latest_attempt_in_status_order() -> None
     assert (rows[2].state, rows[2].elapsed) == ("❌ Failed", "29m 00s")  # started 30 min ago
     assert (rows[1].state, rows[1].elapsed) == ("⏳ Waiting", "—")
     text = json.dumps(card, ensure_ascii=False)
-    assert "4 circuit(s): 1 waiting, 1 running, 1 completed, 1 failed — watching" in text
+    assert "4 circuit(s): 1 running, 1 waiting, 1 failed, 1 completed — watching" in text
     assert "Updated 2026-11-29 12:00 UTC" in text
     assert card["version"] == "1.5"
     assert_valid(card, "1.5")
