@@ -100,6 +100,7 @@ from store.monitoring import MonitoringStore, NewEvent
 from store.pipeline_intents import PipelineIntentStore
 from store.posted_activities import PostedActivityStore
 from store.retention import RetentionStore
+from store.sandbox_world import ClearedWorld, ForeignDataError, clear_sandbox_world
 from store.training_stats import TrainingStatsReader
 from store.watched_jobs import WatchedJobStore
 
@@ -501,6 +502,12 @@ def build_bot(
     live = azure.live
     startup = live.startup
     env_snapshot = dict(environ or {})
+    # What `config` compares against: every setting as it is when nothing sets it
+    # (model_construct reads no environment and no .env).
+    default_settings = {
+        name: shown
+        for name, shown, _ in settings_report(Settings.model_construct(), {}, env_file=None)
+    }
 
     def access_policy() -> AccessPolicy:
         return AccessPolicy.from_settings(live.now(), env_snapshot)
@@ -516,7 +523,14 @@ def build_bot(
     built_engine, built_watcher = engine.engine, engine.watcher
     handlers = build_handlers(
         ChatServices(
-            status=StatusService(store.jobs, store.deliveries, store.monitoring),
+            status=StatusService(
+                store.jobs,
+                store.deliveries,
+                store.monitoring,
+                first_check_pending=lambda: (
+                    built_engine is not None and not built_engine.checked_once
+                ),
+            ),
             bot_name=startup.bot_display_name,
             operations=operations,
             signer=teams.signer,
@@ -526,6 +540,7 @@ def build_bot(
                 live.now(), env_snapshot, group_fields=live.group_fields()
             ),
             settings_problems=live.problems,
+            settings_defaults=lambda: default_settings,
             engine=lambda: built_engine,
             watcher=lambda: built_watcher,
             conversations=store.conversations,
@@ -894,6 +909,31 @@ def sandbox_settings(settings: Settings, stack: SandboxStack) -> Settings:
         _fields_set=emailed.model_fields_set - {"ml_engineers_email"},
         **{name: getattr(emailed, name) for name in Settings.model_fields},
     )
+
+
+async def start_sandbox_world_afresh(db: Database, stack: SandboxStack) -> ClearedWorld:
+    """A sandbox start begins a new emulated world: the store forgets the previous one.
+
+    The emulators replay their scenario from the beginning, so the old records would
+    show a wrong world (see store.sandbox_world). Raises SettingsError, clearing
+    nothing, for a database holding real Azure data.
+    """
+    subscriptions = {workspace.subscription_id for workspace in stack.endpoints.workspaces}
+    try:
+        cleared = await clear_sandbox_world(db, subscriptions)
+    except ForeignDataError as exc:
+        raise SettingsError(f"sandbox mode: {exc}") from None
+    if cleared.anything:
+        log.warning(
+            "sandbox: the scenario starts again from the beginning, so the previous run's "
+            "records were cleared (%d job(s), %d session(s), %d event(s), %d deployment "
+            "watch(es)); installations, subscriptions and the audit trail are kept",
+            cleared.jobs,
+            cleared.sessions,
+            cleared.events,
+            cleared.watches,
+        )
+    return cleared
 
 
 def subscribe_sandbox_hooks(stack: SandboxStack, settings: Settings, base_url: str) -> None:

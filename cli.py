@@ -30,6 +30,7 @@ from app import (
     build_runtime,
     sandbox_settings,
     start_sandbox,
+    start_sandbox_world_afresh,
     subscribe_sandbox_hooks,
     utc_now,
 )
@@ -111,6 +112,9 @@ async def _serve(settings: Settings, sandbox: SandboxOptions | None) -> None:
         )
         if stack is not None:
             from sandbox.control_api import add_sandbox_routes
+
+            # Before the scheduler starts (at serving): the engine sees only the new world.
+            await start_sandbox_world_afresh(runtime.db, stack)
 
             add_sandbox_routes(runtime.web_app, stack)
             host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host

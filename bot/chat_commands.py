@@ -27,7 +27,8 @@ from cards.actions import (
     render_retry_confirmation,
     render_rollback_confirmation,
 )
-from cards.common import Card, card, escape_markdown, facts, heading, text
+from cards.common import Card
+from cards.config import SettingRow, render_config_card
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
 from monitoring.azure_calls import AzureCallError
@@ -50,6 +51,8 @@ class ChatServices:
     settings_rows: Callable[[], list[tuple[str, str, str]]]
     # Bad values found in the variable group (the previous value is kept for each).
     settings_problems: Callable[[], list[str]] = list
+    # Each setting's default as `config` shows it (name -> shown value).
+    settings_defaults: Callable[[], dict[str, str]] = dict
     # The monitoring engine, looked up when used (it is built after the handlers);
     # None when no Azure ML workspace is configured.
     engine: Callable[[], MonitoringEngine | None] = lambda: None
@@ -293,15 +296,18 @@ def build_handlers(services: ChatServices) -> Handlers:
 
     @registry.handles(COMMANDS.config)
     async def config(turn: ChatTurn, args: str) -> None:
-        rows = services.settings_rows()
-        interesting = [r for r in rows if args.strip().lower() in r[0].lower()] if args else rows
-        body = [
-            heading("⚙️ Effective settings"),
-            facts([(name, f"{value}  ({source})") for name, value, source in interesting]),
+        wanted = " ".join(args.split())
+        defaults = services.settings_defaults()
+        rows = [
+            SettingRow(name, value, source, defaults.get(name))
+            for name, value, source in services.settings_rows()
         ]
-        for problem in services.settings_problems():
-            body.append(text(f"⚠️ {escape_markdown(problem)}", color="Warning"))
-        await turn.reply_card(card(body), summary="mlbot settings")
+        if wanted:
+            rows = [row for row in rows if wanted.lower() in row.name.lower()]
+        await turn.reply_card(
+            render_config_card(rows, services.settings_problems(), wanted[:100]),
+            summary="mlbot settings",
+        )
 
     register_subscription_commands(registry, actions, services)
     register_history_command(registry, services.history)

@@ -29,6 +29,7 @@ from cards.actions import (
 )
 from cards.attention import attention_actions, render_silences, with_attention
 from cards.common import Card
+from cards.config import SettingRow, render_config_card
 from cards.events import render_event_card
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
@@ -37,6 +38,7 @@ from cards.welcome import render_welcome_card
 from domain.attention import ACKNOWLEDGE_VERB, SNOOZE_VERB, Acknowledgement, Silence
 from domain.jobs import JobState, TrainingJob
 from domain.monitoring import EventRecord
+from domain.status import JobPage, build_status_report
 from domain.subscriptions import SubscriptionFilters
 from monitoring.deployment_watch import check_to_json, thresholds_to_json, watch_key
 from monitoring.engine import RETRY_QUEUED, event_payload
@@ -52,7 +54,6 @@ from monitoring.lifecycle import (
     TrainingStarted,
 )
 from monitoring.metrics import online_endpoint_id
-from monitoring.status_report import JobPage, build_status_report
 
 __all__ = [
     "KNOWN_VERBS",
@@ -723,6 +724,40 @@ def _action_cards(now: datetime) -> dict[str, Card]:
     }
 
 
+# A few settings as `config` lists them: some set, most at their defaults.
+SAMPLE_SETTINGS = (
+    SettingRow("MicrosoftAppId", "00000000-0000-0000-0000-00000000b07a", "environment"),
+    SettingRow("MicrosoftAppPassword", "********", "environment"),
+    SettingRow("MLBOT_HOST", "0.0.0.0", "environment"),
+    SettingRow("MLBOT_PORT", "3978", "default"),
+    SettingRow("MLBOT_DATABASE_URL", "postgresql+asyncpg://mlbot:********@db/mlbot", ".env"),
+    SettingRow("MLBOT_OPERATORS", "ml-operators@contoso.com", "environment"),
+    SettingRow("MLBOT_APPROVERS", "(none)", "default"),
+    SettingRow("MLBOT_CARD_SIGNING_KEY", "********", "environment"),
+    SettingRow("MLBOT_AZURE_SUBSCRIPTION_ID", "00000000-0000-0000-0000-00000000a11e", ".env"),
+    SettingRow("MLBOT_AZUREML_WORKSPACES", "mlw-plants-prod", ".env"),
+    SettingRow("MLBOT_DEVOPS_ORG_URL", "https://dev.azure.com/contoso", ".env"),
+    SettingRow("MLBOT_TRAINING_PIPELINE", "training-pipeline", "default"),
+    SettingRow(
+        "MLBOT_MONITORING_POLL_INTERVAL_SECONDS", "60", "variable group mlops-pipeline-settings"
+    ),
+    SettingRow("MLBOT_MONITORING_MAX_WAIT_HOURS", "3.0", "default"),
+    SettingRow("MLBOT_LONG_RUNNING_JOB_NOTIFICATION_INTERVAL_HOURS", "4.0", "default"),
+    SettingRow("MLBOT_AUTO_RETRY_MAX_RETRIES", "2", "default"),
+    SettingRow("MLBOT_AUTO_ROLLBACK_ERROR_THRESHOLD_PERCENT", "5.0", "default"),
+    SettingRow("MLBOT_SMTP_HOST", "smtp.contoso.com", "environment"),
+    SettingRow(
+        "MLBOT_ML_ENGINEERS_EMAIL",
+        "ml-engineers@contoso.com",
+        "variable group mlops-pipeline-settings",
+    ),
+)
+SAMPLE_SETTING_PROBLEMS = (
+    "variable group mlops-pipeline-settings: autoRetryMaxRetries 'two' is not a whole "
+    "number; keeping 2",
+)
+
+
 def sample_cards(
     now: datetime = SAMPLE_NOW,
     *,
@@ -736,6 +771,7 @@ def sample_cards(
     cards: dict[str, Card] = {}
     cards.update(_status_cards(now))
     cards["help"] = render_help_card(list(commands), bot_name)
+    cards["config"] = render_config_card(SAMPLE_SETTINGS, SAMPLE_SETTING_PROBLEMS)
     for kind, label in (
         ("channel", "channel"),
         ("groupChat", "group-chat"),

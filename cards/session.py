@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cards.common import Card, card, escape_markdown, facts, heading, text
+from cards.common import Card, card, escape_markdown, heading, text
 from cards.events import event_summary, render_event_card
-from cards.status import STATE_LABEL
-from domain.durations import format_duration
-from domain.jobs import JobState
+from cards.status import JobRow, job_row
 from domain.monitoring import EventRecord, JobRecord, SessionRecord
+from domain.status import STATES_IN_ORDER, status_order
 
 __all__ = [
     "MAX_CARD_BYTES",
@@ -37,15 +36,6 @@ MAX_GROUPED = 8
 MAX_CARD_BYTES = 26 * 1024
 _MAX_NAME_CHARS = 120
 
-# What needs attention first: failures, then work in progress, then the finished.
-_ORDER = {
-    JobState.FAILED: 0,
-    JobState.RUNNING: 1,
-    JobState.WAITING: 2,
-    JobState.UNKNOWN: 3,
-    JobState.CANCELED: 4,
-    JobState.COMPLETED: 5,
-}
 _SESSION_STATUS = {
     "active": "watching",
     "timed_out": "past the maximum wait, still checked now and then",
@@ -70,10 +60,7 @@ def _latest_per_circuit(jobs: Sequence[JobRecord]) -> list[JobRecord]:
         current = latest.get(name)
         if current is None or record.job.attempt >= current.job.attempt:
             latest[name] = record
-    return sorted(
-        latest.values(),
-        key=lambda r: (_ORDER[r.job.state], r.job.circuit or "", r.job.name),
-    )
+    return sorted(latest.values(), key=lambda r: status_order(r.job))
 
 
 def _elapsed(record: JobRecord, now: datetime) -> timedelta | None:
@@ -86,7 +73,7 @@ def _elapsed(record: JobRecord, now: datetime) -> timedelta | None:
 
 
 def _counts(rows: Sequence[JobRecord]) -> str:
-    counted = {state: 0 for state in JobState}
+    counted = {state: 0 for state in STATES_IN_ORDER}
     for record in rows:
         counted[record.job.state] += 1
     return ", ".join(f"{n} {state.value}" for state, n in counted.items() if n)
@@ -99,16 +86,18 @@ def session_summary(session: SessionRecord, jobs: Sequence[JobRecord]) -> str:
     return _clip(f"{session.title}: {counts}" if counts else session.title)
 
 
-def _row(record: JobRecord, now: datetime) -> tuple[str, str]:
+def _row(record: JobRecord, now: datetime) -> dict[str, Any]:
     job = record.job
-    name = escape_markdown(_clip(job.display_name or job.name))
-    url = _https(job.studio_url)
-    link = f"[{name}]({url})" if url else name
-    detail = (
-        f"{STATE_LABEL[job.state]} · {format_duration(_elapsed(record, now))} · "
-        f"attempt {job.attempt} · {link}"
+    return job_row(
+        JobRow(
+            circuit=_clip(job.circuit or "—"),
+            state=job.state,
+            elapsed=_elapsed(record, now),
+            attempt=job.attempt,
+            name=_clip(job.display_name or job.name),
+            url=_https(job.studio_url),
+        )
     )
-    return escape_markdown(_clip(job.circuit or "—")), detail
 
 
 def _build(session: SessionRecord, rows: list[JobRecord], shown: int, now: datetime) -> Card:
@@ -122,7 +111,7 @@ def _build(session: SessionRecord, rows: list[JobRecord], shown: int, now: datet
                 isSubtle=True,
             )
         )
-        body.append(facts([_row(record, now) for record in rows[:shown]]))
+        body.extend(_row(record, now) for record in rows[:shown])
         if len(rows) > shown:
             body.append(text(f"…and {len(rows) - shown} more.", isSubtle=True))
     else:

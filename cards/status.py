@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cards.common import Card, card, escape_markdown, facts, heading, text
 from domain.durations import format_duration
 from domain.jobs import JobState
-from monitoring.status_report import StatusReport
+from domain.status import STATES_IN_ORDER, StatusReport, status_order
 
 STATE_LABEL = {
     JobState.WAITING: "⏳ Waiting",
@@ -19,9 +21,67 @@ STATE_LABEL = {
 }
 
 
+_FIRST_CHECK_EMPTY = (
+    "The first check of the watched workspaces is under way: jobs appear here in a "
+    "moment. Ask again shortly."
+)
+_FIRST_CHECK_NOTE = "Checking Azure ML for changes since the bot started; this may be a moment old."
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One job as the cards that list jobs show it (`status`, the living card)."""
+
+    circuit: str
+    state: JobState
+    elapsed: timedelta | None
+    attempt: int
+    name: str
+    url: str | None
+
+
+def job_row(row: JobRow) -> dict[str, Any]:
+    """A job as two short lines in two columns, readable on a phone:
+
+        PLANT001/CIRCUIT01                 ▶️ Running
+        attempt 2 · train-plant001-…           1h 05m
+
+    The circuit and the state never wrap: a circuit name is one token people read and
+    copy, so it is kept whole rather than broken at the card's edge. Columns, not a
+    `Table`: Teams mobile draws tables blank.
+    """
+    name = escape_markdown(row.name)
+    link = f"[{name}]({row.url})" if row.url else name
+    left = {
+        "type": "Column",
+        "width": "stretch",
+        "items": [
+            text(escape_markdown(row.circuit), weight="Bolder", wrap=False),
+            text(f"attempt {row.attempt} · {link}", isSubtle=True, spacing="None"),
+        ],
+    }
+    right = {
+        "type": "Column",
+        "width": "auto",
+        "items": [
+            text(STATE_LABEL[row.state], wrap=False, horizontalAlignment="Right"),
+            text(
+                format_duration(row.elapsed),
+                isSubtle=True,
+                wrap=False,
+                spacing="None",
+                horizontalAlignment="Right",
+            ),
+        ],
+    }
+    return {"type": "ColumnSet", "spacing": "Medium", "columns": [left, right]}
+
+
 def _summary(report: StatusReport) -> str:
     parts = [
-        f"{count} {state.value}" for state in JobState if (count := report.counts.get(state, 0))
+        f"{count} {state.value}"
+        for state in STATES_IN_ORDER
+        if (count := report.counts.get(state, 0))
     ]
     return ", ".join(parts)
 
@@ -33,7 +93,9 @@ def render_status_card(report: StatusReport) -> Card:
     if report.filter_text:
         body.append(text(f"Filtered by “{escape_markdown(report.filter_text)}”"))
     if not report.lines:
-        if report.filter_text:
+        if report.first_check_pending:
+            body.append(text(_FIRST_CHECK_EMPTY))
+        elif report.filter_text:
             body.append(text(f"No watched job matches “{escape_markdown(report.filter_text)}”."))
         else:
             body.append(
@@ -48,19 +110,22 @@ def render_status_card(report: StatusReport) -> Card:
         return card(body)
 
     body.append(text(f"{report.total} job(s): {_summary(report)}", isSubtle=True))
-    # One fact per job keeps the card small: Teams caps cards at ~28 KB and every
-    # element costs serialization time on each send.
-    rows: list[tuple[str, str]] = []
-    for line in report.lines:
+    if report.first_check_pending:
+        body.append(text(_FIRST_CHECK_NOTE, isSubtle=True, size="Small"))
+    for line in sorted(report.lines, key=lambda line: status_order(line.job)):
         job = line.job
-        name = escape_markdown(job.display_name or job.name)
-        link = f"[{name}]({job.studio_url})" if job.studio_url else name
-        detail = (
-            f"{STATE_LABEL[job.state]} · {format_duration(line.elapsed)} · "
-            f"attempt {job.attempt} · {link}"
+        body.append(
+            job_row(
+                JobRow(
+                    circuit=job.circuit or "—",
+                    state=job.state,
+                    elapsed=line.elapsed,
+                    attempt=job.attempt,
+                    name=job.display_name or job.name,
+                    url=job.studio_url,
+                )
+            )
         )
-        rows.append((escape_markdown(job.circuit or "—"), detail))
-    body.append(facts(rows))
     if report.hidden:
         body.append(
             text(

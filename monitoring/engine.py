@@ -233,6 +233,12 @@ class MonitoringEngine:
         # When each workspace was last listed; a workspace not listed for a discovery
         # interval is listed again to find new jobs. Empty: discover at the first tick.
         self._last_listed: dict[str, datetime] = {}
+        self._passes_done = 0
+
+    @property
+    def checked_once(self) -> bool:
+        """Whether a monitoring pass has completed since this engine started."""
+        return self._passes_done > 0
 
     @property
     def workspaces(self) -> list[Workspace]:
@@ -396,6 +402,7 @@ class MonitoringEngine:
         # the session (an unwatch, a push, another replica) since it was read.
         changes.planned_from = {item.record.id: item.record.version for item in work.values()}
         applied = await self._store.apply_pass(changes)
+        self._passes_done += 1
         report.events = applied.created
         report.replanned = sorted(applied.stale_sessions)
         if applied.stale_sessions:

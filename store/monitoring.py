@@ -27,7 +27,7 @@ from domain.monitoring import (
     SessionRecord,
     SessionSchedule,
 )
-from monitoring.status_report import LastDeployment, PendingApproval
+from domain.status import LastDeployment, PendingApproval
 from store.database import Database, as_utc
 from store.tables import events, monitoring_sessions, watched_jobs
 from store.watched_jobs import job_columns, job_from_row, mark_superseded

@@ -9,7 +9,7 @@ from sqlalchemy import Integer, Select, String, and_, bindparam, func, or_, sele
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.jobs import JobState, TrainingJob
-from monitoring.status_report import LIKE_ESCAPE, STATE_RANK, JobPage, like_pattern
+from domain.status import LIKE_ESCAPE, STATE_RANK, JobPage, like_pattern
 from store.database import Database, as_utc
 from store.tables import watched_jobs
 

@@ -14,7 +14,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from app import Runtime, SandboxOptions, build_runtime, sandbox_settings, start_sandbox
+from app import (
+    Runtime,
+    SandboxOptions,
+    build_runtime,
+    sandbox_settings,
+    start_sandbox,
+    start_sandbox_world_afresh,
+)
 from bot.auth import TokenValidationEndpoints
 from config.settings import Settings, settings_from_mapping
 from sandbox.clock import ManualClock
@@ -212,6 +219,7 @@ async def start_sandbox_bot(tmp_path: Path) -> AsyncIterator[StartSandboxBot]:
         cleanups.append(stack.stop)
         configured = sandbox_settings(configured, stack)  # as `mlbot serve --sandbox` does
         runtime = await build_runtime(configured, azure=clients, clock=clock.now, background=False)
+        await start_sandbox_world_afresh(runtime.db, stack)  # as `mlbot serve --sandbox` does
         runner, url = await serve_app(runtime.web_app)
         cleanups.append(runner.cleanup)
         session = aiohttp.ClientSession()

@@ -10,7 +10,8 @@
 // Every message the playground creates or updates on the page (its conversation
 // WebSocket) is kept, passed to the script as `frames` and written to
 // conversation-frames.jsonl in the artifacts folder: {action, conversation, id, heading,
-// facts, text}, where `facts` are the first FactSet of its card as {title: value}.
+// facts, rows, text}, where `facts` are the first FactSet of its card as {title: value}
+// and `rows` its job rows as {circuit: "state · elapsed · attempt N · job"}.
 //
 // The browser may only reach loopback: DNS resolves nothing else and any request to
 // another host is aborted (and listed in blockedRequests).
@@ -64,6 +65,27 @@ function firstFacts(node) {
   return null;
 }
 
+/**
+ * The job rows of a card that lists jobs (`status`, the living card): each a ColumnSet
+ * of two columns, circuit over "attempt N · job" and state over elapsed, as
+ * {circuit: "state · elapsed · attempt N · job"}.
+ */
+function jobRows(node, out = {}) {
+  if (Array.isArray(node)) {
+    node.forEach((child) => jobRows(child, out));
+  } else if (node && typeof node === "object") {
+    const columns = node.type === "ColumnSet" ? (node.columns ?? []) : [];
+    const blocks = columns.map((column) => (column.items ?? []).map((item) => item.text));
+    if (blocks.length === 2 && blocks.every((items) => items.length === 2)) {
+      const [[circuit, detail], [state, elapsed]] = blocks;
+      out[circuit] = `${state} · ${elapsed} · ${detail}`;
+    } else {
+      Object.values(node).forEach((child) => jobRows(child, out));
+    }
+  }
+  return out;
+}
+
 /** A message the playground created or updated, as its page was told. */
 function frameOf(payload) {
   let data;
@@ -84,6 +106,7 @@ function frameOf(payload) {
     id: message.messageId,
     heading: texts[0] ?? message.text ?? "",
     facts: firstFacts(cards),
+    rows: jobRows(cards),
     text: [message.text, ...texts].filter(Boolean).join("\n"),
   };
 }

@@ -119,8 +119,8 @@ def test_one_living_card_per_session_in_the_team_channel(
     updates = [frame for frame in cards if frame["action"] == "updateMessage"]
     assert updates, "the session card was never updated"
     assert {(frame["conversation"], frame["id"]) for frame in updates} == {(channel, card_id)}
-    assert _FAILED_FIRST.match(created[0]["facts"][CIRCUIT]), created[0]
-    assert any(_COMPLETED_BY_RETRY.match(frame["facts"][CIRCUIT]) for frame in updates), updates
+    assert _FAILED_FIRST.match(created[0]["rows"][CIRCUIT]), created[0]
+    assert any(_COMPLETED_BY_RETRY.match(frame["rows"][CIRCUIT]) for frame in updates), updates
 
     # Details are replies in the card's thread, never posts of their own in the channel.
     thread = f"{channel};messageid={card_id}"

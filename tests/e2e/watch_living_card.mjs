@@ -33,14 +33,19 @@ import {
 
 const POLL_MS = 250;
 
-/** The value shown next to `title` in a card's facts, read as a person reads the card. */
-function factValue(innerText, title) {
+/**
+ * A circuit's row as a person reads the card: the circuit over "attempt N · job" on the
+ * left, state over elapsed on the right; as "state · elapsed · attempt N · job".
+ */
+function rowValue(innerText, circuit) {
   const lines = innerText
     .split("\n")
     .map((line) => line.trim())
     .filter(Boolean);
-  const at = lines.indexOf(title);
-  return at >= 0 && at + 1 < lines.length ? lines[at + 1] : null;
+  const at = lines.indexOf(circuit);
+  if (at < 0 || at + 3 >= lines.length) return null;
+  const [detail, state, elapsed] = lines.slice(at + 1, at + 4);
+  return `${state} · ${elapsed} · ${detail}`;
 }
 
 async function waitForValue(what, probe, timeoutMs) {
@@ -98,7 +103,7 @@ async function watchTheChannel({ page, request, step, screenshot, frames }) {
       screenshot: await screenshot("session-card"),
       count: await sessionCards.count(),
       text,
-      row: factValue(text, circuit),
+      row: rowValue(text, circuit),
     };
   });
 
@@ -125,7 +130,7 @@ async function watchTheChannel({ page, request, step, screenshot, frames }) {
       async () => {
         const count = await sessionCards.count();
         const text = count ? await sessionCards.first().innerText() : "";
-        const value = factValue(text, circuit);
+        const value = rowValue(text, circuit);
         return { done: Boolean(value && value.includes("Completed")), value, seen: value };
       },
       eventTimeoutMs,

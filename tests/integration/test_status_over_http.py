@@ -8,6 +8,7 @@ from monitoring.jobs import JobState, TrainingJob
 from tests.conftest import FixedClock, StartBot
 from tests.standins.connector import ConnectorStandIn
 from tests.teams_payloads import channel_message, personal_message
+from tests.unit.card_rows import job_rows
 
 
 def _texts(card: dict) -> list[str]:
@@ -83,12 +84,19 @@ async def test_status_lists_jobs_with_circuit_state_and_elapsed(
     texts = _texts(connector.cards()[0])
     joined = " | ".join(texts)
     assert "PLANT001/CIRCUIT01" in joined and "PLANT002/CIRCUIT02" in joined
-    running_line = next(t for t in texts if t.startswith("PLANT001/CIRCUIT01:"))
-    failed_line = next(t for t in texts if t.startswith("PLANT002/CIRCUIT02:"))
-    assert "▶️ Running · 1h 05m · attempt 1" in running_line  # elapsed so far
-    assert "❌ Failed · 10m 00s · attempt 2" in failed_line  # how long it ran
-    assert "(https://ml.azure.com/runs/train-plant001-circuit01-a1)" in running_line
-    assert texts.index(running_line) < texts.index(failed_line)  # running first
+    running, failed = job_rows(connector.cards()[0])  # running first
+    assert (running.circuit, running.state, running.elapsed) == (
+        "PLANT001/CIRCUIT01",
+        "▶️ Running",
+        "1h 05m",  # elapsed so far
+    )
+    assert (failed.circuit, failed.state, failed.elapsed) == (
+        "PLANT002/CIRCUIT02",
+        "❌ Failed",
+        "10m 00s",  # how long it ran
+    )
+    assert running.detail.startswith("attempt 1 ") and failed.detail.startswith("attempt 2 ")
+    assert "(https://ml.azure.com/runs/train-plant001-circuit01-a1)" in running.detail
     assert "2 job(s): 1 running, 1 failed" in joined
 
     # A filter narrows the card to matching circuits.

@@ -28,17 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # (importing module, imported module) pairs that break a rule today.
 KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
     {
-        # The store returns status rows typed by the monitoring layer.
-        ("store.monitoring", "monitoring.status_report"),
-        ("store.watched_jobs", "monitoring.status_report"),
-        # Cards render monitoring's reports and the catalog builds its samples with it.
-        ("cards.status", "monitoring.status_report"),
+        # The catalog builds its samples with monitoring's event builders.
         ("cards.catalog", "monitoring.deployment_watch"),
         ("cards.catalog", "monitoring.engine"),
         ("cards.catalog", "monitoring.health"),
         ("cards.catalog", "monitoring.lifecycle"),
         ("cards.catalog", "monitoring.metrics"),
-        ("cards.catalog", "monitoring.status_report"),
     }
 )
 

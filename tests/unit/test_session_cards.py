@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from cards.session import (
     MAX_CARD_BYTES,
@@ -15,6 +14,7 @@ from cards.session import (
 )
 from monitoring.jobs import JobState, TrainingJob
 from store.monitoring import EventRecord, JobRecord, SessionRecord
+from tests.unit.card_rows import job_rows
 from tests.unit.test_event_cards import assert_valid
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -71,14 +71,7 @@ def job(
     )
 
 
-def facts_of(card: dict[str, Any]) -> list[tuple[str, str]]:
-    for element in card["body"]:
-        if element["type"] == "FactSet":
-            return [(f["title"], f["value"]) for f in element["facts"]]
-    return []
-
-
-def test_each_circuit_shows_once_by_its_latest_attempt_failures_first() -> None:
+def test_each_circuit_shows_once_by_its_latest_attempt_in_status_order() -> None:
     jobs = [
         job("PLANT001/CIRCUIT01", JobState.COMPLETED, ended=timedelta(minutes=5)),
         job("PLANT002/CIRCUIT01", JobState.FAILED, 1, ended=timedelta(minutes=20)),
@@ -87,18 +80,20 @@ def test_each_circuit_shows_once_by_its_latest_attempt_failures_first() -> None:
         job("PLANT004/CIRCUIT01", JobState.WAITING, started=None),
     ]
     card = render_session_card(session(), jobs, NOW)
-    rows = facts_of(card)
-    assert [title for title, _ in rows] == [
-        "PLANT003/CIRCUIT01",
+    rows = job_rows(card)
+    # The order of `status` (domain.status.status_order): running, waiting, …, failed, …
+    assert [row.circuit for row in rows] == [
         "PLANT002/CIRCUIT01",
         "PLANT004/CIRCUIT01",
+        "PLANT003/CIRCUIT01",
         "PLANT001/CIRCUIT01",
     ]
-    assert rows[1][1].startswith("▶️ Running · 4m 00s · attempt 2")
-    assert rows[0][1].startswith("❌ Failed · 29m 00s · attempt 1")  # started 30 min ago
-    assert rows[2][1].startswith("⏳ Waiting · — · attempt 1")
+    assert (rows[0].state, rows[0].elapsed) == ("▶️ Running", "4m 00s")
+    assert rows[0].detail.startswith("attempt 2 · [train PLANT002/CIRCUIT01]")
+    assert (rows[2].state, rows[2].elapsed) == ("❌ Failed", "29m 00s")  # started 30 min ago
+    assert (rows[1].state, rows[1].elapsed) == ("⏳ Waiting", "—")
     text = json.dumps(card, ensure_ascii=False)
-    assert "4 circuit(s): 1 waiting, 1 running, 1 completed, 1 failed — watching" in text
+    assert "4 circuit(s): 1 running, 1 waiting, 1 failed, 1 completed — watching" in text
     assert "Updated 2026-11-29 12:00 UTC" in text
     assert card["version"] == "1.5"
     assert_valid(card, "1.5")
@@ -111,7 +106,8 @@ def test_a_huge_session_is_capped_and_counted_under_the_size_limit() -> None:
     ]
     card = render_session_card(session(title="t" * 1000), jobs, NOW)
     assert len(json.dumps(card).encode()) <= MAX_CARD_BYTES
-    shown = len(facts_of(card))
+    shown = len(job_rows(card))
+    assert shown > 0
     assert shown <= MAX_ROWS
     assert f"…and {500 - shown} more." in json.dumps(card, ensure_ascii=False)
     assert_valid(card, "1.5")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from cards.status import render_status_card
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.status_report import MAX_JOBS_SHOWN, JobPage, build_status_report, elapsed_of
+from tests.unit.card_rows import job_rows
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -69,9 +70,9 @@ def test_card_shape_and_escaping() -> None:
     blob = json.dumps(card)
     assert "train\\\\_\\\\*x\\\\*" in blob  # markdown characters are escaped
     assert "(https://ml.azure.com/r/1)" in blob
-    fact_set = next(el for el in card["body"] if el["type"] == "FactSet")
-    assert [f["title"] for f in fact_set["facts"]] == ["P/C\\_1"]
-    assert fact_set["facts"][0]["value"].startswith("❌ Failed · — · attempt 1 · [train")
+    [row] = job_rows(card)
+    assert (row.circuit, row.state, row.elapsed) == ("P/C\\_1", "❌ Failed", "—")
+    assert row.detail.startswith("attempt 1 · [train")
 
 
 def test_empty_and_filtered_empty_states() -> None:
