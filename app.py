@@ -530,6 +530,7 @@ def build_bot(
                 first_check_pending=lambda: (
                     built_engine is not None and not built_engine.checked_once
                 ),
+                holds=store.attention,
             ),
             bot_name=startup.bot_display_name,
             operations=operations,

@@ -105,6 +105,7 @@ def render_status_card(report: StatusReport) -> Card:
                 )
             )
         _append_deployments(body, report)
+        _append_held(body, report)
         _append_stuck(body, report)
         body.append(text(f"As of {stamp}", isSubtle=True, size="Small"))
         return card(body)
@@ -135,9 +136,24 @@ def render_status_card(report: StatusReport) -> Card:
             )
         )
     _append_deployments(body, report)
+    _append_held(body, report)
     _append_stuck(body, report)
     body.append(text(f"As of {stamp}", isSubtle=True, size="Small"))
     return card(body)
+
+
+def _append_held(body: list[dict[str, Any]], report: StatusReport) -> None:
+    """Held events are recorded, not posted: say so, so that nothing vanishes unseen."""
+    if not (report.active_silences or report.held_recently):
+        return
+    parts = []
+    if report.active_silences:
+        parts.append(f"{report.active_silences} active silence(s)")
+    if report.held_recently:
+        parts.append(f"{report.held_recently} event(s) held back in the last 24 h")
+    body.append(
+        text(f"🔕 {' · '.join(parts)} — **silences** lists them", isSubtle=True, size="Small")
+    )
 
 
 def _append_deployments(body: list[dict[str, Any]], report: StatusReport) -> None:

@@ -89,6 +89,10 @@ class StatusReport:
     # True until this process's monitoring has looked at the workspaces once: an empty
     # store then means "not looked yet", not "nothing is running".
     first_check_pending: bool = False
+    # Silences in force, and events held back (silenced, snoozed, acknowledged) in the
+    # last day: recorded, not posted, and said here so that nothing vanishes unseen.
+    active_silences: int = 0
+    held_recently: int = 0
 
     @property
     def hidden(self) -> int:

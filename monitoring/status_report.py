@@ -6,8 +6,8 @@ The report's types and order live in `domain.status`; this module reads the stor
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from domain.status import (
@@ -63,6 +63,15 @@ class StuckReader(Protocol):
     async def stuck(self, limit: int = 20) -> list[tuple[str, str, str]]: ...
 
 
+class HoldReader(Protocol):
+    async def active_silences(self, now: datetime) -> Sequence[object]: ...
+
+    async def held_since(self, since: datetime) -> int: ...
+
+
+HELD_WINDOW = timedelta(hours=24)
+
+
 class StatusService:
     """Builds the status report for the bot from the store (never from Azure)."""
 
@@ -73,8 +82,10 @@ class StatusService:
         deployments: DeploymentReader | None = None,
         limit: int = MAX_JOBS_SHOWN,
         first_check_pending: Callable[[], bool] = lambda: False,
+        holds: HoldReader | None = None,
     ) -> None:
         self._jobs = jobs
+        self._holds = holds
         self._first_check_pending = first_check_pending
         self._stuck = stuck
         self._deployments = deployments
@@ -94,5 +105,11 @@ class StatusService:
                 report,
                 approvals=tuple(await self._deployments.pending_approvals()),
                 deployments=tuple(await self._deployments.last_deployments()),
+            )
+        if self._holds is not None:
+            report = dataclasses.replace(
+                report,
+                active_silences=len(await self._holds.active_silences(now)),
+                held_recently=await self._holds.held_since(now - HELD_WINDOW),
             )
         return report

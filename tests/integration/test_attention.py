@@ -85,6 +85,8 @@ async def test_a_silence_holds_matching_failures_and_never_posts_them_late(
     # Failures elsewhere still go out.
     listing = await ops.say("silences")
     assert "Held so far" in str(listing) and "cluster maintenance" in str(listing)
+    status = str(await ops.say("status"))
+    assert "1 active silence(s)" in status and "held back in the last 24 h" in status
 
     await play(bot, 30 * 60)  # the silence ended 20 minutes ago
     async with bot.runtime.db.sessions() as session:
