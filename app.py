@@ -45,6 +45,7 @@ from bot.living_cards import LivingCards
 from bot.notifiers import TeamsNotifier, WebhookNotifier
 from bot.operations import Operations
 from bot.proactive import ProactiveMessenger
+from cards.events import event_summary
 from config.clouds import KNOWN_CLOUDS
 from config.live import LiveSettings
 from config.settings import HOOK_NAMES, HookName, Settings, SettingsError, settings_report
@@ -57,6 +58,7 @@ from monitoring.dispatch import EventDispatcher, Notifier
 from monitoring.email_delivery import EmailSender, SmtpSettings
 from monitoring.email_notifier import EmailNotifier
 from monitoring.engine import EngineConfig, MonitoringEngine
+from monitoring.escalation import EscalationPass, TimedGroup
 from monitoring.executors import ServiceExecutors
 from monitoring.health import HealthPolicy
 from monitoring.holds import EventHolds, HoldingNotifier
@@ -93,6 +95,7 @@ from store.conversations import ConversationStore
 from store.database import Database
 from store.deliveries import DeliveryStore
 from store.deployment_watches import DeploymentWatchStore
+from store.escalation import EscalationReader
 from store.gauges import GaugeReader
 from store.group_commit import GroupCommit
 from store.history import CircuitHistoryStore
@@ -234,6 +237,8 @@ class Runtime:
     refresher: VariableGroupRefresher | None = None
     # The deployment health watch; None without endpoints to watch or a metrics client.
     watcher: DeploymentWatcher | None = None
+    # Re-posts what nobody acknowledged or decided in time (driven by the scheduler).
+    escalations: EscalationPass | None = None
 
 
 def _turn_error_handler(bot_name: str) -> Callable[[TurnContext, Exception], object]:
@@ -411,6 +416,8 @@ class DeliveryParts:
     # Runs engine ticks, health checks and delivery; None when there is nothing to run.
     scheduler: EngineScheduler | None
     http: _HttpSessionHolder
+    # Posts again what nobody acknowledged or decided in time.
+    escalations: EscalationPass
 
 
 def build_delivery(
@@ -429,7 +436,8 @@ def build_delivery(
 
     def mentions(events: Sequence[EventRecord]) -> Mentions | None:
         policy = AccessPolicy.from_settings(live.now(), env_snapshot)
-        return mentions_of_group(events, owners.rules(), policy.approvers_for)
+        now = live.now()
+        return mentions_of_group(events, owners.rules(), policy.approvers_for, now.on_call)
 
     http = _HttpSessionHolder()
     # Every request to Teams takes a turn under its rate limits (sleeping in sim time).
@@ -468,6 +476,18 @@ def build_delivery(
     )
     startup = live.startup
     retention = RetentionPass(RetentionStore(store.db), startup.retention_policy(), clock)
+    escalations = EscalationPass(
+        EscalationReader(store.db),
+        store.attention,
+        store.monitoring,
+        clock,
+        after=lambda: (
+            timedelta(minutes=live.now().escalation_minutes)
+            if live.now().escalation_minutes
+            else None
+        ),
+        summary=event_summary,
+    )
     # Hook events need delivering even when no Azure ML workspace is watched, and the
     # store is pruned whatever is configured (the audit trail and card nonces grow too).
     scheduler = EngineScheduler(
@@ -475,11 +495,11 @@ def build_delivery(
         dispatcher,
         clock=clock,
         speed=speed,
-        watcher=engine.watcher,
+        watcher=TimedGroup(engine.watcher, escalations),
         retention=retention,
         retention_interval_s=startup.retention_interval_minutes * 60,
     )
-    return DeliveryParts(dispatcher, scheduler, http)
+    return DeliveryParts(dispatcher, scheduler, http, escalations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -736,6 +756,7 @@ async def build_runtime(
         live=azure_parts.live,
         refresher=azure_parts.refresher,
         watcher=engine.watcher,
+        escalations=delivery.escalations,
     )
 
 

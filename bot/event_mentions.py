@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 # A training that needs a person: failed (retries exhausted included), timed out, long.
 OWNER_KINDS: frozenset[str] = frozenset({"training_failed", "attempt_timed_out", "long_running"})
 APPROVER_KINDS: frozenset[str] = frozenset({"approval_required"})
+# Nobody acted in time: the next people are told (on-call, then approvers).
+ESCALATED_KINDS: frozenset[str] = frozenset({"failure_escalated", "approval_escalated"})
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,14 @@ def mentions_for(
     event: EventRecord,
     owners: Sequence[OwnerRule],
     approvers_for: Callable[[str | None], Collection[str]],
+    on_call: Collection[str] = (),
 ) -> Mentions | None:
     """Whom `event`'s card should mention, or None."""
+    if event.kind in ESCALATED_KINDS:
+        environment = event.payload.get("environment")
+        env = environment if isinstance(environment, str) and environment else None
+        people = tuple(dict.fromkeys((*_people(on_call), *_people(approvers_for(env)))))
+        return Mentions("Escalated to", people) if people else None
     if event.kind in OWNER_KINDS:
         people = owners_of(owners, event.circuit)
         return Mentions("Owners", people) if people else None
@@ -77,9 +85,10 @@ def mentions_of_group(
     events: Sequence[EventRecord],
     owners: Sequence[OwnerRule],
     approvers_for: Callable[[str | None], Collection[str]],
+    on_call: Collection[str] = (),
 ) -> Mentions | None:
     """One mention line for a card that carries several events (grouped failures)."""
-    plans = [plan for e in events if (plan := mentions_for(e, owners, approvers_for))]
+    plans = [plan for e in events if (plan := mentions_for(e, owners, approvers_for, on_call))]
     if not plans:
         return None
     people = tuple(dict.fromkeys(someone for plan in plans for someone in plan.people))

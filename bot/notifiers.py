@@ -65,7 +65,7 @@ def with_approval_buttons(card: Card, event: EventRecord, signer: CardSigner) ->
     payload = event.payload
     approval_id = payload.get("approval_id")
     if (
-        event.kind != EventKind.APPROVAL_REQUIRED
+        event.kind not in (EventKind.APPROVAL_REQUIRED, EventKind.APPROVAL_ESCALATED)
         or not isinstance(approval_id, str)
         or not approval_id
     ):

@@ -383,6 +383,39 @@ def sample_events(now: datetime) -> dict[str, EventRecord]:
         ),
         **_devops_events(now),
         **_health_events(now),
+        **_escalation_events(now),
+    }
+
+
+def _escalation_events(now: datetime) -> dict[str, EventRecord]:
+    """What nobody took in time, posted again (`monitoring.escalation`)."""
+    failure = {
+        "workspace": _WORKSPACE,
+        "job_name": "tidy_owl_z81c",
+        "circuit": "PLANT001/CIRCUIT03",
+        "attempt": 3,
+        "studio_url": _STUDIO.format(job="tidy_owl_z81c"),
+        "original_event_id": 41,
+        "original_kind": "training_failed",
+        "level": 1,
+        "waited": 31 * 60.0,
+        "summary": "❌ PLANT001/CIRCUIT03 failed (attempt 3 of 3, retries exhausted)",
+    }
+    approval = {
+        "approval_id": "6b1f0c7e-2d4a-4c1b-9e3f-8a7d5c4b3a21",
+        "environment": "prod",
+        "pipeline": "deployment-pipeline",
+        "run_id": 20231,
+        "web_url": _DEVOPS_RUN.format(run=20231),
+        "original_event_id": 42,
+        "original_kind": "approval_required",
+        "level": 1,
+        "waited": 45 * 60.0,
+        "summary": "🔐 Approval required: deployment to prod (deployment-pipeline #20231)",
+    }
+    return {
+        "failure-escalated": _record("failure_escalated", failure, now, "PLANT001/CIRCUIT03"),
+        "approval-escalated": _record("approval_escalated", approval, now, None),
     }
 
 

@@ -71,6 +71,8 @@ _AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "MLBOT_SMTP_",
             "MLBOT_ML_ENGINEERS_EMAIL",
             "MLBOT_CIRCUIT_OWNERS",  # who is mentioned about a circuit's failures
+            "MLBOT_ONCALL",
+            "MLBOT_ESCALATION_",
             "MLBOT_TEAMS_WEBHOOK_URL",
             "MLBOT_GROUP_WAIT",
         ),

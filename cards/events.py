@@ -1323,6 +1323,54 @@ def _summary_generic(view: _View) -> str:
     return f"🔔 {view.circuit}: {view.record.kind or 'event'}"
 
 
+def _waited(view: _View) -> str:
+    return format_duration(view.seconds("waited"))
+
+
+def _failure_escalated(view: _View) -> _Parts:
+    summary = view.string("summary")
+    body = [
+        view.heading(f"⏫ {_safe(view.circuit)} — still unhandled after {_waited(view)}"),
+        text(
+            "Nobody acknowledged this failure, and no retry is left: "
+            + (_safe(summary, MAX_ERROR_CHARS) if summary else "the training failed.")
+        ),
+        _facts(
+            ("Attempt", view.attempt_text),
+            ("Job", _job_label(view)),
+            ("Waiting for", _waited(view)),
+        ),
+        text(
+            f"Press Acknowledge if you take it, or {_retry_command(view)} to run it again.",
+            isSubtle=True,
+        ),
+        _footer(view),
+    ]
+    return _Parts(body, _studio_action(view))
+
+
+def _approval_escalated(view: _View) -> _Parts:
+    summary = view.string("summary")
+    body = [
+        view.heading(f"⏫ Approval still waiting — {_safe(_deployment_subject(view).lower())}"),
+        text(
+            f"Nobody decided this approval within {_waited(view)}"
+            + (f": {_safe(summary, MAX_ERROR_CHARS)}" if summary else ".")
+        ),
+        _deployment_facts(view, ("Waiting for", _waited(view))),
+        _footer(view),
+    ]
+    return _Parts(body, _run_action(view, "Review in Azure DevOps"))
+
+
+def _summary_failure_escalated(view: _View) -> str:
+    return f"⏫ {view.circuit}: failure unhandled for {_waited(view)}"
+
+
+def _summary_approval_escalated(view: _View) -> str:
+    return f"⏫ Approval still waiting for {_waited(view)}: {_deployment_subject(view).lower()}"
+
+
 # A constant registry: adding a kind is one entry here, not another branch somewhere.
 _KINDS: Mapping[str, _Kind] = MappingProxyType(
     {
@@ -1338,6 +1386,8 @@ _KINDS: Mapping[str, _Kind] = MappingProxyType(
         "deployment_failed": _Kind(_deployment_failed, _summary_deployment_failed),
         "approval_required": _Kind(_approval_required, _summary_approval_required),
         "approval_decided": _Kind(_approval_decided, _summary_approval_decided),
+        "failure_escalated": _Kind(_failure_escalated, _summary_failure_escalated),
+        "approval_escalated": _Kind(_approval_escalated, _summary_approval_escalated),
     }
 )
 _GENERIC = _Kind(_generic, _summary_generic)

@@ -171,6 +171,11 @@ class Settings(BaseSettings):
     # Whom failure, timeout and long-running cards @mention, by circuit prefix:
     # `PLANT001/=ada@contoso.com|bob@contoso.com, PLANT002/CIRCUIT03=<Entra object id>`.
     circuit_owners: CommaList = Field((), alias="MLBOT_CIRCUIT_OWNERS")
+    # Who is told when nobody acted in time (UPNs or Entra object ids), with the approvers.
+    on_call: CommaList = Field((), alias="MLBOT_ONCALL")
+    # A final failure nobody acknowledged, or an approval nobody decided, is posted again
+    # after this many minutes, mentioning on-call and approvers; 0 turns it off.
+    escalation_minutes: int = Field(30, alias="MLBOT_ESCALATION_MINUTES", ge=0, le=7 * 24 * 60)
     manual_circuits: CommaList = Field((), alias="MLBOT_MANUAL_CIRCUITS")
     auto_retry_max_retries: int = Field(2, alias="MLBOT_AUTO_RETRY_MAX_RETRIES", ge=0, le=10)
     auto_retry_timeout_seconds: int = Field(
@@ -264,6 +269,7 @@ class Settings(BaseSettings):
         "azureml_workspaces",
         "ml_engineers_email",
         "circuit_owners",
+        "on_call",
         "manual_circuits",
         "auto_rollback_environments",
         "production_environments",

@@ -36,7 +36,9 @@ REMINDER_KIND = "long_running"
 ACKNOWLEDGE_VERB = "alert.ack"
 SNOOZE_VERB = "alert.snooze"
 # The kinds an Acknowledge button goes on: a training that needs a person.
-ACKNOWLEDGEABLE_KINDS = frozenset({"training_failed", "attempt_timed_out", "long_running"})
+ACKNOWLEDGEABLE_KINDS = frozenset(
+    {"training_failed", "attempt_timed_out", "long_running", "failure_escalated"}
+)
 SNOOZE_CHOICES: dict[str, timedelta | None] = {
     "1h": timedelta(hours=1),
     "4h": timedelta(hours=4),

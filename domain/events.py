@@ -58,6 +58,9 @@ class EventKind(StrEnum):
     ROLLBACK_FAILED = "rollback_failed"  # Azure DevOps refused to queue it
     HEALTH_INCONCLUSIVE = "health_inconclusive"
     DEPLOYMENT_HEALTHY = "deployment_healthy"
+    # Escalations: nobody acknowledged a failure, or decided an approval, in time.
+    FAILURE_ESCALATED = "failure_escalated"
+    APPROVAL_ESCALATED = "approval_escalated"
 
 
 class SubscriptionKind(StrEnum):
@@ -78,6 +81,7 @@ class Source(StrEnum):
     TRAINING = "training"  # the monitoring engine, from Azure ML
     DEVOPS = "devops"  # Azure DevOps service hooks
     HEALTH = "health"  # the deployment health watch, from Azure Monitor
+    ESCALATION = "escalation"  # mlbot itself, when nobody acted in time
 
 
 class LivingCard(StrEnum):
@@ -214,6 +218,26 @@ class HealthPayload(EventPayload):
     points: list[Any] = []
 
 
+class EscalationPayload(EventPayload):
+    """What was left unhandled, for how long, and who is told now."""
+
+    original_event_id: int | None = None
+    original_kind: str | None = None
+    level: int = 1
+    waited: float | None = None  # seconds since the original was recorded
+    summary: str | None = None  # the original's one-line summary
+    workspace: str | None = None
+    job_name: str | None = None
+    circuit: str | None = None
+    attempt: int | None = None
+    approval_id: str | None = None
+    environment: str | None = None
+    pipeline: str | None = None
+    run_id: int | str | None = None
+    web_url: str | None = None
+    studio_url: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class EventSpec:
     kind: EventKind
@@ -313,6 +337,17 @@ _SPECS: tuple[EventSpec, ...] = (
     _health(_K.ROLLBACK_FAILED, _S.ROLLBACK),
     _health(_K.HEALTH_INCONCLUSIVE, _S.DEPLOYMENT_FAILED),
     _health(_K.DEPLOYMENT_HEALTHY, _S.DEPLOYMENT_COMPLETED),
+    # Cards of their own: a new message notifies, an update of an old one would not.
+    EventSpec(
+        _K.FAILURE_ESCALATED, Source.ESCALATION, EscalationPayload, _S.TRAINING_FAILED, webhook=True
+    ),
+    EventSpec(
+        _K.APPROVAL_ESCALATED,
+        Source.ESCALATION,
+        EscalationPayload,
+        _S.APPROVAL_REQUIRED,
+        webhook=True,
+    ),
 )
 REGISTRY: Mapping[EventKind, EventSpec] = MappingProxyType({s.kind: s for s in _SPECS})
 

@@ -169,7 +169,14 @@ def sample_events() -> dict[str, EventRecord]:
         RETRY_QUEUED: record(RETRY_QUEUED, retry_payload(), circuit=None),
         **devops_samples(),
         **health_samples(),
+        **escalation_samples(),
     }
+
+
+def escalation_samples() -> dict[str, EventRecord]:
+    """Escalations, from the card catalog (test_escalation runs the real pass)."""
+    catalog = catalog_sample_events(NOW)
+    return {k: catalog[k.replace("_", "-")] for k in ("failure_escalated", "approval_escalated")}
 
 
 def health_samples() -> dict[str, EventRecord]:
