@@ -76,9 +76,12 @@ class LastDeployment:
 
 
 class DeploymentReader(Protocol):
-    async def pending_approvals(self, limit: int = 10) -> list[PendingApproval]: ...
-
-    async def last_deployments(self) -> list[LastDeployment]: ...
+    async def deployment_overview(
+        self, approvals: int = 10
+    ) -> tuple[list[PendingApproval], list[LastDeployment]]:
+        """Pending approvals (newest first, at most `approvals`) and the latest
+        deployment per environment."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +159,8 @@ class StatusService:
         if self._stuck is not None:
             report = dataclasses.replace(report, stuck=tuple(await self._stuck.stuck(limit=5)))
         if self._deployments is not None and not filter_text.strip():
+            approvals, deployments = await self._deployments.deployment_overview()
             report = dataclasses.replace(
-                report,
-                approvals=tuple(await self._deployments.pending_approvals()),
-                deployments=tuple(await self._deployments.last_deployments()),
+                report, approvals=tuple(approvals), deployments=tuple(deployments)
             )
         return report
