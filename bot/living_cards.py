@@ -40,6 +40,7 @@ from store.posted_activities import (
     REPLY,
     RUN_CARD,
     SESSION_CARD,
+    PostedActivity,
     PostedActivityStore,
     message_key,
 )
@@ -195,7 +196,21 @@ class LivingCards:
         """Show `card` as the one living message under `key`: update it in place where it
         was posted (unless it already shows exactly this), otherwise post it once."""
         shown = json.dumps(card, sort_keys=True)
-        existing = await self._posted.get(key)
+        claimed: PostedActivity | None = None
+        if key in self._shown:
+            # Shown by this process before: the message exists, this is an update.
+            existing = await self._posted.get(key)
+        else:
+            # Most likely a new message: claiming the key is one statement that also
+            # reports a message posted earlier (by a previous run), so no read first.
+            existing = claimed = await self._posted.begin(
+                key,
+                destination=destination,
+                kind=kind,
+                now=self._clock(),
+                session_id=session_id,
+                event_id=event_id,
+            )
         if existing is not None and existing.status == POSTED and existing.activity_id:
             if self._shown.get(key) == shown:
                 return existing.activity_id
@@ -216,6 +231,7 @@ class LivingCards:
                 # gone, that post fails for good and the delivery says so).
                 log.info("the %s %s was deleted; posting it again", kind, key)
                 await self._posted.forget(key)
+                claimed = None
         posted = await self._post_once(
             key,
             kind=kind,
@@ -224,6 +240,7 @@ class LivingCards:
             summary=summary,
             session_id=session_id,
             event_id=event_id,
+            claimed=claimed,
         )
         self._remember(key, shown)
         return posted
@@ -245,8 +262,11 @@ class LivingCards:
         session_id: int | None = None,
         event_id: int | None = None,
         reply_to: str | None = None,
+        claimed: PostedActivity | None = None,
     ) -> str | None:
-        intent = await self._posted.begin(
+        """Post `card` unless the message under `key` exists; `claimed` is the row a
+        `begin` for this attempt already returned."""
+        intent = claimed or await self._posted.begin(
             key,
             destination=destination,
             kind=kind,

@@ -14,6 +14,9 @@ in between), so the delivery worker can tell a throttled send from a gone conver
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +27,21 @@ from botbuilder.schema import Activity, ActivityTypes, ConversationReference, In
 from botframework.connector.aio import ConnectorClient
 
 from bot.service_urls import RefusedServiceUrlError
-from store.conversations import ConversationStore
+from store.conversations import ConversationRecord, ConversationStore
 
 log = logging.getLogger(__name__)
 
 # Conversation types whose messages have threads: a reply to a channel post is
 # addressed to the conversation `<channel id>;messageid=<root activity id>`.
 _THREADED = frozenset({"channel"})
+
+# How long a conversation's stored reference is reused without asking the store again.
+# Changes made through this process's ConversationStore take effect at once; this bounds
+# how long another process's change (another replica recorded a new service URL, or the
+# bot's removal) can go unseen, and a send to a conversation the bot has left is refused
+# by Teams meanwhile, which fails the delivery for good just the same.
+REFERENCE_TTL_S = 60.0
+_REFERENCES_KEPT = 10_000
 
 
 class UnknownConversationError(LookupError):
@@ -53,11 +64,22 @@ class OutgoingMessage:
 
 class ProactiveMessenger:
     def __init__(
-        self, adapter: CloudAdapter, app_id: str, conversations: ConversationStore
+        self,
+        adapter: CloudAdapter,
+        app_id: str,
+        conversations: ConversationStore,
+        *,
+        reference_ttl_s: float = REFERENCE_TTL_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._adapter = adapter
         self._app_id = app_id
         self._conversations = conversations
+        # Conversation id -> (store revision, when read, record): a burst of
+        # notifications to one conversation reads its reference once.
+        self._records: OrderedDict[str, tuple[int, float, ConversationRecord]] = OrderedDict()
+        self._reference_ttl_s = reference_ttl_s
+        self._monotonic = monotonic
         # One connector client per service URL, made by the adapter's own connector
         # factory and kept: a proactive turn would build a new client (and open a new
         # connection) for every message, which costs more than the message.
@@ -145,7 +167,7 @@ class ProactiveMessenger:
     ) -> ConversationReference:
         """The conversation's stored reference, addressed to `reply_to`'s thread where the
         conversation has threads."""
-        record = await self._conversations.get(conversation_id)
+        record = await self._record(conversation_id)
         if record is None:
             raise UnknownConversationError(conversation_id)
         reference = ConversationReference().deserialize(record.reference)
@@ -153,6 +175,25 @@ class ProactiveMessenger:
             reference.conversation.id = thread_conversation_id(conversation_id, reply_to)
             reference.activity_id = reply_to
         return reference
+
+    async def _record(self, conversation_id: str) -> ConversationRecord | None:
+        """The conversation's stored record, read again once this process changed a
+        conversation or `reference_ttl_s` has passed. An unknown one is never kept."""
+        revision, now = self._conversations.revision, self._monotonic()
+        kept = self._records.get(conversation_id)
+        if kept is not None and kept[0] == revision and now - kept[1] < self._reference_ttl_s:
+            self._records.move_to_end(conversation_id)
+            return kept[2]
+        record = await self._conversations.get(conversation_id)
+        if record is None:
+            self._records.pop(conversation_id, None)
+            return None
+        # The revision read before the query: a change committed meanwhile reads again.
+        self._records[conversation_id] = (revision, now, record)
+        self._records.move_to_end(conversation_id)
+        while len(self._records) > _REFERENCES_KEPT:
+            self._records.popitem(last=False)
+        return record
 
     async def _client(self, service_url: str) -> ConnectorClient:
         client = self._clients.get(service_url)

@@ -54,9 +54,12 @@ class JobReader(Protocol):
 
 
 class DeploymentReader(Protocol):
-    async def pending_approvals(self, limit: int = 10) -> list[PendingApproval]: ...
-
-    async def last_deployments(self) -> list[LastDeployment]: ...
+    async def deployment_overview(
+        self, approvals: int = 10
+    ) -> tuple[list[PendingApproval], list[LastDeployment]]:
+        """Pending approvals (newest first, at most `approvals`) and the latest
+        deployment per environment."""
+        ...
 
 
 class StuckReader(Protocol):
@@ -101,10 +104,9 @@ class StatusService:
         if self._stuck is not None:
             report = dataclasses.replace(report, stuck=tuple(await self._stuck.stuck(limit=5)))
         if self._deployments is not None and not filter_text.strip():
+            approvals, deployments = await self._deployments.deployment_overview()
             report = dataclasses.replace(
-                report,
-                approvals=tuple(await self._deployments.pending_approvals()),
-                deployments=tuple(await self._deployments.last_deployments()),
+                report, approvals=tuple(approvals), deployments=tuple(deployments)
             )
         if self._holds is not None:
             report = dataclasses.replace(

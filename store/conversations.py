@@ -47,6 +47,9 @@ class Subscribers:
 class ConversationStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Counts this store's changes to conversations (after each commit), so a reader
+        # that keeps references (`ProactiveMessenger`) drops them when one changed here.
+        self.revision = 0
 
     async def remember(
         self, record: ConversationRecord, initial: Subscription | None = None
@@ -57,6 +60,12 @@ class ConversationStore:
         Teams sends `conversationUpdate` and `installationUpdate` for one install at the
         same moment; whichever inserts second sees the conflict and refreshes instead.
         """
+        try:
+            return await self._remember(record, initial)
+        finally:
+            self.revision += 1
+
+    async def _remember(self, record: ConversationRecord, initial: Subscription | None) -> bool:
         subscription = (
             initial if initial is not None else default_subscription(record.conversation_type)
         )
@@ -100,6 +109,12 @@ class ConversationStore:
 
     async def forget(self, conversation_id: str) -> bool:
         """Drop a conversation and its subscriptions; True when something was removed."""
+        try:
+            return await self._forget(conversation_id)
+        finally:
+            self.revision += 1
+
+    async def _forget(self, conversation_id: str) -> bool:
         async with self._db.sessions.begin() as session:
             await session.execute(
                 delete(subscriptions).where(subscriptions.c.conversation_id == conversation_id)
@@ -111,6 +126,12 @@ class ConversationStore:
 
     async def forget_team(self, team_id: str) -> int:
         """The bot left a team: forget every channel of it."""
+        try:
+            return await self._forget_team(team_id)
+        finally:
+            self.revision += 1
+
+    async def _forget_team(self, team_id: str) -> int:
         async with self._db.sessions.begin() as session:
             ids = (
                 await session.scalars(
@@ -129,9 +150,9 @@ class ConversationStore:
             return len(ids)
 
     async def get(self, conversation_id: str) -> ConversationRecord | None:
-        async with self._db.sessions() as session:
+        async with self._db.engine.connect() as conn:
             row = (
-                await session.execute(
+                await conn.execute(
                     select(conversations).where(conversations.c.conversation_id == conversation_id)
                 )
             ).first()

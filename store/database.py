@@ -12,7 +12,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -66,17 +66,25 @@ class Database:
         read_head: Callable[[], str] = head_revision,
     ) -> None:
         parsed = make_url(url)
-        if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        sqlite = parsed.drivername.startswith("sqlite")
+        on_disk = sqlite and parsed.database not in (None, "", ":memory:")
+        if on_disk:
             # Default state lives under .mlbot/; create the folder rather than fail.
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         # A pre-ping costs a round trip per checkout; only a network database can
-        # drop connections behind our back.
+        # drop connections behind our back. On SQLite every statement is a hop to
+        # aiosqlite's thread, and the pool's rollback on check-in is one more per
+        # transaction: every connection is handed out through a SQLAlchemy Connection,
+        # which already commits or rolls back before it is returned.
         self.engine: AsyncEngine = create_async_engine(
             url,
             connect_args=connect_args or {},
-            pool_pre_ping=not parsed.drivername.startswith("sqlite"),
+            pool_pre_ping=not sqlite,
+            pool_reset_on_return=None if sqlite else "rollback",
         )
+        if on_disk:
+            event.listen(self.engine.sync_engine, "connect", _write_ahead_log)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_head = read_head
         self._head: str | None = None
@@ -123,6 +131,18 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite in write-ahead-log mode: a commit appends to the log and syncs it once,
+    instead of writing, syncing and deleting a rollback journal; readers no longer wait
+    for a writer. `synchronous` stays FULL, so a commit survives a power cut as before."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()
 
 
 async def _current_revision(conn: AsyncConnection) -> str | None:

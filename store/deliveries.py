@@ -142,8 +142,9 @@ class DeliveryStore:
             .order_by(deliveries.c.id.desc())
             .limit(limit)
         )
-        async with self._db.sessions() as session:
-            rows = (await session.execute(query)).all()
+        # A plain connection, not an ORM session: `status` asks on every call.
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
         return [(row[0], row[1], row[2] or "") for row in rows]
 
 

@@ -131,7 +131,8 @@ async def upsert(
     statement = _insert(conn, table)
     if statement is None:
         return False
-    await conn.execute(
-        statement.values(rows).on_conflict_do_update(index_elements=unique, set_=update)
-    )
+    # One row goes as `values(**row)`: SQLAlchemy caches that statement's compiled form,
+    # while a multi-row VALUES is compiled afresh on every call.
+    values = statement.values(**rows[0]) if len(rows) == 1 else statement.values(rows)
+    await conn.execute(values.on_conflict_do_update(index_elements=unique, set_=update))
     return True

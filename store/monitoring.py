@@ -36,6 +36,8 @@ from store.watched_jobs import job_columns, job_from_row, mark_superseded
 # with jobs still running ("timed_out", checked at each long-running reminder).
 WATCHING = ("active", "timed_out")
 _FINISHED_STATES = tuple(state.value for state in JobState if state.is_terminal)
+_APPROVAL_KINDS = ("approval_required", "approval_decided")
+_DEPLOYMENT_KINDS = ("deployment_completed", "deployment_failed")
 
 # The exchanged types live in the domain; importing them from here keeps working.
 __all__ = [
@@ -442,8 +444,7 @@ class MonitoringStore:
 
     async def pending_approvals(self, limit: int = 10) -> list[PendingApproval]:
         """Approvals announced by Azure DevOps hooks and not decided since (newest first)."""
-        recent = await self._recent_of_kinds(("approval_required", "approval_decided"))
-        return self._pending(recent)[:limit]
+        return self._pending(await self._recent_of_kinds(_APPROVAL_KINDS))[:limit]
 
     def _pending(self, recent: list[EventRecord]) -> list[PendingApproval]:
         decided = {e.payload.get("approval_id") for e in recent if e.kind == "approval_decided"}
@@ -465,7 +466,21 @@ class MonitoringStore:
 
     async def last_deployments(self) -> list[LastDeployment]:
         """The latest deployment (completed or failed) per environment."""
-        recent = await self._recent_of_kinds(("deployment_completed", "deployment_failed"))
+        return self._latest(await self._recent_of_kinds(_DEPLOYMENT_KINDS))
+
+    async def deployment_overview(
+        self, approvals: int = 10
+    ) -> tuple[list[PendingApproval], list[LastDeployment]]:
+        """`pending_approvals` and `last_deployments` at once, looking at the newest
+        event id once for both (`status` asks on every call)."""
+        async with self._db.engine.connect() as conn:
+            newest = await conn.scalar(select(func.max(events.c.id)))
+        pending = self._pending(await self._recent_at(_APPROVAL_KINDS, newest))
+        latest = self._latest(await self._recent_at(_DEPLOYMENT_KINDS, newest))
+        return pending[:approvals], latest
+
+    @staticmethod
+    def _latest(recent: list[EventRecord]) -> list[LastDeployment]:
         latest: dict[str, LastDeployment] = {}
         for event in recent:  # oldest first: later ones replace earlier ones
             environment = str(event.payload.get("environment") or "")
@@ -480,11 +495,17 @@ class MonitoringStore:
             )
         return sorted(latest.values(), key=lambda d: d.environment)
 
-    async def _recent_of_kinds(self, kinds: tuple[str, ...], limit: int = 500) -> list[EventRecord]:
-        # Events are append-only: while the newest id is unchanged, so is the answer.
-        # `status` asks on every call; hooks add events rarely.
+    async def _recent_of_kinds(self, kinds: tuple[str, ...]) -> list[EventRecord]:
         async with self._db.engine.connect() as conn:
             newest = await conn.scalar(select(func.max(events.c.id)))
+        return await self._recent_at(kinds, newest)
+
+    async def _recent_at(
+        self, kinds: tuple[str, ...], newest: int | None, limit: int = 500
+    ) -> list[EventRecord]:
+        """Recent events of `kinds` while `newest` is the newest event id (None: none)."""
+        # Events are append-only: while the newest id is unchanged, so is the answer.
+        # `status` asks on every call; hooks add events rarely.
         cached = self._recent_cache.get(kinds)
         if cached is not None and cached[0] == newest:
             return cached[1]

@@ -6,6 +6,8 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.event import listen as event_listen
+
 from monitoring.jobs import JobState, TrainingJob
 from store.audit import AuditEntry, AuditTrail
 from store.conversations import ConversationRecord, ConversationStore
@@ -300,6 +302,16 @@ async def test_pending_approvals_and_last_deployments_from_hook_events(
         ("prod", "20261129.2", False),
         ("staging", "20261129.3", True),
     ]
+    # `status` asks for both at once, and looks at the newest event id only once.
+    newest_reads: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "max(events.id)" in statement:
+            newest_reads.append(statement)
+
+    event_listen(database.engine.sync_engine, "before_cursor_execute", before)
+    assert await store.deployment_overview() == (pending, latest)
+    assert len(newest_reads) == 1
 
 
 async def test_a_pass_planned_from_an_old_session_version_is_refused(database: Database) -> None:
