@@ -50,7 +50,7 @@ from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
 from monitoring.credentials import credential_factory
 from monitoring.deployment_watch import DeploymentWatcher, environments_from_settings
 from monitoring.devops import AzureDevOpsPipelines
-from monitoring.dispatch import EventDispatcher, Notifier
+from monitoring.dispatch import DEFAULT_CLAIM_TTL, EventDispatcher
 from monitoring.email_delivery import EmailSender, SmtpSettings
 from monitoring.email_notifier import EmailNotifier
 from monitoring.engine import EngineConfig, MonitoringEngine
@@ -58,6 +58,7 @@ from monitoring.executors import ServiceExecutors
 from monitoring.health import HealthPolicy
 from monitoring.jobs import Workspace
 from monitoring.metrics import EndpointMetrics, MetricsOptions
+from monitoring.notifier import Notifier
 from monitoring.pacing import SendPacer
 from monitoring.pipeline_runs import PipelineRuns
 from monitoring.rollback_targets import (
@@ -418,7 +419,7 @@ def build_delivery(
         gate,
     )
     notifiers: list[Notifier] = [
-        TeamsNotifier(store.conversations, teams.messenger, teams.signer, living=living),
+        TeamsNotifier(store.conversations, living, teams.signer),
         WebhookNotifier(http.get, lambda: live.now().teams_webhook_url.get_secret_value()),
         EmailNotifier(
             EmailSender(
@@ -435,8 +436,9 @@ def build_delivery(
         deliveries=store.deliveries,
         notifiers=notifiers,
         clock=clock,
-        gate=gate,
         group_wait=lambda: timedelta(seconds=live.now().group_wait_seconds),
+        # Claims last a minute of real time, whatever the sandbox's clock speed.
+        claim_ttl=DEFAULT_CLAIM_TTL * speed,
     )
     # Hook events need delivering even when no Azure ML workspace is watched.
     scheduler = (

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.destinations import TeamsConversation
 from store.database import Database
 from store.deliveries import DeliveryStore
 from store.group_commit import GroupCommit
@@ -88,15 +89,16 @@ async def test_delivery_rows_count_attempts_and_events_complete_together(
     )
     ids = [e.id for e in await monitoring.events(limit=3)]
     deliveries = DeliveryStore(database)
+    a = TeamsConversation("a")
     retry_at = NOW + timedelta(seconds=30)
     await deliveries.record(
-        ids[0], "teams:a", status="pending", now=NOW, error="503", next_attempt_at=retry_at
+        ids[0], a, status="pending", now=NOW, error="503", next_attempt_at=retry_at
     )
-    await deliveries.record_sent(ids[:2], "teams:a", now=NOW, activity_id="activity-1")
+    await deliveries.record_sent(ids[:2], a, now=NOW, activity_id="activity-1")
     rows = await deliveries.for_events(ids)
-    assert rows[ids[0]]["teams:a"].attempts == 2 and rows[ids[1]]["teams:a"].attempts == 1
-    assert {r["teams:a"].status for r in rows.values()} == {"sent"}
-    assert rows[ids[0]]["teams:a"].next_attempt_at is None
+    assert rows[ids[0]][a].attempts == 2 and rows[ids[1]][a].attempts == 1
+    assert {r[a].status for r in rows.values()} == {"sent"}
+    assert rows[ids[0]][a].next_attempt_at is None
     assert ids[2] not in rows
     await deliveries.complete_events(ids[:2], NOW)
     assert [e.id for e in await monitoring.events(undelivered_only=True)] == [ids[2]]
