@@ -36,7 +36,9 @@ class ClaimHold:
         self._deliveries = deliveries
         self._clock = clock
         self._ttl = ttl
-        self._until = clock()
+        # When the earliest of this pass's claims expires (each destination's rows are
+        # claimed as its turn comes; a renewal extends them all).
+        self._until: datetime | None = None
         self._renewing = asyncio.Lock()
 
     async def take(self, pairs: Sequence[Pair]) -> set[Pair]:
@@ -44,11 +46,14 @@ class ClaimHold:
         now = self._clock()
         until = now + self._ttl
         claimed = await self._deliveries.claim(pairs, owner=self.owner, now=now, until=until)
-        self._until = until
+        if claimed and self._until is None:
+            self._until = until
         return claimed
 
     async def keep(self) -> bool:
         """True while a send may start under this claim (renewing it when half is gone)."""
+        if self._until is None:
+            return False  # nothing claimed
         if self._until - self._clock() > self._ttl / 2:
             return True
         async with self._renewing:  # one renewal for all the lanes that need it

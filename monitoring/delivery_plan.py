@@ -69,10 +69,6 @@ class Plan:
         if self.due is None or when < self.due:
             self.due = when
 
-    @property
-    def pairs(self) -> list[Pair]:
-        return [pair for sends in self.lanes.values() for send in sends for pair in send.pairs]
-
 
 def plan_sends(
     batch: Sequence[EventRecord],
@@ -176,19 +172,12 @@ def _joining(
     return joining
 
 
-def truncate_to_claimed(plan: Plan, claimed: set[Pair]) -> int:
-    """Keep, per destination, the sends before the first one not wholly claimed (order
-    holds: what follows it waits); returns how many sends were dropped."""
-    dropped = 0
-    for destination, sends in list(plan.lanes.items()):
-        kept: list[Send] = []
-        for send in sends:
-            if not all(pair in claimed for pair in send.pairs):
-                break
-            kept.append(send)
-        dropped += len(sends) - len(kept)
-        if kept:
-            plan.lanes[destination] = kept
-        else:
-            del plan.lanes[destination]
-    return dropped
+def claimed_prefix(sends: Sequence[Send], claimed: set[Pair]) -> list[Send]:
+    """The sends of one destination before the first one not wholly claimed: what
+    follows an unclaimed send waits with it, so order per destination holds."""
+    kept: list[Send] = []
+    for send in sends:
+        if not all(pair in claimed for pair in send.pairs):
+            break
+        kept.append(send)
+    return kept

@@ -6,12 +6,13 @@ use Teams' tenant budget while each send waits on its own commits and requests. 
 destination whose own limits make it wait (a paced notifier's `turn_at`) is set aside
 for a later pass.
 
-A transient failure is retried later with backoff (honouring Retry-After), and the
+Before a destination's sends start, its rows are claimed (`monitoring.delivery_claims`);
+what another pass claimed first is left to it, with everything after it for that
+destination. A transient failure is retried later with backoff (honouring Retry-After), and the
 destination's later messages wait for it; a permanent one — bot removed, conversation
 gone, webhook revoked — is recorded and shown by `status`, never retried forever; after
 `max_attempts` a delivery is dead-lettered. Every outcome is written only while this
-pass still holds the row's claim (`monitoring.delivery_claims`), and a send starts only
-while the claim has time left.
+pass still holds the row's claim, and a send starts only while the claim has time left.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from datetime import datetime, timedelta
 
 from domain.destinations import Destination
 from monitoring.delivery_claims import ClaimHold
-from monitoring.delivery_plan import Send
+from monitoring.delivery_plan import Send, claimed_prefix
 from monitoring.notifier import DeliveryFailed, PacedNotifier
 from store.deliveries import DeliveryStore, Pair
 from store.monitoring import EventRecord
 
 log = logging.getLogger(__name__)
+
+# How soon to look again at a destination whose rows another pass claimed meanwhile.
+CONTENDED_WAIT = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,14 @@ class SendStage:
         self, sends: list[Send], hold: ClaimHold, report: DispatchReport, finished: set[Pair]
     ) -> None:
         """One destination's sends, in order; stops where one has to wait."""
-        for send in sends:
+        claimed = await hold.take([pair for send in sends for pair in send.pairs])
+        kept = claimed_prefix(sends, claimed)
+        if len(kept) < len(sends):
+            # Another pass claimed rows since they were read: look again in a moment
+            # (its own claims then show how long it holds them).
+            report.claimed_elsewhere += 1
+            report.due(self._clock() + CONTENDED_WAIT)
+        for send in kept:
             event, destination = send.event, send.destination
             if not await hold.keep():
                 # Too late to start a send under this claim: another pass may take it.

@@ -9,9 +9,10 @@ stages Alertmanager keeps apart:
 2. plan — per destination, in event order, what may go now: held behind a retry that
    is not due, a group still collecting, or another pass's claim
    (`monitoring.delivery_plan`, pure);
-3. claim — the rows the plan would send are claimed in the store (owner and expiry),
-   so two passes — two replicas, or an old and a new leader — never send one row
-   twice, and an expired claim of a process that died is taken over
+3. claim — as a destination's turn comes, the rows the plan would send to it are
+   claimed in the store (owner and expiry), so two passes — two replicas, or an old
+   and a new leader — never send one row twice and share the destinations between
+   them, and an expired claim of a process that died is taken over
    (`monitoring.delivery_claims`);
 4. send — with retries on transient failures and records of permanent ones
    (`monitoring.delivery_send`); events delivered everywhere are marked at the end.
@@ -33,7 +34,7 @@ from datetime import datetime, timedelta
 
 from domain.destinations import Destination
 from monitoring.delivery_claims import ClaimHold
-from monitoring.delivery_plan import plan_sends, truncate_to_claimed
+from monitoring.delivery_plan import plan_sends
 from monitoring.delivery_send import DispatchPolicy, DispatchReport, SendStage
 from monitoring.notifier import Notifier
 from store.deliveries import DeliveryStore, Pair
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 # How long a pass's claim lasts (renewed while it works): far longer than one send.
 DEFAULT_CLAIM_TTL = timedelta(seconds=60)
-_CONTENDED_WAIT = timedelta(seconds=1)
 
 
 class EventDispatcher:
@@ -115,12 +115,6 @@ class EventDispatcher:
             finished: set[Pair] = set()
             try:
                 if plan.lanes:
-                    claimed = await hold.take(plan.pairs)
-                    if truncate_to_claimed(plan, claimed):
-                        # Another pass claimed rows since they were read: look again
-                        # in a moment (its own claims show when it will be done).
-                        report.claimed_elsewhere += 1
-                        report.due(now + _CONTENDED_WAIT)
                     await self._send.run(plan.lanes, hold, report, finished)
             finally:
                 await hold.release()

@@ -107,23 +107,21 @@ class Sinks:
     smtp_port: int = 0
 
 
-def build_dispatcher(
+def build_notifiers(
     db: Database,
     clock: FastClock,
-    concurrency: int = 8,
+    writes: GroupCommit,
     *,
     sinks: Sinks = Sinks(),
     http: aiohttp.ClientSession | None = None,
-    owner: str | None = None,
-    claim_ttl: timedelta = DEFAULT_CLAIM_TTL,
-) -> EventDispatcher:
+) -> list[Notifier]:
+    """The real notifiers (Teams routed by payload, the webhook and email if asked)."""
     settings = settings_from_mapping({"MLBOT_DATABASE_URL": db.url})
     adapter = CloudAdapter(build_authentication(settings))
     conversations = ConversationStore(db)
     monitoring = MonitoringStore(db)
     messenger = ProactiveMessenger(adapter, "", conversations)
     gate = SendGate(SendPacer(), clock, sleep=clock.sleep)
-    writes = GroupCommit(db)  # one commit carries the keys and rows of concurrent sends
     living = LivingCards(messenger, monitoring, PostedActivityStore(db, writes), clock, gate)
     notifiers: list[Notifier] = [RoutedTeamsNotifier(conversations, living)]
     if sinks.webhook_url:
@@ -140,10 +138,24 @@ def build_dispatcher(
             )
         )
         notifiers.append(EmailNotifier(sender, monitoring, clock, lambda: timedelta(hours=4)))
+    return notifiers
+
+
+def build_dispatcher(
+    db: Database,
+    clock: FastClock,
+    concurrency: int = 8,
+    *,
+    sinks: Sinks = Sinks(),
+    http: aiohttp.ClientSession | None = None,
+    owner: str | None = None,
+    claim_ttl: timedelta = DEFAULT_CLAIM_TTL,
+) -> EventDispatcher:
+    writes = GroupCommit(db)  # one commit carries the keys and rows of concurrent sends
     return EventDispatcher(
-        events=monitoring,
+        events=MonitoringStore(db),
         deliveries=DeliveryStore(db, writes),
-        notifiers=notifiers,
+        notifiers=build_notifiers(db, clock, writes, sinks=sinks, http=http),
         clock=clock,
         policy=DispatchPolicy(max_attempts=8, base_delay_s=2.0, max_delay_s=10.0),
         group_wait=lambda: timedelta(0),
