@@ -295,13 +295,18 @@ async def build_store(settings: Settings) -> StoreParts:
     db = Database(settings.database_url)
     await db.migrate()
     delivery_writes = GroupCommit(db)
+    deliveries = DeliveryStore(db, delivery_writes)
+    if db.dialect == "sqlite":
+        # A SQLite file serves one process (`mlbot serve` holds its lock): claims found
+        # now were left by a process that died, and need not wait for their expiry.
+        await deliveries.release_all()
     return StoreParts(
         db=db,
         conversations=ConversationStore(db),
         jobs=WatchedJobStore(db),
         audit=AuditTrail(db),
         monitoring=MonitoringStore(db),
-        deliveries=DeliveryStore(db, delivery_writes),
+        deliveries=deliveries,
         delivery_writes=delivery_writes,
     )
 

@@ -79,11 +79,15 @@ class EventDispatcher:
             short_wait=short_wait,
             concurrency=concurrency,
         )
-        # Who claims this dispatcher's rows: unique per dispatcher (a replica id, by
-        # default host and process, plus a random part), so two dispatchers never
-        # mistake each other's claims for their own.
-        where = owner or f"{socket.gethostname()[:64]}/{os.getpid()}"
-        self.owner = f"{where[:100]}:{uuid.uuid4().hex[:12]}"
+        # Who claims this dispatcher's rows. Given: a replica id that stays the same
+        # across restarts and that no other running dispatcher uses, so a restarted
+        # replica resumes its own claims at once. Otherwise host and process plus a
+        # random part: unique, and claims left by a crash wait for their expiry.
+        self.owner = (
+            owner[:128]
+            if owner
+            else f"{socket.gethostname()[:64]}/{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        )
         self._claim_ttl = claim_ttl
         # One pass of this dispatcher at a time (an optimisation: a second one would
         # find every row claimed by the first); the claims are the guarantee.

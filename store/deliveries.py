@@ -174,6 +174,18 @@ class DeliveryStore:
 
         return await self._writes.run(write)
 
+    async def release_all(self) -> None:
+        """Give back every claim: only for a store that no other process can be using."""
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.claimed_by.is_not(None))
+                .values(claimed_by=None, claim_expires_at=None)
+            )
+
+        await self._writes.run(write)
+
     async def release(self, owner: str) -> None:
         """Give back `owner`'s claims on rows it did not send (set aside, held back)."""
 
