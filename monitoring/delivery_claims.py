@@ -69,4 +69,5 @@ class ClaimHold:
 
     async def release(self) -> None:
         """Give back the rows this pass claimed and did not send."""
-        await self._deliveries.release(self.owner)
+        if self._until is not None:  # a pass that claimed nothing writes nothing
+            await self._deliveries.release(self.owner)
