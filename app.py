@@ -54,7 +54,7 @@ from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
 from monitoring.credentials import credential_factory
 from monitoring.deployment_watch import DeploymentWatcher, environments_from_settings
 from monitoring.devops import AzureDevOpsPipelines
-from monitoring.dispatch import EventDispatcher, Notifier
+from monitoring.dispatch import DEFAULT_CLAIM_TTL, EventDispatcher
 from monitoring.email_delivery import EmailSender, SmtpSettings
 from monitoring.email_notifier import EmailNotifier
 from monitoring.engine import EngineConfig, MonitoringEngine
@@ -64,6 +64,7 @@ from monitoring.health import HealthPolicy
 from monitoring.holds import EventHolds, HoldingNotifier
 from monitoring.jobs import Workspace
 from monitoring.metrics import EndpointMetrics, MetricsOptions
+from monitoring.notifier import Notifier
 from monitoring.pacing import SendPacer
 from monitoring.pipeline_runs import PipelineRuns
 from monitoring.retention import RetentionPass
@@ -313,13 +314,18 @@ async def build_store(settings: Settings) -> StoreParts:
     db = Database(settings.database_url)
     await db.migrate()
     delivery_writes = GroupCommit(db)
+    deliveries = DeliveryStore(db, delivery_writes)
+    if db.dialect == "sqlite":
+        # A SQLite file serves one process (`mlbot serve` holds its lock): claims found
+        # now were left by a process that died, and need not wait for their expiry.
+        await deliveries.release_all()
     return StoreParts(
         db=db,
         conversations=ConversationStore(db),
         jobs=WatchedJobStore(db),
         audit=AuditTrail(db),
         monitoring=MonitoringStore(db),
-        deliveries=DeliveryStore(db, delivery_writes),
+        deliveries=deliveries,
         delivery_writes=delivery_writes,
         attention=AttentionStore(db),
         event_lookup=EventLookup(db),
@@ -451,9 +457,7 @@ def build_delivery(
     )
     holds = EventHolds(store.attention, store.event_lookup, clock)
     notifiers: list[Notifier] = [
-        TeamsNotifier(
-            store.conversations, teams.messenger, teams.signer, living=living, mentions=mentions
-        ),
+        TeamsNotifier(store.conversations, living, teams.signer, mentions=mentions),
         WebhookNotifier(http.get, lambda: live.now().teams_webhook_url.get_secret_value()),
         EmailNotifier(
             EmailSender(
@@ -471,8 +475,9 @@ def build_delivery(
         # Silenced, snoozed and acknowledged events are held back for every destination.
         notifiers=[HoldingNotifier(notifier, holds) for notifier in notifiers],
         clock=clock,
-        gate=gate,
         group_wait=lambda: timedelta(seconds=live.now().group_wait_seconds),
+        # Claims last a minute of real time, whatever the sandbox's clock speed.
+        claim_ttl=DEFAULT_CLAIM_TTL * speed,
     )
     startup = live.startup
     retention = RetentionPass(RetentionStore(store.db), startup.retention_policy(), clock)

@@ -34,7 +34,7 @@ from app import (
     subscribe_sandbox_hooks,
     utc_now,
 )
-from bot.notifiers import WEBHOOK_DESTINATION, WebhookNotifier
+from bot.notifiers import WebhookNotifier
 from config.settings import (
     Settings,
     SettingsError,
@@ -43,6 +43,7 @@ from config.settings import (
     secret_values,
 )
 from config.startup_checks import serving_refusals
+from domain.destinations import WEBHOOK
 from monitoring.engine import EngineConfig
 from monitoring.service_check import (
     CheckResult,
@@ -251,7 +252,7 @@ async def watch(settings: Settings, target: WatchTarget, sandbox: SandboxOptions
 
             async def notify_webhook(event: EventRecord) -> None:
                 if await webhook.destinations(event):
-                    await webhook.deliver(event, WEBHOOK_DESTINATION)
+                    await webhook.deliver(event, WEBHOOK)
 
             notify = notify_webhook
         try:

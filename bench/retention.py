@@ -47,6 +47,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy import event as sa_event
 
 from bench.run_checks import RunChecks
+from domain.destinations import EMAIL, WEBHOOK, TeamsConversation
 from domain.events import checked_payload
 from domain.jobs import JobState, TrainingJob, Workspace
 from domain.monitoring import NewEvent, Observation, SessionSchedule
@@ -358,7 +359,7 @@ class Team:
         )
         await self._deliver_all(now, except_keys={stuck, pending})
         event_id = await self._id_of(pending)
-        await self.deliveries.record(event_id, "email", status="pending", now=now)
+        await self.deliveries.record(event_id, EMAIL, status="pending", now=now)
         self.needed.events |= {stuck, pending}
         self.needed.pending_deliveries.add(event_id)
 
@@ -378,7 +379,7 @@ class Team:
         ids = [row.id for row in rows if row.key not in skip]
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
-            for destination in ("teams:conv-a", "webhook"):
+            for destination in (TeamsConversation("conv-a"), WEBHOOK):
                 await self.deliveries.record_sent(part, destination, now=now, activity_id=None)
         await self.deliveries.complete_events(ids, now)
 

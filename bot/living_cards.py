@@ -22,7 +22,6 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 
 from msrest.exceptions import HttpOperationError
@@ -31,6 +30,7 @@ from bot.proactive import ProactiveMessenger, UnknownConversationError
 from cards.common import Card
 from cards.events import event_summary, render_event_card
 from cards.session import group_summary, render_group_card, render_session_card, session_summary
+from domain.destinations import TeamsConversation
 from domain.events import LivingCard, kinds_where
 from monitoring.send_gate import SendGate
 from store.monitoring import EventRecord, MonitoringStore
@@ -87,7 +87,7 @@ class LivingCards:
         monitoring: MonitoringStore,
         posted: PostedActivityStore,
         clock: Callable[[], datetime],
-        gate: SendGate | None = None,
+        gate: SendGate,
         *,
         unconfirmed_posts: int = 1,
     ) -> None:
@@ -97,6 +97,7 @@ class LivingCards:
         self._monitoring = monitoring
         self._posted = posted
         self._clock = clock
+        # Every request to Teams takes its turn here, under Teams' rate limits.
         self._gate = gate
         # How many messages may be between their POST and the commit of their id at
         # once: what a crash can leave in doubt. One keeps "at most one message may show
@@ -113,10 +114,18 @@ class LivingCards:
             return f"failures:{event.session_id}"
         return None
 
+    def turn_at(self, conversation: TeamsConversation) -> datetime | None:
+        """When this conversation's own limits let a request start (`SendGate`)."""
+        return self._gate.conversation_slot(conversation.key)
+
+    def throttled(self, conversation: TeamsConversation, retry_after_s: float) -> None:
+        """Teams answered with Retry-After: nothing more to this conversation before it."""
+        self._gate.throttled(conversation.key, retry_after_s)
+
     async def deliver(
         self,
         events: Sequence[EventRecord],
-        destination: str,
+        conversation: TeamsConversation,
         decorate: Decorate,
         *,
         mention: Callable[[Card, Sequence[EventRecord]], Card] | None = None,
@@ -130,23 +139,23 @@ class LivingCards:
         if run is not None:
             # One card per Azure DevOps run: approval asked, decided, deployed, in place.
             return await self._keep_current(
-                message_key(RUN_CARD, run, destination),
+                message_key(RUN_CARD, run, conversation.key),
                 kind=RUN_CARD,
-                destination=destination,
+                conversation=conversation,
                 card=decorate(render_event_card(lead), lead),
                 summary=event_summary(lead),
                 event_id=lead.id,
             )
         if lead.session_id is None or lead.kind not in SESSION_KINDS:
             return await self._post_once(
-                message_key(MESSAGE, lead.key, destination),
+                message_key(MESSAGE, lead.key, conversation.key),
                 kind=MESSAGE,
-                destination=destination,
+                conversation=conversation,
                 card=decorate(render_event_card(lead), lead),
                 summary=event_summary(lead),
                 event_id=lead.id,
             )
-        root = await self._session_card(lead.session_id, destination, lead.id)
+        root = await self._session_card(lead.session_id, conversation, lead.id)
         details = [e for e in events if e.kind in DETAIL_KINDS]
         if not details:
             return root
@@ -156,9 +165,9 @@ class LivingCards:
         elif mention is not None:
             card = mention(card, details)
         return await self._post_once(
-            message_key(REPLY, lead.key, destination),
+            message_key(REPLY, lead.key, conversation.key),
             kind=REPLY,
-            destination=destination,
+            conversation=conversation,
             card=card,
             summary=group_summary(details),
             session_id=lead.session_id,
@@ -166,16 +175,18 @@ class LivingCards:
             reply_to=root,
         )
 
-    async def _session_card(self, session_id: int, destination: str, event_id: int) -> str | None:
+    async def _session_card(
+        self, session_id: int, conversation: TeamsConversation, event_id: int
+    ) -> str | None:
         """Bring the session's card up to date in this conversation; returns its activity id."""
         session = await self._monitoring.session(session_id)
         if session is None:
             raise LookupError(f"session {session_id} is not in the store")
         jobs = await self._monitoring.session_jobs(session_id)
         return await self._keep_current(
-            message_key(SESSION_CARD, session_id, destination),
+            message_key(SESSION_CARD, session_id, conversation.key),
             kind=SESSION_CARD,
-            destination=destination,
+            conversation=conversation,
             card=render_session_card(session, jobs, self._clock()),
             summary=session_summary(session, jobs),
             session_id=session_id,
@@ -187,7 +198,7 @@ class LivingCards:
         key: str,
         *,
         kind: str,
-        destination: str,
+        conversation: TeamsConversation,
         card: Card,
         summary: str,
         event_id: int,
@@ -205,7 +216,7 @@ class LivingCards:
             # reports a message posted earlier (by a previous run), so no read first.
             existing = claimed = await self._posted.begin(
                 key,
-                destination=destination,
+                destination=conversation.key,
                 kind=kind,
                 now=self._clock(),
                 session_id=session_id,
@@ -215,9 +226,9 @@ class LivingCards:
             if self._shown.get(key) == shown:
                 return existing.activity_id
             try:
-                async with self._turn(destination):
+                async with self._gate.turn(conversation.key):
                     await self._messenger.update_card(
-                        destination.removeprefix("teams:"),
+                        conversation.conversation_id,
                         existing.activity_id,
                         card,
                         client_key=key,
@@ -235,7 +246,7 @@ class LivingCards:
         posted = await self._post_once(
             key,
             kind=kind,
-            destination=destination,
+            conversation=conversation,
             card=card,
             summary=summary,
             session_id=session_id,
@@ -256,7 +267,7 @@ class LivingCards:
         key: str,
         *,
         kind: str,
-        destination: str,
+        conversation: TeamsConversation,
         card: Card,
         summary: str,
         session_id: int | None = None,
@@ -268,7 +279,7 @@ class LivingCards:
         `begin` for this attempt already returned."""
         intent = claimed or await self._posted.begin(
             key,
-            destination=destination,
+            destination=conversation.key,
             kind=kind,
             now=self._clock(),
             session_id=session_id,
@@ -281,14 +292,14 @@ class LivingCards:
                 "posting %s to %s again: an earlier attempt ended without an answer, "
                 "so it may show twice",
                 kind,
-                destination,
+                conversation.key,
             )
         # Few messages (one by default) between their POST and the commit of their id,
         # however many conversations are being served at once: a crash can leave no
         # more than that whose fate is unknown.
         try:
             message = await self._messenger.prepare_card(
-                destination.removeprefix("teams:"),
+                conversation.conversation_id,
                 card,
                 summary,
                 client_key=key,
@@ -299,7 +310,7 @@ class LivingCards:
             raise
         async with self._unconfirmed:
             try:
-                async with self._turn(destination):
+                async with self._gate.turn(conversation.key):
                     activity_id = await self._messenger.post(message)
             except HttpOperationError as exc:
                 if _status(exc) in _REFUSED:
@@ -307,6 +318,3 @@ class LivingCards:
                 raise
             await self._posted.posted(key, activity_id, self._clock())
         return activity_id
-
-    def _turn(self, destination: str) -> AbstractAsyncContextManager[None]:
-        return self._gate.turn(destination) if self._gate is not None else nullcontext()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -13,14 +13,15 @@ from bot.attention_buttons import with_attention_buttons
 from bot.card_signing import CardSigner
 from bot.event_mentions import Mentions
 from bot.living_cards import LivingCards
-from bot.proactive import ProactiveMessenger, UnknownConversationError
+from bot.proactive import UnknownConversationError
 from cards.actions import execute
 from cards.common import Card
-from cards.events import event_summary, render_event_card
+from cards.events import render_event_card
 from cards.mentions import with_mentions
 from cards.webhook import webhook_payload
+from domain.destinations import WEBHOOK, Destination, TeamsConversation
 from domain.events import REGISTRY, EventKind, kinds_where
-from monitoring.dispatch import DeliveryFailed
+from monitoring.notifier import DeliveryFailed
 from monitoring.subscriptions import event_facts, selected
 from store.conversations import ConversationStore
 from store.monitoring import EventRecord
@@ -32,7 +33,6 @@ SUBSCRIPTION_KIND: dict[str, str] = {
     if spec.subscription is not None
 }
 
-WEBHOOK_DESTINATION = "webhook"
 WEBHOOK_KINDS = kinds_where(webhook=True)
 
 # Statuses after which a retry cannot succeed: the conversation or the bot is gone.
@@ -132,25 +132,28 @@ def with_action_buttons(card: Card, event: EventRecord, signer: CardSigner) -> C
 
 
 class TeamsNotifier:
+    """Routes events to subscribed conversations and sends them as living cards.
+
+    Every request to Teams takes its turn at the send gate that `living` holds; the
+    delivery worker only asks `turn_at` to set a busy conversation aside.
+    """
+
     def __init__(
         self,
         conversations: ConversationStore,
-        messenger: ProactiveMessenger,
+        living: LivingCards,
         signer: CardSigner | None = None,
         *,
-        living: LivingCards | None = None,
         mentions: Callable[[Sequence[EventRecord]], Mentions | None] | None = None,
     ) -> None:
         self._conversations = conversations
-        self._messenger = messenger
-        self._signer = signer
-        # Living session cards, thread replies and send-once keys; without it every
-        # event is a card of its own (as `mlbot watch`-style tools need nothing more).
+        # Living session cards, thread replies, send-once keys and the send gate.
         self._living = living
+        self._signer = signer
         # Whom a card @mentions (owners, approvers); None mentions nobody.
         self._mentions = mentions
 
-    async def destinations(self, event: EventRecord) -> list[str]:
+    async def destinations(self, event: EventRecord) -> list[Destination]:
         """Subscribed conversations whose filters let the event through: one query."""
         wanted = SUBSCRIPTION_KIND.get(event.kind)
         if wanted is None:
@@ -161,26 +164,25 @@ class TeamsNotifier:
         facts = event_facts(
             wanted, event.payload, circuit=event.circuit, experiment=found.experiment
         )
-        return [f"teams:{c}" for c in selected(found.subscriptions, facts)]
+        return [TeamsConversation(c) for c in selected(found.subscriptions, facts)]
 
     def group_of(self, event: EventRecord) -> str | None:
         """Events of one group bound for one conversation close together go as one."""
-        return self._living.group_of(event) if self._living is not None else None
+        return self._living.group_of(event)
 
-    async def deliver(self, event: EventRecord, destination: str) -> str | None:
+    def turn_at(self, destination: Destination) -> datetime | None:
+        return self._living.turn_at(_conversation(destination))
+
+    async def deliver(self, event: EventRecord, destination: Destination) -> str | None:
         return await self.deliver_group([event], destination)
 
-    async def deliver_group(self, events: Sequence[EventRecord], destination: str) -> str | None:
+    async def deliver_group(
+        self, events: Sequence[EventRecord], destination: Destination
+    ) -> str | None:
+        conversation = _conversation(destination)
         try:
-            if self._living is not None:
-                return await self._living.deliver(
-                    events, destination, self._decorate, mention=self._mention
-                )
-            event = events[0]
-            return await self._messenger.send_card(
-                destination.removeprefix("teams:"),
-                self._decorate(render_event_card(event), event),
-                event_summary(event),
+            return await self._living.deliver(
+                events, conversation, self._decorate, mention=self._mention
             )
         except UnknownConversationError:
             raise DeliveryFailed(
@@ -189,7 +191,11 @@ class TeamsNotifier:
         except HttpOperationError as exc:
             response = getattr(exc, "response", None)
             status = int(getattr(response, "status_code", 0) or 0)
-            raise classify_http(status, getattr(response, "headers", None), "Teams") from None
+            failure = classify_http(status, getattr(response, "headers", None), "Teams")
+            if failure.retry_after_s is not None:
+                # Teams asked for a pause: no request to this conversation before it.
+                self._living.throttled(conversation, failure.retry_after_s)
+            raise failure from None
         except ClientRequestError as exc:
             raise DeliveryFailed(
                 f"Teams unreachable: {type(exc).__name__}", permanent=False
@@ -202,6 +208,12 @@ class TeamsNotifier:
     def _mention(self, card: Card, events: Sequence[EventRecord]) -> Card:
         plan = self._mentions(events) if self._mentions is not None else None
         return with_mentions(card, plan.people, plan.label) if plan is not None else card
+
+
+def _conversation(destination: Destination) -> TeamsConversation:
+    if not isinstance(destination, TeamsConversation):
+        raise DeliveryFailed(f"Teams cannot deliver to {destination.label}", permanent=True)
+    return destination
 
 
 class WebhookNotifier:
@@ -217,10 +229,10 @@ class WebhookNotifier:
         self._url = url
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
-    async def destinations(self, event: EventRecord) -> list[str]:
-        return [WEBHOOK_DESTINATION] if self._url() and event.kind in WEBHOOK_KINDS else []
+    async def destinations(self, event: EventRecord) -> list[Destination]:
+        return [WEBHOOK] if self._url() and event.kind in WEBHOOK_KINDS else []
 
-    async def deliver(self, event: EventRecord, destination: str) -> str | None:
+    async def deliver(self, event: EventRecord, destination: Destination) -> str | None:
         body = webhook_payload(render_event_card(event, version="1.4"))
         try:
             async with self._session().post(

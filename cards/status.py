@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from cards.common import Card, card, escape_markdown, facts, heading, text
+from domain.destinations import parse_destination
 from domain.durations import format_duration
 from domain.jobs import JobState
 from domain.status import STATES_IN_ORDER, StatusReport, status_order
@@ -187,13 +188,20 @@ def _append_deployments(body: list[dict[str, Any]], report: StatusReport) -> Non
         )
 
 
+def _destination_label(stored: str) -> str:
+    try:
+        return parse_destination(stored).label
+    except ValueError:
+        return stored  # a row older than the destinations it names
+
+
 def _append_stuck(body: list[dict[str, Any]], report: StatusReport) -> None:
     """Notifications that could not be delivered are shown, never silently dropped."""
     if not report.stuck:
         return
     body.append(text("⚠️ Not delivered", weight="Bolder", color="Warning"))
     for kind, destination, error in report.stuck:
-        where = "the Workflows webhook" if destination == "webhook" else destination
+        where = _destination_label(destination)
         body.append(
             text(
                 f"{escape_markdown(kind)} → {escape_markdown(where)}: {escape_markdown(error)}",

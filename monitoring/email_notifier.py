@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from domain.destinations import EMAIL, Destination
 from domain.events import kinds_where
-from monitoring.dispatch import DeliveryFailed
 from monitoring.email_delivery import EmailDeliveryError, EmailSender
 from monitoring.email_message import render_long_running_email
 from monitoring.jobs import JobState, TrainingJob
+from monitoring.notifier import DeliveryFailed
 from store.monitoring import EventRecord, MonitoringStore
 
-EMAIL_DESTINATION = "email"
 EMAILED_KINDS = kinds_where(emailed=True)
 
 
@@ -29,12 +29,12 @@ class EmailNotifier:
         self._clock = clock
         self._interval = reminder_interval
 
-    async def destinations(self, event: EventRecord) -> list[str]:
+    async def destinations(self, event: EventRecord) -> list[Destination]:
         if event.kind in EMAILED_KINDS and self._sender.is_configured:
-            return [EMAIL_DESTINATION]
+            return [EMAIL]
         return []
 
-    async def deliver(self, event: EventRecord, destination: str) -> str | None:
+    async def deliver(self, event: EventRecord, destination: Destination) -> str | None:
         payload = event.payload
         job = await self._job(event)
         running_for = timedelta(seconds=float(payload.get("running_for") or 0))

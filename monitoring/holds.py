@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.attention import Hold, hold_for, job_key
 from domain.events import REGISTRY
 from domain.monitoring import EventRecord
 from domain.subscriptions import event_facts
-from monitoring.dispatch import GroupingNotifier, Notifier
+from monitoring.notifier import GroupingNotifier, Notifier, PacedNotifier
 from store.attention import AttentionStore, EventLookup
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ _SUBSCRIPTION_KIND = {
     for spec in REGISTRY.values()
     if spec.subscription is not None
 }
+_ALWAYS = datetime.min.replace(tzinfo=UTC)
 _REMEMBERED = 5000  # decisions kept in memory (the store keeps all of them)
 
 
@@ -104,3 +105,9 @@ class HoldingNotifier:
         if isinstance(self._inner, GroupingNotifier):
             return await self._inner.deliver_group(events, destination)
         return await self._inner.deliver(events[0], destination)
+
+    def turn_at(self, destination: Any) -> datetime | None:
+        # A notifier without rate limits of its own is always free to send.
+        if isinstance(self._inner, PacedNotifier):
+            return self._inner.turn_at(destination)
+        return _ALWAYS

@@ -63,8 +63,12 @@ class SendGate:
         is shared correctly however long a request takes.
         """
         async with self._queue:
+            slept_until: datetime | None = None
             while True:
-                now = self._clock()
+                # Having slept until a slot, it has come, whatever the clock says: a
+                # clock read a hair early, or one that only moves when told to, must
+                # not keep a request waiting for ever.
+                now = self._clock() if slept_until is None else max(self._clock(), slept_until)
                 slot = self._pacer.earliest(
                     conversation,
                     TENANT,
@@ -80,8 +84,7 @@ class SendGate:
                 if slot <= now:
                     break
                 await self._sleep((slot - now).total_seconds())
-                if self._clock() == now:
-                    break  # time is driven by hand (tests): waiting cannot help
+                slept_until = slot
             self._in_flight[conversation] += 1
             self._tenant_in_flight += 1
         try:

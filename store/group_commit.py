@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -136,3 +136,22 @@ async def upsert(
     values = statement.values(**rows[0]) if len(rows) == 1 else statement.values(rows)
     await conn.execute(values.on_conflict_do_update(index_elements=unique, set_=update))
     return True
+
+
+async def insert_new_rows(
+    conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], unique: list[str]
+) -> None:
+    """Insert those of `rows` whose `unique` columns are not taken yet, in the order given."""
+    statement = _insert(conn, table)
+    if statement is None:
+        for row in rows:  # a database without ON CONFLICT: look first
+            where = [table.c[name] == row[name] for name in unique]
+            if (await conn.execute(select(table.c[unique[0]]).where(*where))).first() is None:
+                await conn.execute(table.insert().values(**row))
+        return
+    for start in range(0, len(rows), 200):
+        await conn.execute(
+            statement.values(rows[start : start + 200]).on_conflict_do_nothing(
+                index_elements=unique
+            )
+        )

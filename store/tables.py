@@ -162,7 +162,7 @@ deliveries = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("event_id", Integer, nullable=False, index=True),
-    # e.g. "teams:<conversation id>", "webhook", "email"
+    # `domain.destinations` keys: "teams:<conversation id>", "webhook", "email"
     Column("destination", String(600), nullable=False),
     Column("status", String(16), nullable=False),  # pending | sent | failed
     Column("attempts", Integer, nullable=False, default=0),
@@ -170,7 +170,12 @@ deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The delivery pass sending this row (revision 0010): owner and until when. Another
+    # pass leaves a live claim alone and takes over an expired one (its owner died).
+    Column("claimed_by", String(128), nullable=True),
+    Column("claim_expires_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("event_id", "destination", name="uq_deliveries_event_destination"),
+    Index("ix_deliveries_claimed_by", "claimed_by"),
 )
 
 card_actions = Table(

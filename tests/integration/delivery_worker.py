@@ -1,8 +1,10 @@
 """The delivery worker as its own process, for tests that kill it: the real dispatcher,
 living cards, ProactiveMessenger and CloudAdapter, on a SQLite file.
 
-Run `python -m tests.integration.delivery_worker DB_URL SPEED EPOCH`: it delivers every
-pending event and exits 0. Time runs SPEED times faster than the wall clock from the
+Run `python -m tests.integration.delivery_worker DB_URL SPEED EPOCH [--webhook URL]
+[--smtp-port N] [--owner NAME] [--claim-seconds S]`: it delivers every pending event
+and exits 0. Several may run at once on one PostgreSQL database: their claims keep them
+from sending anything twice. Time runs SPEED times faster than the wall clock from the
 shared EPOCH (a Unix time), so Teams' limits and Retry-After are honoured in simulated
 seconds while the test runs in real ones, and a restarted worker continues the same
 timeline.
@@ -14,20 +16,25 @@ subscriptions.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 from botbuilder.integration.aiohttp import CloudAdapter
 
 from bot.auth import build_authentication
 from bot.living_cards import LivingCards
-from bot.notifiers import TeamsNotifier
+from bot.notifiers import TeamsNotifier, WebhookNotifier
 from bot.proactive import ProactiveMessenger
 from config.settings import settings_from_mapping
-from monitoring.dispatch import DispatchPolicy, EventDispatcher
+from domain.destinations import Destination, TeamsConversation
+from monitoring.dispatch import DEFAULT_CLAIM_TTL, DispatchPolicy, EventDispatcher
+from monitoring.email_delivery import EmailSender, SmtpSettings
+from monitoring.email_notifier import EmailNotifier
+from monitoring.notifier import Notifier
 from monitoring.pacing import SendPacer
 from monitoring.send_gate import SendGate
 from store.conversations import ConversationRecord, ConversationStore
@@ -87,47 +94,119 @@ async def remember_conversation(
 
 
 class RoutedTeamsNotifier(TeamsNotifier):
-    async def destinations(self, event: EventRecord) -> list[str]:
+    async def destinations(self, event: EventRecord) -> list[Destination]:
         conversation = event.payload.get("conversation")
-        return [f"teams:{conversation}"] if isinstance(conversation, str) else []
+        return [TeamsConversation(conversation)] if isinstance(conversation, str) else []
 
 
-def build_dispatcher(db: Database, clock: FastClock, concurrency: int = 8) -> EventDispatcher:
+@dataclass(frozen=True)
+class Sinks:
+    """Where the webhook and email go besides Teams (nowhere by default)."""
+
+    webhook_url: str = ""
+    smtp_port: int = 0
+
+
+def build_notifiers(
+    db: Database,
+    clock: FastClock,
+    writes: GroupCommit,
+    *,
+    sinks: Sinks = Sinks(),
+    http: aiohttp.ClientSession | None = None,
+) -> list[Notifier]:
+    """The real notifiers (Teams routed by payload, the webhook and email if asked)."""
     settings = settings_from_mapping({"MLBOT_DATABASE_URL": db.url})
     adapter = CloudAdapter(build_authentication(settings))
     conversations = ConversationStore(db)
     monitoring = MonitoringStore(db)
     messenger = ProactiveMessenger(adapter, "", conversations)
     gate = SendGate(SendPacer(), clock, sleep=clock.sleep)
-    writes = GroupCommit(db)  # one commit carries the keys and rows of concurrent sends
     living = LivingCards(messenger, monitoring, PostedActivityStore(db, writes), clock, gate)
+    notifiers: list[Notifier] = [RoutedTeamsNotifier(conversations, living)]
+    if sinks.webhook_url:
+        assert http is not None, "the webhook needs an HTTP session"
+        session = http
+        notifiers.append(WebhookNotifier(lambda: session, lambda: sinks.webhook_url))
+    if sinks.smtp_port:
+        sender = EmailSender(
+            SmtpSettings(
+                host="127.0.0.1",
+                port=sinks.smtp_port,
+                security="none",
+                recipients=("ml@contoso.example",),
+            )
+        )
+        notifiers.append(EmailNotifier(sender, monitoring, clock, lambda: timedelta(hours=4)))
+    return notifiers
+
+
+def build_dispatcher(
+    db: Database,
+    clock: FastClock,
+    concurrency: int = 8,
+    *,
+    sinks: Sinks = Sinks(),
+    http: aiohttp.ClientSession | None = None,
+    owner: str | None = None,
+    claim_ttl: timedelta = DEFAULT_CLAIM_TTL,
+) -> EventDispatcher:
+    writes = GroupCommit(db)  # one commit carries the keys and rows of concurrent sends
     return EventDispatcher(
-        events=monitoring,
+        events=MonitoringStore(db),
         deliveries=DeliveryStore(db, writes),
-        notifiers=[RoutedTeamsNotifier(conversations, messenger, living=living)],
+        notifiers=build_notifiers(db, clock, writes, sinks=sinks, http=http),
         clock=clock,
-        gate=gate,
         policy=DispatchPolicy(max_attempts=8, base_delay_s=2.0, max_delay_s=10.0),
         group_wait=lambda: timedelta(0),
         concurrency=concurrency,
+        owner=owner,
+        claim_ttl=claim_ttl,
     )
 
 
-async def deliver_all(db_url: str, clock: FastClock, concurrency: int = 8) -> None:
+async def deliver_all(
+    db_url: str,
+    clock: FastClock,
+    concurrency: int = 8,
+    *,
+    sinks: Sinks = Sinks(),
+    owner: str | None = None,
+    claim_ttl: timedelta = DEFAULT_CLAIM_TTL,
+) -> None:
     """Deliver until no event is pending."""
     db = Database(db_url)
-    dispatcher = build_dispatcher(db, clock, concurrency)
-    try:
-        await dispatcher.run(
-            asyncio.Event(), sleep=clock.sleep, idle_s=0.5, speed=1.0, until_drained=True
+    async with aiohttp.ClientSession() as http:
+        dispatcher = build_dispatcher(
+            db, clock, concurrency, sinks=sinks, http=http, owner=owner, claim_ttl=claim_ttl
         )
-    finally:
-        await db.dispose()
+        try:
+            await dispatcher.run(
+                asyncio.Event(), sleep=clock.sleep, idle_s=0.5, speed=1.0, until_drained=True
+            )
+        finally:
+            await db.dispose()
 
 
 def main() -> None:
-    db_url, speed, epoch = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-    asyncio.run(deliver_all(db_url, FastClock(epoch, speed)))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("db_url")
+    parser.add_argument("speed", type=float)
+    parser.add_argument("epoch", type=float)
+    parser.add_argument("--webhook", default="")
+    parser.add_argument("--smtp-port", type=int, default=0)
+    parser.add_argument("--owner", default=None)
+    parser.add_argument("--claim-seconds", type=float, default=DEFAULT_CLAIM_TTL.total_seconds())
+    args = parser.parse_args()
+    asyncio.run(
+        deliver_all(
+            args.db_url,
+            FastClock(args.epoch, args.speed),
+            sinks=Sinks(args.webhook, args.smtp_port),
+            owner=args.owner,
+            claim_ttl=timedelta(seconds=args.claim_seconds),
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.destinations import WEBHOOK, TeamsConversation
 from store.database import Database
 from store.deliveries import DeliveryStore
 from store.group_commit import GroupCommit
@@ -88,15 +89,16 @@ async def test_delivery_rows_count_attempts_and_events_complete_together(
     )
     ids = [e.id for e in await monitoring.events(limit=3)]
     deliveries = DeliveryStore(database)
+    a = TeamsConversation("a")
     retry_at = NOW + timedelta(seconds=30)
     await deliveries.record(
-        ids[0], "teams:a", status="pending", now=NOW, error="503", next_attempt_at=retry_at
+        ids[0], a, status="pending", now=NOW, error="503", next_attempt_at=retry_at
     )
-    await deliveries.record_sent(ids[:2], "teams:a", now=NOW, activity_id="activity-1")
+    await deliveries.record_sent(ids[:2], a, now=NOW, activity_id="activity-1")
     rows = await deliveries.for_events(ids)
-    assert rows[ids[0]]["teams:a"].attempts == 2 and rows[ids[1]]["teams:a"].attempts == 1
-    assert {r["teams:a"].status for r in rows.values()} == {"sent"}
-    assert rows[ids[0]]["teams:a"].next_attempt_at is None
+    assert rows[ids[0]][a].attempts == 2 and rows[ids[1]][a].attempts == 1
+    assert {r[a].status for r in rows.values()} == {"sent"}
+    assert rows[ids[0]][a].next_attempt_at is None
     assert ids[2] not in rows
     await deliveries.complete_events(ids[:2], NOW)
     assert [e.id for e in await monitoring.events(undelivered_only=True)] == [ids[2]]
@@ -116,3 +118,48 @@ async def test_every_caller_resumes_after_its_own_commit(database: Database, wri
 
     await asyncio.gather(*(write_then_look(n) for n in range(writers)))
     assert seen == [True] * writers
+
+
+async def test_claims_keep_two_owners_apart_and_expire(database: Database) -> None:
+    monitoring = MonitoringStore(database)
+    await monitoring.apply(
+        Observation(
+            now=NOW,
+            events=[
+                NewEvent(key=f"c{n}", kind="deployment_completed", payload={}) for n in range(4)
+            ],
+        )
+    )
+    ids = [e.id for e in await monitoring.events(limit=4)]
+    a, hook = TeamsConversation("a"), WEBHOOK
+    first, second = DeliveryStore(database), DeliveryStore(database)
+    until = NOW + timedelta(seconds=60)
+    wanted = [(i, a) for i in ids[:3]] + [(ids[0], hook)]
+    got = await first.claim(wanted, owner="one", now=NOW, until=until)
+    assert got == set(wanted)
+    # A live claim is nobody else's; the rest is free to take.
+    later = NOW + timedelta(seconds=5)
+    taken = await second.claim([(i, a) for i in ids], owner="two", now=later, until=until)
+    assert taken == {(ids[3], a)}
+    # An outcome counts only under the claim that is held, and ends it.
+    assert not await second.record_sent([ids[0]], a, now=later, activity_id="x", claim="two")
+    assert await first.record_sent([ids[0]], a, now=later, activity_id="y", claim="one")
+    rows = await first.for_events(ids)
+    assert (rows[ids[0]][a].status, rows[ids[0]][a].claimed_by) == ("sent", None)
+    assert rows[ids[0]][a].activity_id == "y" and rows[ids[0]][a].attempts == 1
+    # A sent row is never claimed again; an expired claim is taken over.
+    expired = until + timedelta(seconds=1)
+    again = await second.claim(
+        wanted, owner="two", now=expired, until=expired + timedelta(seconds=60)
+    )
+    assert again == {(ids[1], a), (ids[2], a), (ids[0], hook)}
+    assert not await first.record(
+        ids[1], a, status="pending", now=expired, error="503", claim="one"
+    )
+    # Renewal extends only the owner's live claims (its first one, on the last event,
+    # has expired); release gives every claim back.
+    assert await second.renew("two", now=expired, until=expired + timedelta(seconds=120)) == 3
+    await second.release("two")
+    free = await first.for_events(ids)
+    assert all(r.claimed_by is None for by in free.values() for r in by.values())
+    assert free[ids[1]][a].status == "pending" and free[ids[1]][a].attempts == 0

@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from monitoring.dispatch import DeliveryFailed, DispatchPolicy, EventDispatcher
+from domain.destinations import WEBHOOK, TeamsConversation
+from domain.destinations import Destination as Where
+from monitoring.dispatch import DispatchPolicy, EventDispatcher
+from monitoring.notifier import DeliveryFailed
 from monitoring.pacing import SendPacer
 from monitoring.send_gate import SendGate
 from store.database import Database
@@ -15,6 +18,10 @@ from store.deliveries import DeliveryStore
 from store.monitoring import EventRecord, MonitoringStore, NewEvent, Observation
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def teams(name: str) -> TeamsConversation:
+    return TeamsConversation(name)
 
 
 class Clock:
@@ -28,14 +35,14 @@ class Clock:
 class Destination:
     """A notifier double: scripted outcomes per destination, and what it received."""
 
-    def __init__(self, outcomes: dict[str, list[DeliveryFailed | None]]) -> None:
+    def __init__(self, outcomes: dict[Where, list[DeliveryFailed | None]]) -> None:
         self.outcomes = outcomes
-        self.received: list[tuple[str, str]] = []
+        self.received: list[tuple[str, Where]] = []
 
-    async def destinations(self, event: EventRecord) -> list[str]:
+    async def destinations(self, event: EventRecord) -> list[Where]:
         return list(self.outcomes)
 
-    async def deliver(self, event: EventRecord, destination: str) -> str | None:
+    async def deliver(self, event: EventRecord, destination: Where) -> str | None:
         script = self.outcomes[destination]
         outcome = script.pop(0) if script else None
         if outcome is not None:
@@ -70,7 +77,7 @@ def dispatcher(
 async def test_partial_failure_resends_only_where_it_failed(database: Database) -> None:
     clock = Clock()
     notifier = Destination(
-        {"teams:a": [None], "teams:b": [DeliveryFailed("503", permanent=False, retry_after_s=30)]}
+        {teams("a"): [None], teams("b"): [DeliveryFailed("503", permanent=False, retry_after_s=30)]}
     )
     worker, events, _ = dispatcher(database, notifier, clock)
     await record_event(events)
@@ -84,8 +91,8 @@ async def test_partial_failure_resends_only_where_it_failed(database: Database) 
     second = await worker.dispatch_pending()
     assert second.sent == 1 and len(second.completed_events) == 1
     assert notifier.received == [
-        ("ws/job/training_failed/1", "teams:a"),
-        ("ws/job/training_failed/1", "teams:b"),
+        ("ws/job/training_failed/1", teams("a")),
+        ("ws/job/training_failed/1", teams("b")),
     ]
     assert await events.events(undelivered_only=True) == []
     # Once delivered, nothing is ever sent again.
@@ -95,7 +102,7 @@ async def test_partial_failure_resends_only_where_it_failed(database: Database) 
 async def test_permanent_failure_is_recorded_and_not_retried(database: Database) -> None:
     clock = Clock()
     gone = DeliveryFailed("Teams answered 403", permanent=True)
-    notifier = Destination({"teams:gone": [gone, gone]})
+    notifier = Destination({teams("gone"): [gone, gone]})
     worker, events, deliveries = dispatcher(database, notifier, clock)
     await record_event(events)
     report = await worker.dispatch_pending()
@@ -108,7 +115,7 @@ async def test_permanent_failure_is_recorded_and_not_retried(database: Database)
 async def test_dead_letter_after_max_attempts(database: Database) -> None:
     clock = Clock()
     flaky: list[DeliveryFailed | None] = [DeliveryFailed("502", permanent=False)] * 10
-    notifier = Destination({"webhook": flaky})
+    notifier = Destination({WEBHOOK: flaky})
     worker, events, deliveries = dispatcher(
         database, notifier, clock, max_attempts=3, base_delay_s=1, max_delay_s=1
     )
@@ -120,32 +127,35 @@ async def test_dead_letter_after_max_attempts(database: Database) -> None:
     assert [o.retrying for o in outcomes[:2]] == [1, 1]
     assert outcomes[2].failed == 1
     assert sum(o.failed + o.retrying for o in outcomes[3:]) == 0
-    assert (await deliveries.for_event(1))["webhook"].attempts == 3
+    assert (await deliveries.for_event(1))[WEBHOOK].attempts == 3
 
 
 class PacedDestination(Destination):
-    """A Teams-like double: every request takes its turn at the gate, as TeamsNotifier does."""
+    """A Teams-like double: it owns a send gate, as TeamsNotifier does, and every request
+    takes its turn there."""
 
-    def __init__(self, outcomes: dict[str, list[DeliveryFailed | None]], gate: SendGate) -> None:
+    def __init__(self, outcomes: dict[Where, list[DeliveryFailed | None]], gate: SendGate) -> None:
         super().__init__(outcomes)
         self.gate = gate
 
-    async def deliver(self, event: EventRecord, destination: str) -> str | None:
-        async with self.gate.turn(destination):
+    def turn_at(self, destination: Where) -> datetime | None:
+        return self.gate.conversation_slot(destination.key)
+
+    async def deliver(self, event: EventRecord, destination: Where) -> str | None:
+        async with self.gate.turn(destination.key):
             return await super().deliver(event, destination)
 
 
 async def test_a_burst_to_one_conversation_is_paced_in_order(database: Database) -> None:
     clock = Clock()
     gate = SendGate(SendPacer(), clock)
-    notifier = PacedDestination({"teams:busy": []}, gate)
+    notifier = PacedDestination({teams("busy"): []}, gate)
     events, deliveries = MonitoringStore(database), DeliveryStore(database)
     worker = EventDispatcher(
         events=events,
         deliveries=deliveries,
         notifiers=[notifier],
         clock=clock,
-        gate=gate,
     )
     for n in range(12):
         await record_event(events, key=f"ws/job-{n:02d}/training_failed/1")
@@ -165,7 +175,7 @@ async def test_a_burst_to_one_conversation_is_paced_in_order(database: Database)
 async def test_a_retry_that_is_not_due_holds_later_events_back(database: Database) -> None:
     clock = Clock()
     busy = DeliveryFailed("503", permanent=False, retry_after_s=30)
-    notifier = Destination({"teams:a": [busy]})
+    notifier = Destination({teams("a"): [busy]})
     worker, events, _ = dispatcher(database, notifier, clock)
     await record_event(events, key="ws/job-1/training_failed/1")
     first = await worker.dispatch_pending()
@@ -185,14 +195,14 @@ async def test_a_retry_that_is_not_due_holds_later_events_back(database: Databas
 class GroupingDestination(Destination):
     """Groups failures by session, like TeamsNotifier with living cards."""
 
-    def __init__(self, outcomes: dict[str, list[DeliveryFailed | None]]) -> None:
+    def __init__(self, outcomes: dict[Where, list[DeliveryFailed | None]]) -> None:
         super().__init__(outcomes)
         self.groups: list[list[str]] = []
 
     def group_of(self, event: EventRecord) -> str | None:
         return f"s{event.session_id}" if event.kind == "training_failed" else None
 
-    async def deliver_group(self, events: Sequence[EventRecord], destination: str) -> str | None:
+    async def deliver_group(self, events: Sequence[EventRecord], destination: Where) -> str | None:
         self.groups.append([e.key for e in events])
         return await self.deliver(events[0], destination)
 
@@ -213,7 +223,7 @@ async def record_failure(
 
 async def test_failures_of_a_session_within_the_wait_go_as_one(database: Database) -> None:
     clock = Clock()
-    notifier = GroupingDestination({"teams:a": []})
+    notifier = GroupingDestination({teams("a"): []})
     events, deliveries = MonitoringStore(database), DeliveryStore(database)
     worker = EventDispatcher(
         events=events,
@@ -242,33 +252,33 @@ async def test_failures_of_a_session_within_the_wait_go_as_one(database: Databas
     # Every grouped event is recorded as delivered, none is sent again.
     assert await events.events(undelivered_only=True) == []
     sent = await deliveries.for_event(3)
-    assert sent["teams:a"].status == "sent"
+    assert sent[teams("a")].status == "sent"
 
 
 class OverlappingDestination(Destination):
-    """Deliveries to "teams:slow" wait until "teams:fast" has had all of its own."""
+    """Deliveries to teams("slow") wait until teams("fast") has had all of its own."""
 
     def __init__(self, fast_events: int) -> None:
-        super().__init__({"teams:slow": [], "teams:fast": []})
+        super().__init__({teams("slow"): [], teams("fast"): []})
         self.fast_events = fast_events
         self.fast_done = asyncio.Event()
-        self.under_way: dict[str, int] = {"teams:slow": 0, "teams:fast": 0}
+        self.under_way: dict[Where, int] = {teams("slow"): 0, teams("fast"): 0}
         self.most_under_way = dict(self.under_way)
 
-    async def deliver(self, event: EventRecord, destination: str) -> str | None:
+    async def deliver(self, event: EventRecord, destination: Where) -> str | None:
         self.under_way[destination] += 1
         self.most_under_way[destination] = max(
             self.most_under_way[destination], self.under_way[destination]
         )
         try:
-            if destination == "teams:slow":
+            if destination == teams("slow"):
                 await self.fast_done.wait()
             else:
                 await asyncio.sleep(0)
             return await super().deliver(event, destination)
         finally:
             self.under_way[destination] -= 1
-            if sum(1 for _, d in self.received if d == "teams:fast") == self.fast_events:
+            if sum(1 for _, d in self.received if d == teams("fast")) == self.fast_events:
                 self.fast_done.set()
 
 
@@ -284,7 +294,7 @@ async def test_conversations_are_served_at_once_each_in_its_own_order(
     # this pass would never end).
     report = await asyncio.wait_for(worker.dispatch_pending(), 10)
     assert report.sent == 10 and len(report.completed_events) == 5
-    for destination in ("teams:slow", "teams:fast"):
+    for destination in (teams("slow"), teams("fast")):
         keys = [key for key, d in notifier.received if d == destination]
         assert keys == sorted(keys) and len(keys) == 5
         assert notifier.most_under_way[destination] == 1  # one send at a time each

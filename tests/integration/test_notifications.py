@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from app import Runtime
+from domain.destinations import WEBHOOK
 from sandbox.clock import ManualClock
 from sandbox.scenario import DEFAULT_SCENARIO_PATH
 from sandbox.stack import SandboxStack
@@ -123,7 +124,7 @@ async def test_webhook_throttling_is_retried_not_lost(harness: Harness) -> None:
     events = await harness.runtime.monitoring.events(limit=500)
     webhook_kinds = {e.kind for e in events if e.kind != "training_started"}
     assert webhook_kinds, "the first minutes produce events for the webhook"
-    records = [(await deliveries.for_event(e.id)).get("webhook") for e in events]
+    records = [(await deliveries.for_event(e.id)).get(WEBHOOK) for e in events]
     sent = [r for r in records if r is not None and r.status == "sent"]
     assert len(sent) == len(harness.webhook.bodies)
     assert any(r is not None and r.attempts >= 2 and r.status == "sent" for r in records)

@@ -15,6 +15,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 from bot.notifiers import TeamsNotifier
+from domain.destinations import TeamsConversation
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.subscriptions import DEFAULT_KINDS, Subscription, SubscriptionFilters
 from store.conversations import ConversationRecord, ConversationStore
@@ -292,4 +293,4 @@ async def test_routing_an_event_costs_one_query(database: Database) -> None:
     finally:
         sa.event.remove(database.engine.sync_engine, "before_cursor_execute", count)
     assert len(statements) == 1
-    assert len(destinations) == 29 and "teams:c07" not in destinations
+    assert len(destinations) == 29 and TeamsConversation("c07") not in destinations

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cards.catalog import SAMPLE_NOW, sample_events
+from domain.destinations import TeamsConversation
 from monitoring.jobs import JobState, TrainingJob
 from monitoring.subscriptions import DEFAULT_KINDS, toggle_id
 from store.monitoring import NewEvent, Observation
@@ -325,9 +326,7 @@ async def test_filtered_subscriptions_receive_only_matching_events(
     reached: dict[str, set[str]] = {}
     for label, event in to_send.items():
         deliveries = await runtime.deliveries.for_event(stored[event.key].id)
-        reached[label] = {
-            d.removeprefix("teams:") for d, r in deliveries.items() if d.startswith("teams:")
-        }
+        reached[label] = {d.conversation_id for d in deliveries if isinstance(d, TeamsConversation)}
         assert all(r.status == "sent" for r in deliveries.values()), label
     assert reached == {
         "completed PLANT001/CIRCUIT01 circuit-training": {CHANNEL_ID},
