@@ -26,7 +26,7 @@ from tests.e2e.test_playground_cards import jobs_in_the_store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DRIVER_TIMEOUT_S = 150
+DRIVER_TIMEOUT_S = 330
 _COMPLETED = re.compile(
     rb'^mlbot_training_outcomes_total\{[^}]*outcome="completed"[^}]*\} (\S+)$', re.M
 )

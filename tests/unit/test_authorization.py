@@ -157,14 +157,16 @@ def test_help_lists_only_what_the_person_may_run_here(authorization: Authorizati
     def listed(who: Who) -> list[str]:
         return [s.name for s in COMMANDS.specs() if authorization.may_run(s, who)]
 
-    everyone = ["status", "approvals", "subscriptions", "help"]
+    everyone = ["status", "history", "approvals", "subscriptions", "silences", "help"]
     assert listed(in_("channel", VIEWER)) == everyone
     assert listed(in_("personal", VIEWER)) == [
         "status",
+        "history",
         "approvals",
         "subscribe",
         "unsubscribe",
         "subscriptions",
+        "silences",
         "help",
     ]
     assert listed(in_("channel", OPERATOR)) == [s.name for s in COMMANDS.specs()]

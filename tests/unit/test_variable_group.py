@@ -24,6 +24,7 @@ GROUP = {
     "teamsWebhookUrl": "https://example.webhook.office.com/workflows/abc",
     "longRunningJobNotificationIntervalHours": "2",
     "mlEngineersEmail": "a@example.com, b@example.com",
+    "circuitOwners": "PLANT001/=ada@example.com|bo@example.com",
     "manualCircuits": "PLANT001/CIRCUIT01,PLANT002/CIRCUIT02",
     "autoRollbackEnabled": "false",
     "autoRollbackErrorThreshold": "2.5%",
@@ -63,6 +64,7 @@ def test_group_values_apply_over_defaults() -> None:
     assert s.long_running_job_notification_interval_hours == 2.0
     assert s.ml_engineers_email == ("a@example.com", "b@example.com")
     assert s.manual_circuits == ("PLANT001/CIRCUIT01", "PLANT002/CIRCUIT02")
+    assert s.circuit_owners == ("PLANT001/=ada@example.com|bo@example.com",)
     assert s.auto_rollback_enabled is False
     assert s.auto_rollback_error_threshold_percent == 2.5
     assert s.auto_rollback_latency_threshold_ms == 1500.0
