@@ -52,6 +52,19 @@ class Actor:
         return self.name or ident or "an unknown user"
 
     @property
+    def display_name(self) -> str:
+        """How cards name the person: their Teams display name; an id only when Teams
+        sent no name (ids are for the audit trail)."""
+        return self.name or self.upn or self.aad_object_id or "an unknown user"
+
+    @property
+    def signature(self) -> str:
+        """`Name (upn)` for what mlbot writes into Azure DevOps on someone's behalf."""
+        if self.name and self.upn:
+            return f"{self.name} ({self.upn})"
+        return self.display_name
+
+    @property
     def identities(self) -> frozenset[str]:
         """The normalized ids this actor can be listed under (object id and UPN)."""
         return frozenset(

@@ -584,7 +584,11 @@ def _health_events(now: datetime) -> dict[str, EventRecord]:
             why="dry run",
         ),
         "rollback-cancelled": _health(
-            "rollback_cancelled", now - timedelta(minutes=1), prod, cancelled_by="Dana Whitfield"
+            "rollback_cancelled",
+            now - timedelta(minutes=1),
+            prod,
+            **evidence,
+            cancelled_by="Dana Whitfield",
         ),
         "rollback-skipped": _health(
             "rollback_skipped",

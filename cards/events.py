@@ -35,6 +35,7 @@ __all__ = [
     "SUPPORTED_KINDS",
     "SUPPORTED_VERSIONS",
     "event_summary",
+    "health_evidence",
     "render_event_card",
 ]
 
@@ -757,12 +758,12 @@ def _approval_decided(view: _View) -> _Parts:
 
 # --- deployment health watch (monitoring.deployment_watch) ---------------------------------
 
-# The chart of the observation window is text: one row of block characters per figure,
-# one bar per minute. Teams shows card images only as PNG, JPEG or GIF (no SVG), its
-# desktop and web clients have at times dropped `data:` image URIs, an https image would
-# need a public image host, and Workflows cards (1.4) keep to 1.4 elements. Block
-# characters render in every Teams client, in the official renderer and in the card's
-# plain-text fallback, and a 30-minute row costs about 100 bytes.
+# The chart of the observation window. Bot messages (1.5) use Teams' own chart elements
+# (`Chart.VerticalBar` for the error rate, `Chart.Line` for latency), which Teams draws on
+# desktop and web; each carries a `fallback` that hosts without charts (Teams on iOS, the
+# official renderer) draw instead: a row of block characters, one per bar, with its
+# figures. Workflows cards (1.4) keep to 1.4 elements, so they get those rows directly.
+# Traffic is given as figures only: a steady request rate drawn as bars is a solid block.
 _BARS = "▁▂▃▄▅▆▇█"
 _NO_DATA = "·"
 _CHART_BARS = 32  # wider rows wrap on phones; longer windows get 2+ minutes per bar
@@ -899,7 +900,7 @@ def _chart_points(view: _View) -> list[_Point]:
     return [p for p in points if newest - p.at < timedelta(minutes=_CHART_MINUTES)]
 
 
-def _bars(values: list[float | None], limit: float | None, width: int = 1) -> str:
+def _bars(values: list[float | None], limit: float | None) -> str:
     """One block character per value, scaled from 0 to the larger of the peak and the limit.
 
     A flat bottom row then reads "well below the limit" and a full bar "at the peak, which
@@ -917,7 +918,7 @@ def _bars(values: list[float | None], limit: float | None, width: int = 1) -> st
         else:
             level = int(max(value, 0.0) / top * len(_BARS))
             out.append(_BARS[min(level, len(_BARS) - 1)])
-    return "".join(bar * width for bar in out)
+    return "".join(out)
 
 
 def _bucketed(points: list[_Point], per_bar: int) -> list[list[_Point]]:
@@ -937,73 +938,172 @@ def _peak(values: list[float | None]) -> float | None:
     return max(known) if known else None
 
 
-def _chart_row(
-    label: str,
-    unit: str,
-    values: list[float | None],
-    latest: float | None,
-    limit: float | None,
-    width: int,
-) -> list[Element]:
+def _figures_line(
+    label: str, unit: str, values: list[float | None], latest: float | None, limit: float | None
+) -> str | None:
+    """`**Error rate** · now 16.1 % · peak 16.1 % · limit 5 %`; None when nothing is known."""
     peak = _peak(values)
     if peak is None:
-        return []
+        return None
     figures = [f"**{label}**"]
     if latest is not None:
         figures.append(f"now {_fmt_number(latest)}{unit}")
     figures.append(f"peak {_fmt_number(peak)}{unit}")
     if limit is not None:
         figures.append(f"limit {_fmt_number(limit)}{unit}")
-    over = limit is not None and peak > limit
-    return [
-        text(" · ".join(figures), size="Small", spacing="Small"),
-        text(
-            _bars(values, limit, width),
-            fontType="Monospace",
-            spacing="None",
-            **({"color": "Attention"} if over else {}),
-        ),
+    return " · ".join(figures)
+
+
+def _text_row(figures: str, values: list[float | None], limit: float | None) -> Element:
+    """One figure as text: its figures, then one block character per bar."""
+    peak = _peak(values)
+    over = limit is not None and peak is not None and peak > limit
+    return {
+        "type": "Container",
+        "spacing": "Small",
+        "items": [
+            text(figures, size="Small", spacing="Small"),
+            text(
+                _bars(values, limit),
+                fontType="Monospace",
+                spacing="None",
+                **({"color": "Attention"} if over else {}),
+            ),
+        ],
+    }
+
+
+def _vertical_bars(
+    title: str, unit: str, labels: list[str], values: list[float | None], limit: float | None
+) -> dict[str, Any]:
+    """`Chart.VerticalBar`: one bar per label, red where over the limit."""
+    data = []
+    for label, value in zip(labels, values, strict=True):
+        if value is None:
+            continue  # not measured: no bar, rather than a bar at zero
+        over = limit is not None and value > limit
+        data.append({"x": label, "y": round(value, 2), "color": "attention" if over else "good"})
+    return {
+        "type": "Chart.VerticalBar",
+        "title": title,
+        "xAxisTitle": "UTC",
+        "yAxisTitle": unit.strip(),
+        "data": data,
+    }
+
+
+def _line(
+    title: str,
+    legend: str,
+    unit: str,
+    labels: list[str],
+    values: list[float | None],
+    limit: float | None,
+) -> dict[str, Any]:
+    """`Chart.Line`: the figure per label, and its limit as a second, flat line."""
+    measured = [
+        {"x": label, "y": round(value, 2)}
+        for label, value in zip(labels, values, strict=True)
+        if value is not None
     ]
+    series: list[dict[str, Any]] = [
+        {"legend": legend, "values": measured, "color": "categoricalBlue"}
+    ]
+    if limit is not None and measured:
+        series.append(
+            {
+                "legend": "Limit",
+                "values": [{"x": point["x"], "y": limit} for point in measured],
+                "color": "attention",
+            }
+        )
+    return {
+        "type": "Chart.Line",
+        "title": title,
+        "xAxisTitle": "UTC",
+        "yAxisTitle": unit.strip(),
+        "data": series,
+    }
 
 
 def _chart(view: _View) -> list[Element]:
-    """Error rate, latency and traffic over the watched window, one bar per minute."""
+    """Error rate and latency over the watched window, and the traffic in figures.
+
+    Each bar is the worst minute of its `per_bar` minutes and is labelled with the time
+    its span ends, which is how the failed checks are timed: the last bar is the last check.
+    """
     points = _chart_points(view)
     if not points:
         return []
     minutes = int((points[-1].at - points[0].at).total_seconds() // 60) + 1
     per_bar = -(-minutes // _CHART_BARS)
     buckets = _bucketed(points, per_bar)
-    # A short window gets wider bars, so ten minutes do not shrink to a speck.
-    width = max(1, min(3, _CHART_BARS // len(buckets)))
+    first = points[0].at
+    ends = [first + timedelta(minutes=per_bar * (n + 1)) for n in range(len(buckets))]
+    labels = [_clock_time(end) for end in ends]
     limits = _Limits.of(view)
-    figures: tuple[tuple[str, str, Callable[[_Point], float | None], float | None], ...] = (
-        ("Error rate", " %", lambda p: p.error_rate, limits.error_rate),
-        (limits.latency_label, " ms", lambda p: p.latency, limits.latency),
-        ("Requests", "/min", lambda p: p.requests, None),
-    )
-    rows: list[Element] = []
-    gaps = False
-    for label, unit, pick, limit in figures:
+    charts = view.version != "1.4"
+
+    def series(pick: Callable[[_Point], float | None]) -> tuple[list[float | None], float | None]:
         # The worst minute of a bar: a short breach must not be averaged away.
         values = [_peak([pick(p) for p in bucket]) for bucket in buckets]
         known = [value for p in points if (value := pick(p)) is not None]
-        latest = known[-1] if known else None
-        shown = _chart_row(label, unit, values, latest, limit, width)
-        rows.extend(shown)
-        gaps = gaps or (bool(shown) and None in values)
+        return values, (known[-1] if known else None)
+
+    rows: list[Element] = []
+    gaps = False
+    rate, rate_now = series(lambda p: p.error_rate)
+    rate_figures = _figures_line("Error rate", " %", rate, rate_now, limits.error_rate)
+    if rate_figures is not None:
+        row = _text_row(rate_figures, rate, limits.error_rate)
+        if charts:
+            limit = limits.error_rate
+            title = "Error rate (%)" + (f" · limit {_fmt_number(limit)} %" if limit else "")
+            rows.append(_vertical_bars(title, "%", labels, rate, limit) | {"fallback": row})
+        else:
+            rows.append(row)
+        gaps = gaps or None in rate
+    latency, latency_now = series(lambda p: p.latency)
+    latency_figures = _figures_line(
+        limits.latency_label, " ms", latency, latency_now, limits.latency
+    )
+    if latency_figures is not None:
+        row = _text_row(latency_figures, latency, limits.latency)
+        if charts:
+            limit = limits.latency
+            title = f"{limits.latency_label} (ms)" + (
+                f" · limit {_fmt_number(limit)} ms" if limit else ""
+            )
+            line = _line(title, limits.latency_label, "ms", labels, latency, limit)
+            rows.append(line | {"fallback": row})
+        else:
+            rows.append(row)
+        gaps = gaps or None in latency
     if not rows:
         return []
-    span = f"{_clock_time(points[0].at)} to {_clock_time(points[-1].at)} UTC"
-    scale = "one bar per minute" if per_bar == 1 else f"one bar per {per_bar} minutes"
-    legend = f"{span} · {scale}" + (f" · {_NO_DATA} no data" if gaps else "")
+    requests = [p.requests for p in points if p.requests is not None]
+    if requests:
+        rows.append(
+            text(
+                f"**Requests** · now {_fmt_number(requests[-1])}/min · "
+                f"{_fmt_number(min(requests))} to {_fmt_number(max(requests))}/min in the window",
+                size="Small",
+                spacing="Small",
+            )
+        )
+    bars = len(buckets)
+    span = f"{_clock_time(first)} to {_clock_time(ends[-1])} UTC"
+    scale = "one per minute" if per_bar == 1 else f"one per {per_bar} minutes"
+    legend = f"{span} · {bars} bar{'s' if bars != 1 else ''}, {scale}"
+    legend += f" · {_NO_DATA} no data" if gaps else ""
+    window = bars * per_bar
     return [
         {
             "type": "Container",
             "style": "emphasis",
             "spacing": "Medium",
             "items": [
-                text(f"Last {minutes} minute{'s' if minutes != 1 else ''}", weight="Bolder"),
+                text(f"Last {window} minute{'s' if window != 1 else ''}", weight="Bolder"),
                 text(legend, isSubtle=True, size="Small", spacing="None"),
                 *rows,
             ],
@@ -1135,6 +1235,7 @@ def _rollback_cancelled(view: _View) -> _Parts:
         view.heading(f"⏹ Automatic rollback cancelled — {_safe(_watch_subject(view))}"),
         _facts(("Cancelled by", _safe(by) if by else None)),
         text("The deployment stays in place; mlbot no longer watches it."),
+        *_evidence(view),
         _footer(view),
     ]
     return _Parts(body, [])
@@ -1370,6 +1471,29 @@ def event_summary(event: EventRecord) -> str:
     view = _View(event, "1.5")
     line = _RENDERERS.get(event.kind, _GENERIC).summary(view)
     return _clip(_one_line(line), _MAX_SUMMARY_CHARS)
+
+
+def health_evidence(
+    evidence: Mapping[str, Any], at: datetime, *, version: str = "1.5"
+) -> list[Element]:
+    """The failed checks and chart of a health watch (`checks`, `thresholds`, `points` as
+    the watcher stores them), for a card that answers a decision about it: the figures
+    stay in view once someone has acted."""
+    record = EventRecord(
+        id=0,
+        key="evidence",
+        kind="rollback_cancelled",
+        payload=dict(evidence),
+        session_id=None,
+        workspace=None,
+        job_name=None,
+        circuit=None,
+        created_at=at,
+        delivered_at=None,
+        delivery_attempts=0,
+        last_error=None,
+    )
+    return _evidence(_View(record, version))
 
 
 def render_event_card(event: EventRecord, *, version: str = "1.5") -> Card:
