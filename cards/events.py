@@ -680,7 +680,29 @@ def _deployment_completed(view: _View) -> _Parts:
     return _Parts(body, _run_action(view))
 
 
+def _rejected(view: _View) -> bool:
+    """The stage failed because its approval was rejected (a decision, not a fault)."""
+    return (view.string("approval_status") or "").lower() == "rejected"
+
+
+def _deployment_rejected(view: _View) -> _Parts:
+    by = view.string("decided_by")
+    comment = view.string("comment")
+    body: list[Element] = [
+        view.heading(f"🚫 {_safe(_deployment_subject(view))} rejected"),
+        _deployment_facts(view, ("Rejected by", _safe(by) if by else None)),
+    ]
+    if comment:
+        body.append(text("Comment", weight="Bolder", spacing="Medium"))
+        body.append(text(_safe(comment, MAX_ERROR_CHARS)))
+    body.append(text("The approval was rejected, so the stage did not run; nothing was deployed."))
+    body.append(_footer(view))
+    return _Parts(body, _run_action(view))
+
+
 def _deployment_failed(view: _View) -> _Parts:
+    if _rejected(view):
+        return _deployment_rejected(view)
     icon, title = _deployment_heading(view, "failed")
     environment = view.string("environment") or ""
     body: list[Element] = [
@@ -730,7 +752,7 @@ def _approval_required(view: _View) -> _Parts:
             ("Needs", f"{needed} approvals" if needed and needed > 1 else None),
         ),
         *_instructions(view),
-        text("The stage waits until an approver decides in Azure DevOps."),
+        text("The stage waits until an approver decides."),
         _footer(view),
     ]
     return _Parts(body, _run_action(view, "Review in Azure DevOps"))
@@ -1406,6 +1428,9 @@ def _summary_deployment_completed(view: _View) -> str:
 
 
 def _summary_deployment_failed(view: _View) -> str:
+    if _rejected(view):
+        by = view.string("decided_by")
+        return f"🚫 {_deployment_subject(view)} rejected{f' by {by}' if by else ''}{_where(view)}"
     icon, title = _deployment_heading(view, "failed")
     return f"{icon} {title}{_where(view)}"
 

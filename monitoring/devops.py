@@ -441,6 +441,30 @@ class AzureDevOpsPipelines:
 
         return await self._call(f"read the stages of run {run_id}", run, f"run {run_id}")
 
+    async def approvals_of_run(self, run_id: int) -> list[Approval]:
+        """Every approval a run waited for, decided or not, with who decided: the run's
+        timeline names them (`Checkpoint.Approval` records), Approvals - Get says the rest."""
+
+        def run() -> list[Approval]:
+            timeline = self._sdk("build").get_build_timeline(self.project, run_id)
+            records = [
+                TimelineEntry(str(r.id), r.parent_id, str(r.type or ""), str(r.name or ""))
+                for r in (getattr(timeline, "records", None) or [])
+                if r.id
+            ]
+            found = []
+            for entry in approvals_in_timeline(records).values():
+                data = self._rest(
+                    "GET",
+                    f"_apis/pipelines/approvals/{quote(entry.approval_id, safe='')}",
+                    params={"$expand": "steps"},
+                )
+                if isinstance(data, Mapping):
+                    found.append(replace_fields(_to_approval(data), stage=entry.stage))
+            return found
+
+        return await self._call(f"read the approvals of run {run_id}", run, f"run {run_id}")
+
     async def find_run(
         self, pipeline_name: str, template_parameters: Mapping[str, str], since: datetime
     ) -> PipelineRun | None:
