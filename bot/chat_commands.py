@@ -380,9 +380,8 @@ def build_handlers(services: ChatServices) -> Handlers:
     async def help_(turn: ChatTurn, args: str) -> None:
         allowed = [s for s in registry.specs() if authorization.may_run(s, turn)]
         commands = [CommandHelp(spec.usage, spec.summary) for spec in allowed]
-        await turn.reply_card(
-            render_help_card(commands, services.bot_name), summary=f"{services.bot_name} help"
-        )
+        name = turn.facts.bot_name or services.bot_name  # the name it was addressed by
+        await turn.reply_card(render_help_card(commands, name), summary=f"{name} help")
 
     return Handlers(registry, actions)
 

@@ -49,7 +49,7 @@ MAX_LISTED = 20
 _MAX_NAME_CHARS = 200  # any single name or value; a runaway string must not fill the card
 _MAX_SUMMARY_CHARS = 200  # previews show one short line
 _MAX_GENERIC_FIELDS = 30
-# Environment names `@mlbot rollback <env>` accepts (bot.operations.ENVIRONMENT_NAME).
+# Environment names `rollback <env>` accepts (bot.operations.ENVIRONMENT_NAME).
 _ROLLBACK_ENVIRONMENT = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
@@ -269,7 +269,8 @@ def _retry_command(view: _View) -> str:
     """
     circuit = view.record.circuit or view.string("circuit") or ""
     target = circuit if CIRCUIT_PATTERN.fullmatch(circuit) else "<PLANT>/<CIRCUIT>"
-    return f"**@mlbot retry {_safe(target)}**"
+    # No bot name: the card goes to channels and chats alike, and the bot may be renamed.
+    return f"**retry {_safe(target)}**"
 
 
 def _attempt_suffix(view: _View) -> str:
@@ -488,7 +489,7 @@ def _monitoring_timed_out(view: _View) -> _Parts:
         ),
         text(
             "mlbot reached its maximum wait with these jobs unfinished. Running jobs still "
-            "get long-running reminders; **@mlbot status** shows where they are."
+            "get long-running reminders; **status** shows where they are."
         ),
     ]
     if shown:
@@ -715,7 +716,7 @@ def _deployment_failed(view: _View) -> _Parts:
     if _ROLLBACK_ENVIRONMENT.fullmatch(environment) and not view.flag("rollback"):
         body.append(
             text(
-                f"If {_safe(environment)} misbehaves, **@mlbot rollback {environment.lower()}** "
+                f"If {_safe(environment)} misbehaves, **rollback {environment.lower()}** "
                 "puts the previous model back."
             )
         )

@@ -74,7 +74,7 @@ def test_deployment_failed_links_the_run_and_offers_a_rollback(result: str, head
     event = devops_event(DevOpsEventKind.DEPLOYMENT_FAILED, state="completed", result=result)
     card = render_event_card(event)
     assert heading_of(card) == heading
-    assert "**@mlbot rollback prod**" in content(card)
+    assert "**rollback prod**" in content(card)
     assert card["actions"][0]["url"] == RUN_URL
 
 
@@ -88,7 +88,7 @@ def test_failed_rollback_does_not_suggest_another_rollback() -> None:
     )
     card = render_event_card(event)
     assert heading_of(card) == "❌ Rollback of prod failed"
-    assert "@mlbot rollback" not in content(card)
+    assert "**rollback " not in content(card)
 
 
 def test_deployment_without_environment_or_link() -> None:
@@ -104,7 +104,7 @@ def test_deployment_without_environment_or_link() -> None:
     assert heading_of(card) == "❌ Deployment failed"
     assert "actions" not in card
     assert facts_of(card)["Run"] == "#4242"
-    assert "@mlbot rollback" not in content(card)
+    assert "**rollback " not in content(card)
     assert event_summary(event) == "❌ Deployment failed (deployment-pipeline #4242)"
 
 
@@ -119,7 +119,7 @@ def test_hostile_names_are_escaped() -> None:
     text = content(render_event_card(event))
     assert "\\\\[click\\\\](https://evil.example)" in text
     assert "prod \\\\*now\\\\*" in text
-    assert "@mlbot rollback" not in text  # not a name the command accepts
+    assert "**rollback " not in text  # not a name the command accepts
 
 
 def test_approval_required_card() -> None:

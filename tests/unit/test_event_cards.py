@@ -563,7 +563,7 @@ def test_last_failure_says_retries_exhausted() -> None:
     content = all_text(render_event_card(event))
     assert "Retries exhausted" in content
     assert "retry queued" not in content
-    assert "@mlbot retry PLANT001/CIRCUIT01" in content
+    assert "retry PLANT001/CIRCUIT01" in content
 
 
 def test_long_error_is_trimmed() -> None:
@@ -659,7 +659,7 @@ def test_markdown_in_names_is_escaped() -> None:
     assert "bad \\*value\\* in \\[config\\] under\\_score" in content
     assert "[click](" not in content
     # A malformed circuit is not offered as a command to copy.
-    assert "**@mlbot retry <PLANT>/<CIRCUIT>**" in content
+    assert "**retry <PLANT>/<CIRCUIT>**" in content
 
 
 def test_retry_command_keeps_a_valid_circuit_literal() -> None:
@@ -667,7 +667,7 @@ def test_retry_command_keeps_a_valid_circuit_literal() -> None:
         TrainingCanceled(**common(circuit="PLANT_1/CIRCUIT-01", status="Canceled"), duration=None)
     )
     content = all_text(render_event_card(event))
-    assert "**@mlbot retry PLANT\\\\_1/CIRCUIT-01**" in content  # bold, escaped like the rest
+    assert "**retry PLANT\\\\_1/CIRCUIT-01**" in content  # bold, escaped like the rest
     assert "PLANT\\\\_1/CIRCUIT-01 — training canceled" in content  # the heading is escaped
 
 
