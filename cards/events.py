@@ -977,22 +977,24 @@ def _figures_line(
     return " · ".join(figures)
 
 
-def _text_row(figures: str, values: list[float | None], limit: float | None) -> Element:
-    """One figure as text: its figures, then one block character per bar."""
+def _bars_text(values: list[float | None], limit: float | None) -> Element:
+    """One block character per bar, red when the peak is over the limit."""
     peak = _peak(values)
     over = limit is not None and peak is not None and peak > limit
+    return text(
+        _bars(values, limit),
+        fontType="Monospace",
+        spacing="None",
+        **({"color": "Attention"} if over else {}),
+    )
+
+
+def _figure_row(figures: str, drawn: Element) -> Element:
+    """A figure's line of numbers, then its chart (or its row of bars)."""
     return {
         "type": "Container",
         "spacing": "Small",
-        "items": [
-            text(figures, size="Small", spacing="Small"),
-            text(
-                _bars(values, limit),
-                fontType="Monospace",
-                spacing="None",
-                **({"color": "Attention"} if over else {}),
-            ),
-        ],
+        "items": [text(figures, size="Small", spacing="Small"), drawn],
     }
 
 
@@ -1078,38 +1080,37 @@ def _chart(view: _View) -> list[Element]:
     rate, rate_now = series(lambda p: p.error_rate)
     rate_figures = _figures_line("Error rate", " %", rate, rate_now, limits.error_rate)
     if rate_figures is not None:
-        row = _text_row(rate_figures, rate, limits.error_rate)
+        drawn = _bars_text(rate, limits.error_rate)
         if charts:
             limit = limits.error_rate
             title = "Error rate (%)" + (f" · limit {_fmt_number(limit)} %" if limit else "")
-            rows.append(_vertical_bars(title, "%", labels, rate, limit) | {"fallback": row})
-        else:
-            rows.append(row)
+            drawn = _vertical_bars(title, "%", labels, rate, limit) | {"fallback": drawn}
+        rows.append(_figure_row(rate_figures, drawn))
         gaps = gaps or None in rate
     latency, latency_now = series(lambda p: p.latency)
     latency_figures = _figures_line(
         limits.latency_label, " ms", latency, latency_now, limits.latency
     )
     if latency_figures is not None:
-        row = _text_row(latency_figures, latency, limits.latency)
+        drawn = _bars_text(latency, limits.latency)
         if charts:
             limit = limits.latency
             title = f"{limits.latency_label} (ms)" + (
                 f" · limit {_fmt_number(limit)} ms" if limit else ""
             )
             line = _line(title, limits.latency_label, "ms", labels, latency, limit)
-            rows.append(line | {"fallback": row})
-        else:
-            rows.append(row)
+            drawn = line | {"fallback": drawn}
+        rows.append(_figure_row(latency_figures, drawn))
         gaps = gaps or None in latency
     if not rows:
         return []
     requests = [p.requests for p in points if p.requests is not None]
     if requests:
+        low, high = _fmt_number(min(requests)), _fmt_number(max(requests))
+        spread = f"steady at {low}/min" if low == high else f"{low} to {high}/min in the window"
         rows.append(
             text(
-                f"**Requests** · now {_fmt_number(requests[-1])}/min · "
-                f"{_fmt_number(min(requests))} to {_fmt_number(max(requests))}/min in the window",
+                f"**Requests** · now {_fmt_number(requests[-1])}/min · {spread}",
                 size="Small",
                 spacing="Small",
             )

@@ -133,6 +133,27 @@ class RunStage:
     result: str | None  # succeeded | failed | canceled | skipped | ...; None while running
 
 
+# What mlbot writes as the comment of a decision made in Teams: the decision is recorded
+# under mlbot's identity in Azure DevOps, so the comment names the person.
+_TEAMS_DECISION = re.compile(
+    r"^(?:Approved|Rejected) in Teams by (?P<person>[^:]+?)(?:: (?P<comment>.*))?$", re.DOTALL
+)
+
+
+def decision_note(approve: bool, person: str, comment: str = "") -> str:
+    """The comment of an approval decided in Teams: `Rejected in Teams by Name: why`."""
+    verb = "Approved" if approve else "Rejected"
+    return f"{verb} in Teams by {person}" + (f": {comment}" if comment else "")
+
+
+def teams_decision(comment: str) -> tuple[str, str] | None:
+    """(person, their own comment) of a `decision_note`; None for any other comment."""
+    found = _TEAMS_DECISION.match(comment.strip())
+    if found is None:
+        return None
+    return found.group("person").strip(), (found.group("comment") or "").strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Approval:
     id: str

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from domain.events import EventKind
 from monitoring.approval_places import ApprovalPlace
 from monitoring.azure_calls import AzureCallError
-from monitoring.devops import Approval, PipelineRun
+from monitoring.devops import Approval, PipelineRun, teams_decision
 from service.devops_hooks import (
     APPROVAL_PENDING,
     BUILD_COMPLETE,
@@ -101,10 +101,15 @@ def with_rejection(payload: Mapping[str, Any], approvals: list[Approval]) -> dic
     chosen = (same_stage or rejected)[-1]
     filled["approval_id"] = chosen.id
     filled["approval_status"] = "rejected"
-    if chosen.decided_by and not filled.get("decided_by"):
-        filled["decided_by"] = chosen.decided_by
-    if chosen.comment and not filled.get("comment"):
-        filled["comment"] = chosen.comment
+    by, comment = chosen.decided_by, chosen.comment
+    # Rejected from a Teams card: Azure DevOps names mlbot, the comment names the person.
+    in_teams = teams_decision(comment)
+    if in_teams is not None:
+        by, comment = f"{in_teams[0]} (in Teams)", in_teams[1]
+    if by and not filled.get("decided_by"):
+        filled["decided_by"] = by
+    if comment and not filled.get("comment"):
+        filled["comment"] = comment
     return filled
 
 

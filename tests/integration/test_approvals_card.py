@@ -158,7 +158,9 @@ async def test_a_rejected_deployment_is_not_announced_as_a_failure(channel: Chan
     assert announced, "the rejected deployment was not announced"
     assert all("the run's logs" not in t.lower() for t in announced)
     assert all("failed" not in t for t in announced)
-    assert any("Deployment to staging rejected" in t and "Rejected by" in t for t in announced)
+    assert any(
+        "Deployment to staging rejected" in t and "Gene Approver (in Teams)" in t for t in announced
+    )
 
 
 async def test_the_sandbox_sends_the_approval_pending_hook(channel: Channel) -> None:

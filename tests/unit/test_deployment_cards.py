@@ -302,8 +302,9 @@ def test_bot_cards_draw_teams_charts_with_fallbacks_and_webhook_cards_text() -> 
     assert latency["values"][-1] == {"x": "14:26", "y": 2710.0}
     assert {p["y"] for p in limit["values"]} == {2000.0}
     assert "limit 2000 ms" in charts["Chart.Line"]["title"]
-    # Where charts are not drawn the same figures read as text rows.
-    assert charts["Chart.VerticalBar"]["fallback"]["items"][1]["fontType"] == "Monospace"
+    # Where charts are not drawn the same figures read as a row of bars.
+    assert charts["Chart.VerticalBar"]["fallback"]["fontType"] == "Monospace"
+    assert charts["Chart.VerticalBar"]["fallback"]["text"] == "▁" * 24 + "▂▄▆█"
 
 
 @pytest.mark.parametrize(
