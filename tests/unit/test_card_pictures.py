@@ -246,7 +246,9 @@ def test_render_event_text_names_where_it_happened() -> None:
 
 def test_a_teams_chart_drawn_as_its_fallback_is_not_an_error() -> None:
     chart = 'Unknown element type "Chart.VerticalBar". Fallback will be used if present.'
-    assert not RenderEvent("Parse", "UnknownElementType", chart).is_error
+    drawn_as_fallback = RenderEvent("Parse", "UnknownElementType", chart)
+    assert not drawn_as_fallback.is_error
+    assert CardPicture("c", None, events=(drawn_as_fallback,)).warnings == []
     other = 'Unknown element type "Media.Fancy". Fallback will be used if present.'
     assert RenderEvent("Parse", "UnknownElementType", other).is_error
 
