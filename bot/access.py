@@ -52,6 +52,19 @@ class Actor:
         return self.name or ident or "an unknown user"
 
     @property
+    def display_name(self) -> str:
+        """How cards name the person: their Teams display name; an id only when Teams
+        sent no name (ids are for the audit trail)."""
+        return self.name or self.upn or self.aad_object_id or "an unknown user"
+
+    @property
+    def signature(self) -> str:
+        """`Name (upn)` for what mlbot writes into Azure DevOps on someone's behalf."""
+        if self.name and self.upn:
+            return f"{self.name} ({self.upn})"
+        return self.display_name
+
+    @property
     def identities(self) -> frozenset[str]:
         """The normalized ids this actor can be listed under (object id and UPN)."""
         return frozenset(
@@ -194,6 +207,10 @@ class AccessPolicy:
             if own is not None:
                 return own
         return self.approvers
+
+    def has_own_approvers(self, environment: str) -> bool:
+        """The environment has its own approvers' list (`MLBOT_APPROVERS_<ENV>`)."""
+        return environment_key(environment) in self.approvers_by_environment
 
     @property
     def any_approvers(self) -> frozenset[str]:
@@ -377,9 +394,15 @@ def _granted(
     if needed in roles:
         return Decision(True, needed, f"{what} is allowed for you as {_article(needed)}.")
     if needed is Role.VIEWER:
-        reason = f"{what} needs access to mlbot. Ask the team that runs mlbot to add you."
+        reason = (
+            f"{what} needs access to mlbot. Ask the team that runs mlbot to allow your "
+            "organization (MLBOT_ALLOWED_TENANTS)."
+        )
     elif needed is Role.OPERATOR:
-        reason = f"{what} needs an operator. Ask one of the mlbot operators to do it or to add you."
+        reason = (
+            f"{what} needs an operator. Ask one of the mlbot operators to do it, or the team "
+            "that runs mlbot to add you to MLBOT_OPERATORS."
+        )
     elif policy is not None and environment and not policy.approvers_for(environment):
         reason = (
             f"{what} needs an approver for {_shown(environment)}, and none are set up yet. "
@@ -391,11 +414,18 @@ def _granted(
             "Ask the team that runs mlbot to set MLBOT_APPROVERS."
         )
     elif environment:
+        # The setting that would grant it: the environment's own list when it has one.
+        own = policy is not None and policy.has_own_approvers(environment)
+        setting = approvers_variable(environment) if own else "MLBOT_APPROVERS"
         reason = (
-            f"{what} needs an approver for {_shown(environment)}. Ask one of the release approvers."
+            f"{what} needs an approver for {_shown(environment)}. Ask one of the release "
+            f"approvers, or the team that runs mlbot to add you to {setting}."
         )
     else:
-        reason = f"{what} needs an approver. Ask one of the release approvers."
+        reason = (
+            f"{what} needs an approver. Ask one of the release approvers, or the team that "
+            "runs mlbot to add you to MLBOT_APPROVERS."
+        )
     return Decision(False, needed, reason)
 
 

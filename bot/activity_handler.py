@@ -74,7 +74,9 @@ class MlbotActivityHandler(TeamsActivityHandler):
         if spec is None:
             suggestion = self._commands.suggest(parsed.name) if parsed.name else None
             await turn.reply_text(
-                unknown_command_text(echoed(parsed.name), suggestion, self._bot_name)
+                unknown_command_text(
+                    echoed(parsed.name), suggestion, facts.bot_name or self._bot_name
+                )
             )
             return
         try:
@@ -205,9 +207,10 @@ class MlbotActivityHandler(TeamsActivityHandler):
             )
         )
         if is_new:
-            card = render_welcome_card(self._bot_name, facts.conversation_type or "")
+            name = facts.bot_name or self._bot_name  # as this team or chat calls the bot
+            card = render_welcome_card(name, facts.conversation_type or "")
             message = MessageFactory.attachment(CardFactory.adaptive_card(card))
-            message.summary = f"{self._bot_name} is here"
+            message.summary = f"{name} is here"
             await turn_context.send_activity(message)
 
     async def _removed(self, turn_context: TurnContext) -> None:

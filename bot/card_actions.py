@@ -200,7 +200,7 @@ class CardActionProcessor:
             # The request may have acted: keep the claim, so that the next press finds
             # out what happened instead of acting as if nothing had.
             card = render_action_done(
-                "Outcome being checked", [("Status", str(exc))], actor.label, now, ok=False
+                "Outcome being checked", [("Status", str(exc))], actor.display_name, now, ok=False
             )
             await self._actions.complete(signed.nonce, UNKNOWN, {"card": card}, now)
             await self._record(facts, actor, now, signed.verb, UNKNOWN, str(exc), signed)

@@ -37,7 +37,7 @@ _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")  # fits the card_actions primary ke
 _SIG = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes, base64url without padding
 _MAX_SAFE_INT = 2**53 - 1  # Teams' JavaScript rounds larger integers
 
-EXPIRED_REASON = "This card has expired — ask for a new one with `@mlbot approvals`."
+EXPIRED_REASON = "This card has expired — ask me for a new one: **approvals**."
 TAMPERED_REASON = "This card's data was changed; the action was refused."
 MALFORMED_REASON = (
     "This card's action data is missing or damaged, so the action was refused. Ask for a new card."

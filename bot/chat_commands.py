@@ -21,18 +21,22 @@ from bot.history_command import register_history_command
 from bot.operations import Operations, parse_rollback
 from bot.subscription_commands import register_subscription_commands
 from cards.actions import (
+    STOPPED_ICON,
+    ApprovalDecision,
     ApprovalLine,
     render_action_done,
     render_approvals,
     render_retry_confirmation,
     render_rollback_confirmation,
 )
-from cards.common import Card
+from cards.common import Card, text
 from cards.config import SettingRow, render_config_card
+from cards.events import health_evidence
 from cards.help import CommandHelp, render_help_card
 from cards.status import render_status_card
 from monitoring.azure_calls import AzureCallError
 from monitoring.deployment_watch import CancelOutcome, DeploymentWatcher
+from monitoring.devops import Approval
 from monitoring.engine import MonitoringEngine
 from monitoring.status_report import StatusFilterError, StatusService
 from store.audit import AuditTrail
@@ -111,7 +115,7 @@ def build_handlers(services: ChatServices) -> Handlers:
         cancel = signer.sign("action.cancel", {"for": "retry"})
         await turn.reply_card(
             render_retry_confirmation(
-                circuits, ops.training_pipeline(), confirm, cancel, turn.actor.label
+                circuits, ops.training_pipeline(), confirm, cancel, turn.actor.display_name
             ),
             summary="Confirm the retry",
         )
@@ -126,7 +130,7 @@ def build_handlers(services: ChatServices) -> Handlers:
                 ("Circuits", ", ".join(circuits)),
                 ("Pipeline", f"{ops.training_pipeline()} run #{run.run_id}"),
             ],
-            turn.actor.label,
+            turn.actor.display_name,
             turn.now,
         )
 
@@ -150,7 +154,7 @@ def build_handlers(services: ChatServices) -> Handlers:
         name = _job_name(args, "watch")
         engine = _engine()
         try:
-            job = await engine.watch_job(name, turn.actor.label)
+            job = await engine.watch_job(name, turn.actor.display_name)
         except LookupError:
             raise CommandError(
                 f"I can't find a job named `{name}` in the workspaces I watch. "
@@ -179,7 +183,12 @@ def build_handlers(services: ChatServices) -> Handlers:
         cancel = signer.sign("action.cancel", {"for": "rollback", "environment": environment})
         await turn.reply_card(
             render_rollback_confirmation(
-                environment, reason, ops.rollback_pipeline(), confirm, cancel, turn.actor.label
+                environment,
+                reason,
+                ops.rollback_pipeline(),
+                confirm,
+                cancel,
+                turn.actor.display_name,
             ),
             summary=f"Confirm the rollback of {environment}",
         )
@@ -195,21 +204,21 @@ def build_handlers(services: ChatServices) -> Handlers:
             return render_action_done(
                 f"Not queued: an automatic rollback of {environment} is already under way",
                 [("Pipeline", f"{ops.rollback_pipeline()} {run_no}"), ("Deployment", busy.key)],
-                turn.actor.label,
+                turn.actor.display_name,
                 turn.now,
                 ok=False,
             )
-        run = await ops.queue_rollback(environment, reason, turn.actor.label, button_key(turn))
+        run = await ops.queue_rollback(environment, reason, turn.actor.signature, button_key(turn))
         if watcher is not None:
             # The deployment being judged is gone: no automatic rollback may follow.
-            await watcher.supersede(environment, f"{turn.actor.label} (manual rollback)")
+            await watcher.supersede(environment, f"{turn.actor.display_name} (manual rollback)")
         return render_action_done(
             f"Rollback of {environment} queued",
             [
                 ("Pipeline", f"{ops.rollback_pipeline()} run #{run.run_id}"),
                 ("Reason", reason or "—"),
             ],
-            turn.actor.label,
+            turn.actor.display_name,
             turn.now,
         )
 
@@ -219,35 +228,58 @@ def build_handlers(services: ChatServices) -> Handlers:
         environment = str(data.get("environment") or "—")
         watcher = services.watcher()
         outcome = (
-            await watcher.cancel_rollback(str(data.get("watch_key", "")), turn.actor.label)
+            await watcher.cancel_rollback(str(data.get("watch_key", "")), turn.actor.display_name)
             if watcher is not None
             else CancelOutcome.NOT_FOUND
         )
         title, ok = _CANCEL_OUTCOMES[outcome]
+        key = str(data.get("watch_key", ""))
+        evidence = await watcher.evidence(key) if watcher is not None and key else {}
         return render_action_done(
             title.format(environment=environment),
             [("Environment", environment)],
-            turn.actor.label,
+            turn.actor.display_name,
             turn.now,
             ok=ok,
+            # Cancelled is a decision to stop, not a success; the figures stay in view.
+            icon=STOPPED_ICON if outcome is CancelOutcome.CANCELLED else None,
+            evidence=health_evidence(evidence, turn.now),
         )
 
     @actions.handles(CARD_ACTIONS.action_cancel)
     async def cancelled(turn: ActionTurn) -> Card:
         what = str(turn.action.data.get("for", "action"))
-        return render_action_done(f"{what.title()} cancelled", [], turn.actor.label, turn.now)
+        environment = str(turn.action.data.get("environment") or "")
+        if what == "rollback" and environment:
+            return render_action_done(
+                f"Rollback of {environment} cancelled: nothing was queued",
+                [("Environment", environment)],
+                turn.actor.display_name,
+                turn.now,
+                icon=STOPPED_ICON,
+            )
+        return render_action_done(
+            f"{what.title()} cancelled: nothing was queued",
+            [],
+            turn.actor.display_name,
+            turn.now,
+            icon=STOPPED_ICON,
+        )
 
-    @registry.handles(COMMANDS.approvals)
-    async def approvals(turn: ChatTurn, args: str) -> None:
-        pending = await ops.pending_approvals()
+    def _approval_lines(pending: list[Approval]) -> list[ApprovalLine]:
         lines = []
-        for approval in pending:
+        for position, approval in enumerate(pending):
             # Shown only: who may press the buttons is decided from Azure DevOps when pressed.
             environment = approval.environment or ""
+            run = approval.run_name or str(approval.run_id or "")
             shared: dict[str, str | int] = {
                 "approval_id": approval.id,
                 "environment": environment,
                 "pipeline": approval.pipeline_name or "",
+                # The row's place on the list card: a decision redraws that row only.
+                "position": position,
+                "stage": approval.stage,
+                "run": run,
             }
             if approval.run_id is not None:
                 shared["run_id"] = approval.run_id
@@ -255,7 +287,7 @@ def build_handlers(services: ChatServices) -> Handlers:
                 ApprovalLine(
                     approval_id=approval.id,
                     pipeline=approval.pipeline_name or "?",
-                    run=approval.run_name or str(approval.run_id or ""),
+                    run=run,
                     stage=approval.stage,
                     environment=environment,
                     instructions=approval.instructions or "",
@@ -264,18 +296,64 @@ def build_handlers(services: ChatServices) -> Handlers:
                     url=approval.web_url,
                 )
             )
+        return lines
+
+    @registry.handles(COMMANDS.approvals)
+    async def approvals(turn: ChatTurn, args: str) -> None:
+        lines = _approval_lines(await ops.pending_approvals())
         await turn.reply_card(render_approvals(lines), summary=f"{len(lines)} pending approval(s)")
+
+    async def _list_after_decision(turn: ActionTurn, decided: ApprovalLine, position: int) -> Card:
+        """The approvals card again: the decided row in its place, the others as Azure
+        DevOps has them now, each with fresh buttons."""
+        try:
+            others = [
+                line
+                for line in _approval_lines(await ops.pending_approvals())
+                if line.approval_id.lower() != decided.approval_id.lower()
+            ]
+        except CommandError as exc:
+            return render_approvals([decided]) | {
+                "body": [
+                    *render_approvals([decided])["body"],
+                    text(
+                        f"The other approvals could not be listed again ({exc}). "
+                        "Ask for `approvals` to see them.",
+                        isSubtle=True,
+                    ),
+                ]
+            }
+        others.insert(min(max(position, 0), len(others)), decided)
+        return render_approvals(others)
 
     async def _decided(turn: ActionTurn, approve: bool) -> Card:
         data = turn.action.data
         comment = str(turn.action.inputs.get("comment", "") or "")[:500]
-        approval = await ops.decide(str(data["approval_id"]), approve, turn.actor.label, comment)
+        approval = await ops.decide(
+            str(data["approval_id"]), approve, turn.actor.signature, comment
+        )
         verb = "Approved" if approve else "Rejected"
         looked_up = turn.environment.name if turn.environment is not None else None
+        position = data.get("position")
+        if isinstance(position, int) and not isinstance(position, bool):
+            decided = ApprovalLine(
+                approval_id=str(data["approval_id"]),
+                pipeline=str(data.get("pipeline") or "?"),
+                run=str(data.get("run") or data.get("run_id") or ""),
+                stage=str(data.get("stage") or ""),
+                environment=looked_up or str(data.get("environment") or ""),
+                instructions="",
+                approve=None,
+                reject=None,
+                decision=ApprovalDecision(
+                    approve, turn.actor.display_name, turn.now, approval.status
+                ),
+            )
+            return await _list_after_decision(turn, decided, position)
         return render_action_done(
             f"{verb}: {data.get('pipeline') or 'approval'}",
             [("Environment", looked_up or "unknown"), ("Status", approval.status)],
-            turn.actor.label,
+            turn.actor.display_name,
             turn.now,
             ok=approve,
         )
@@ -317,9 +395,8 @@ def build_handlers(services: ChatServices) -> Handlers:
     async def help_(turn: ChatTurn, args: str) -> None:
         allowed = [s for s in registry.specs() if authorization.may_run(s, turn)]
         commands = [CommandHelp(spec.usage, spec.summary) for spec in allowed]
-        await turn.reply_card(
-            render_help_card(commands, services.bot_name), summary=f"{services.bot_name} help"
-        )
+        name = turn.facts.bot_name or services.bot_name  # the name it was addressed by
+        await turn.reply_card(render_help_card(commands, name), summary=f"{name} help")
 
     return Handlers(registry, actions)
 

@@ -50,3 +50,27 @@ def command_text(
     cleaned = _TAGS.sub(" ", cleaned)
     cleaned = html.unescape(cleaned).replace("\u00a0", " ").replace("\u200b", "")
     return _SPACES.sub(" ", cleaned).strip()
+
+
+def addressed_name(
+    entities: Iterable[Mapping[str, Any]], bot_id: str | None, recipient_name: str | None
+) -> str | None:
+    """The name the bot was addressed by: the bot's mention (`mentioned.name`, else the
+    mention's `<at>` text), else the name Teams gives the bot in the activity; None when
+    neither says. A team may have renamed the bot, so this beats a configured name."""
+    for entity in entities:
+        if entity.get("type") != "mention":
+            continue
+        mentioned = entity.get("mentioned") or {}
+        if not isinstance(mentioned, Mapping) or (bot_id and mentioned.get("id") != bot_id):
+            continue
+        name = mentioned.get("name")
+        if isinstance(name, str) and name.strip():
+            return name.strip()
+        text = entity.get("text")
+        if isinstance(text, str):
+            shown = _SPACES.sub(" ", html.unescape(_TAGS.sub("", text))).strip()
+            if shown:
+                return shown
+    name = (recipient_name or "").strip()
+    return name or None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from bot.commands import CommandError, OutcomePending
 from bot.echoed_text import echoed
 from monitoring.azure_calls import AzureAuthError, AzureCallError, AzureNotFoundError
-from monitoring.devops import Approval, AzureDevOpsPipelines
+from monitoring.devops import Approval, AzureDevOpsPipelines, decision_note
 from monitoring.pipeline_runs import OutcomeUnknown, PipelineRuns, RunRef
 from monitoring.retries import CircuitListError, format_manual_circuits, parse_circuits
 
@@ -141,9 +141,8 @@ class Operations:
 
     async def decide(self, approval_id: str, approve: bool, actor: str, comment: str) -> Approval:
         pipelines = self._require_pipelines()
-        verb = "Approved" if approve else "Rejected"
         # The decision is recorded under mlbot's identity; the comment names the person.
-        note = f"{verb} in Teams by {actor}" + (f": {comment}" if comment else "")
+        note = decision_note(approve, actor, comment)
         try:
             return await pipelines.decide_approval(approval_id, approve, note)
         except AzureCallError as exc:

@@ -7,6 +7,8 @@ from typing import Any
 
 from botbuilder.schema import Activity
 
+from bot.mentions import addressed_name
+
 
 @dataclass(frozen=True, slots=True)
 class TurnFacts:
@@ -18,6 +20,8 @@ class TurnFacts:
     user_aad_id: str | None
     user_name: str | None
     bot_id: str | None
+    # The name the bot was addressed by in this conversation (mention, else recipient).
+    bot_name: str | None = None
 
 
 def _channel_data(activity: Activity) -> dict[str, Any]:
@@ -53,4 +57,12 @@ def facts_of(activity: Activity) -> TurnFacts:
         user_aad_id=getattr(sender, "aad_object_id", None) if sender else None,
         user_name=sender.name if sender else None,
         bot_id=activity.recipient.id if activity.recipient else None,
+        bot_name=addressed_name(
+            [
+                {"type": e.type, **(getattr(e, "additional_properties", None) or {})}
+                for e in (activity.entities or [])
+            ],
+            activity.recipient.id if activity.recipient else None,
+            activity.recipient.name if activity.recipient else None,
+        ),
     )

@@ -105,6 +105,16 @@ def render_rollback_confirmation(
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalDecision:
+    """What became of one approval on the list: shown in its row instead of its buttons."""
+
+    approved: bool
+    by: str
+    at: datetime
+    status: str = ""  # Azure DevOps' status after the decision
+
+
+@dataclass(frozen=True, slots=True)
 class ApprovalLine:
     approval_id: str
     pipeline: str
@@ -112,15 +122,34 @@ class ApprovalLine:
     stage: str
     environment: str
     instructions: str
-    approve: dict[str, Any]
-    reject: dict[str, Any]
+    approve: dict[str, Any] | None
+    reject: dict[str, Any] | None
     url: str | None = None
+    decision: ApprovalDecision | None = None
+
+
+def _decision_text(decision: ApprovalDecision) -> dict[str, Any]:
+    verb = "Approved" if decision.approved else "Rejected"
+    icon = "✅" if decision.approved else "🚫"
+    return text(
+        f"{icon} **{verb}** by {escape_markdown(decision.by)} · {_stamp(decision.at)}",
+        color="Good" if decision.approved else "Attention",
+    )
+
+
+def _approval_heading(lines: Sequence[ApprovalLine]) -> str:
+    waiting = sum(1 for line in lines if line.decision is None)
+    decided = len(lines) - waiting
+    title = f"🛂 {waiting} pending approval{'s' if waiting != 1 else ''}"
+    return title + (f" · {decided} decided here" if decided else "")
 
 
 def render_approvals(lines: Sequence[ApprovalLine], limit: int = 10) -> Card:
+    """The approvals list; a row decided from this card shows the decision, the other
+    rows keep their buttons (a decision never takes the rest of the list away)."""
     if not lines:
         return card([heading("✅ No pending approvals"), text("Nothing is waiting for you.")])
-    body: list[dict[str, Any]] = [heading(f"🛂 {len(lines)} pending approval(s)")]
+    body: list[dict[str, Any]] = [heading(_approval_heading(lines))]
     for line in lines[:limit]:
         rows = [
             ("Pipeline", escape_markdown(line.pipeline)),
@@ -135,28 +164,49 @@ def render_approvals(lines: Sequence[ApprovalLine], limit: int = 10) -> Card:
         }
         if line.instructions:
             container["items"].append(text(escape_markdown(line.instructions), isSubtle=True))
-        buttons = [
-            execute("Approve", "approval.approve", line.approve, style="positive"),
-            execute("Reject", "approval.reject", line.reject, style="destructive"),
-        ]
+        buttons: list[dict[str, Any]] = []
+        if line.decision is not None:
+            container["items"].append(_decision_text(line.decision))
+        elif line.approve is not None and line.reject is not None:
+            buttons += [
+                execute("Approve", "approval.approve", line.approve, style="positive"),
+                execute("Reject", "approval.reject", line.reject, style="destructive"),
+            ]
         if line.url and line.url.startswith("https://"):
             buttons.append({"type": "Action.OpenUrl", "title": "Open run", "url": line.url})
-        container["items"].append({"type": "ActionSet", "actions": buttons})
+        if buttons:
+            container["items"].append({"type": "ActionSet", "actions": buttons})
         body.append(container)
     if len(lines) > limit:
         body.append(text(f"…and {len(lines) - limit} more in Azure DevOps.", isSubtle=True))
     return card(body)
 
 
+# The mark of an answer that stopped something: neither a success nor a problem.
+STOPPED_ICON = "⏹"
+
+
 def render_action_done(
-    title: str, lines: Sequence[tuple[str, str]], actor: str, at: datetime, *, ok: bool = True
+    title: str,
+    lines: Sequence[tuple[str, str]],
+    actor: str,
+    at: datetime,
+    *,
+    ok: bool = True,
+    icon: str | None = None,
+    evidence: Sequence[dict[str, Any]] = (),
 ) -> Card:
-    """What replaces a card once someone acted on it: who did what, when; no buttons left."""
-    icon = "✅" if ok else "⚠️"
+    """What replaces a card once someone acted on it: who did what, when; no buttons left.
+
+    `evidence` (elements of the card acted on, e.g. a health alert's figures and chart)
+    is kept below the answer, so the reasons for the decision stay on the card.
+    """
+    icon = icon or ("✅" if ok else "⚠️")
     return card(
         [
             heading(f"{icon} {title}"),
             facts([*lines, ("By", actor), ("At", _stamp(at))]),
+            *evidence,
         ]
     )
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cards.actions import (
+    ApprovalDecision,
     ApprovalLine,
     execute,
     render_action_done,
@@ -638,7 +640,11 @@ def _health_events(now: datetime) -> dict[str, EventRecord]:
             why="dry run",
         ),
         "rollback-cancelled": _health(
-            "rollback_cancelled", now - timedelta(minutes=1), prod, cancelled_by="Dana Whitfield"
+            "rollback_cancelled",
+            now - timedelta(minutes=1),
+            prod,
+            **evidence,
+            cancelled_by="Dana Whitfield",
         ),
         "rollback-skipped": _health(
             "rollback_skipped",
@@ -743,6 +749,19 @@ def _action_cards(now: datetime) -> dict[str, Card]:
             "Dana Whitfield",
         ),
         "approvals": render_approvals(approvals),
+        # After Reject on the prod row: that row says who and when, the other keeps its buttons.
+        "approvals-one-decided": render_approvals(
+            [
+                replace(
+                    approvals[0],
+                    approve=None,
+                    reject=None,
+                    instructions="",
+                    decision=ApprovalDecision(False, "Dana Whitfield", now, "rejected"),
+                ),
+                approvals[1],
+            ]
+        ),
         "approvals-none": render_approvals([]),
         "action-done": render_action_done(
             "Retry queued",

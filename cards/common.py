@@ -39,3 +39,32 @@ def escape_markdown(value: str) -> str:
     for ch in ("\\", "*", "_", "[", "]", "`"):
         value = value.replace(ch, "\\" + ch)
     return value
+
+
+# Teams' chart elements (card 1.5 in Teams only; msteams-docs charts-in-adaptive-cards).
+CHART_TYPES = frozenset(
+    {
+        "Chart.Donut",
+        "Chart.Gauge",
+        "Chart.HorizontalBar",
+        "Chart.HorizontalBar.Stacked",
+        "Chart.Line",
+        "Chart.Pie",
+        "Chart.VerticalBar",
+        "Chart.VerticalBar.Grouped",
+    }
+)
+
+
+def without_charts(node: Any) -> Any:
+    """The card as a host without Teams' charts draws it: each chart replaced by its
+    `fallback` (dropped when it has none, as such hosts do)."""
+    if isinstance(node, list):
+        replaced = [without_charts(item) for item in node]
+        return [item for item in replaced if item is not None]
+    if isinstance(node, dict):
+        if node.get("type") in CHART_TYPES:
+            fallback = node.get("fallback")
+            return without_charts(fallback) if isinstance(fallback, dict) else None
+        return {key: without_charts(value) for key, value in node.items()}
+    return node

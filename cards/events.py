@@ -35,6 +35,7 @@ __all__ = [
     "SUPPORTED_KINDS",
     "SUPPORTED_VERSIONS",
     "event_summary",
+    "health_evidence",
     "render_event_card",
 ]
 
@@ -48,7 +49,7 @@ MAX_LISTED = 20
 _MAX_NAME_CHARS = 200  # any single name or value; a runaway string must not fill the card
 _MAX_SUMMARY_CHARS = 200  # previews show one short line
 _MAX_GENERIC_FIELDS = 30
-# Environment names `@mlbot rollback <env>` accepts (bot.operations.ENVIRONMENT_NAME).
+# Environment names `rollback <env>` accepts (bot.operations.ENVIRONMENT_NAME).
 _ROLLBACK_ENVIRONMENT = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
@@ -268,7 +269,8 @@ def _retry_command(view: _View) -> str:
     """
     circuit = view.record.circuit or view.string("circuit") or ""
     target = circuit if CIRCUIT_PATTERN.fullmatch(circuit) else "<PLANT>/<CIRCUIT>"
-    return f"**@mlbot retry {_safe(target)}**"
+    # No bot name: the card goes to channels and chats alike, and the bot may be renamed.
+    return f"**retry {_safe(target)}**"
 
 
 def _attempt_suffix(view: _View) -> str:
@@ -487,7 +489,7 @@ def _monitoring_timed_out(view: _View) -> _Parts:
         ),
         text(
             "mlbot reached its maximum wait with these jobs unfinished. Running jobs still "
-            "get long-running reminders; **@mlbot status** shows where they are."
+            "get long-running reminders; **status** shows where they are."
         ),
     ]
     if shown:
@@ -679,7 +681,29 @@ def _deployment_completed(view: _View) -> _Parts:
     return _Parts(body, _run_action(view))
 
 
+def _rejected(view: _View) -> bool:
+    """The stage failed because its approval was rejected (a decision, not a fault)."""
+    return (view.string("approval_status") or "").lower() == "rejected"
+
+
+def _deployment_rejected(view: _View) -> _Parts:
+    by = view.string("decided_by")
+    comment = view.string("comment")
+    body: list[Element] = [
+        view.heading(f"🚫 {_safe(_deployment_subject(view))} rejected"),
+        _deployment_facts(view, ("Rejected by", _safe(by) if by else None)),
+    ]
+    if comment:
+        body.append(text("Comment", weight="Bolder", spacing="Medium"))
+        body.append(text(_safe(comment, MAX_ERROR_CHARS)))
+    body.append(text("The approval was rejected, so the stage did not run; nothing was deployed."))
+    body.append(_footer(view))
+    return _Parts(body, _run_action(view))
+
+
 def _deployment_failed(view: _View) -> _Parts:
+    if _rejected(view):
+        return _deployment_rejected(view)
     icon, title = _deployment_heading(view, "failed")
     environment = view.string("environment") or ""
     body: list[Element] = [
@@ -692,7 +716,7 @@ def _deployment_failed(view: _View) -> _Parts:
     if _ROLLBACK_ENVIRONMENT.fullmatch(environment) and not view.flag("rollback"):
         body.append(
             text(
-                f"If {_safe(environment)} misbehaves, **@mlbot rollback {environment.lower()}** "
+                f"If {_safe(environment)} misbehaves, **rollback {environment.lower()}** "
                 "puts the previous model back."
             )
         )
@@ -729,7 +753,7 @@ def _approval_required(view: _View) -> _Parts:
             ("Needs", f"{needed} approvals" if needed and needed > 1 else None),
         ),
         *_instructions(view),
-        text("The stage waits until an approver decides in Azure DevOps."),
+        text("The stage waits until an approver decides."),
         _footer(view),
     ]
     return _Parts(body, _run_action(view, "Review in Azure DevOps"))
@@ -757,12 +781,12 @@ def _approval_decided(view: _View) -> _Parts:
 
 # --- deployment health watch (monitoring.deployment_watch) ---------------------------------
 
-# The chart of the observation window is text: one row of block characters per figure,
-# one bar per minute. Teams shows card images only as PNG, JPEG or GIF (no SVG), its
-# desktop and web clients have at times dropped `data:` image URIs, an https image would
-# need a public image host, and Workflows cards (1.4) keep to 1.4 elements. Block
-# characters render in every Teams client, in the official renderer and in the card's
-# plain-text fallback, and a 30-minute row costs about 100 bytes.
+# The chart of the observation window. Bot messages (1.5) use Teams' own chart elements
+# (`Chart.VerticalBar` for the error rate, `Chart.Line` for latency), which Teams draws on
+# desktop and web; each carries a `fallback` that hosts without charts (Teams on iOS, the
+# official renderer) draw instead: a row of block characters, one per bar, with its
+# figures. Workflows cards (1.4) keep to 1.4 elements, so they get those rows directly.
+# Traffic is given as figures only: a steady request rate drawn as bars is a solid block.
 _BARS = "▁▂▃▄▅▆▇█"
 _NO_DATA = "·"
 _CHART_BARS = 32  # wider rows wrap on phones; longer windows get 2+ minutes per bar
@@ -899,7 +923,7 @@ def _chart_points(view: _View) -> list[_Point]:
     return [p for p in points if newest - p.at < timedelta(minutes=_CHART_MINUTES)]
 
 
-def _bars(values: list[float | None], limit: float | None, width: int = 1) -> str:
+def _bars(values: list[float | None], limit: float | None) -> str:
     """One block character per value, scaled from 0 to the larger of the peak and the limit.
 
     A flat bottom row then reads "well below the limit" and a full bar "at the peak, which
@@ -917,7 +941,7 @@ def _bars(values: list[float | None], limit: float | None, width: int = 1) -> st
         else:
             level = int(max(value, 0.0) / top * len(_BARS))
             out.append(_BARS[min(level, len(_BARS) - 1)])
-    return "".join(bar * width for bar in out)
+    return "".join(out)
 
 
 def _bucketed(points: list[_Point], per_bar: int) -> list[list[_Point]]:
@@ -937,73 +961,173 @@ def _peak(values: list[float | None]) -> float | None:
     return max(known) if known else None
 
 
-def _chart_row(
-    label: str,
-    unit: str,
-    values: list[float | None],
-    latest: float | None,
-    limit: float | None,
-    width: int,
-) -> list[Element]:
+def _figures_line(
+    label: str, unit: str, values: list[float | None], latest: float | None, limit: float | None
+) -> str | None:
+    """`**Error rate** · now 16.1 % · peak 16.1 % · limit 5 %`; None when nothing is known."""
     peak = _peak(values)
     if peak is None:
-        return []
+        return None
     figures = [f"**{label}**"]
     if latest is not None:
         figures.append(f"now {_fmt_number(latest)}{unit}")
     figures.append(f"peak {_fmt_number(peak)}{unit}")
     if limit is not None:
         figures.append(f"limit {_fmt_number(limit)}{unit}")
-    over = limit is not None and peak > limit
-    return [
-        text(" · ".join(figures), size="Small", spacing="Small"),
-        text(
-            _bars(values, limit, width),
-            fontType="Monospace",
-            spacing="None",
-            **({"color": "Attention"} if over else {}),
-        ),
+    return " · ".join(figures)
+
+
+def _bars_text(values: list[float | None], limit: float | None) -> Element:
+    """One block character per bar, red when the peak is over the limit."""
+    peak = _peak(values)
+    over = limit is not None and peak is not None and peak > limit
+    return text(
+        _bars(values, limit),
+        fontType="Monospace",
+        spacing="None",
+        **({"color": "Attention"} if over else {}),
+    )
+
+
+def _figure_row(figures: str, drawn: Element) -> Element:
+    """A figure's line of numbers, then its chart (or its row of bars)."""
+    return {
+        "type": "Container",
+        "spacing": "Small",
+        "items": [text(figures, size="Small", spacing="Small"), drawn],
+    }
+
+
+def _vertical_bars(
+    title: str, unit: str, labels: list[str], values: list[float | None], limit: float | None
+) -> dict[str, Any]:
+    """`Chart.VerticalBar`: one bar per label, red where over the limit."""
+    data = []
+    for label, value in zip(labels, values, strict=True):
+        if value is None:
+            continue  # not measured: no bar, rather than a bar at zero
+        over = limit is not None and value > limit
+        data.append({"x": label, "y": round(value, 2), "color": "attention" if over else "good"})
+    return {
+        "type": "Chart.VerticalBar",
+        "title": title,
+        "xAxisTitle": "UTC",
+        "yAxisTitle": unit.strip(),
+        "data": data,
+    }
+
+
+def _line(
+    title: str,
+    legend: str,
+    unit: str,
+    labels: list[str],
+    values: list[float | None],
+    limit: float | None,
+) -> dict[str, Any]:
+    """`Chart.Line`: the figure per label, and its limit as a second, flat line."""
+    measured = [
+        {"x": label, "y": round(value, 2)}
+        for label, value in zip(labels, values, strict=True)
+        if value is not None
     ]
+    series: list[dict[str, Any]] = [
+        {"legend": legend, "values": measured, "color": "categoricalBlue"}
+    ]
+    if limit is not None and measured:
+        series.append(
+            {
+                "legend": "Limit",
+                "values": [{"x": point["x"], "y": limit} for point in measured],
+                "color": "attention",
+            }
+        )
+    return {
+        "type": "Chart.Line",
+        "title": title,
+        "xAxisTitle": "UTC",
+        "yAxisTitle": unit.strip(),
+        "data": series,
+    }
 
 
 def _chart(view: _View) -> list[Element]:
-    """Error rate, latency and traffic over the watched window, one bar per minute."""
+    """Error rate and latency over the watched window, and the traffic in figures.
+
+    Each bar is the worst minute of its `per_bar` minutes and is labelled with the time
+    its span ends, which is how the failed checks are timed: the last bar is the last check.
+    """
     points = _chart_points(view)
     if not points:
         return []
     minutes = int((points[-1].at - points[0].at).total_seconds() // 60) + 1
     per_bar = -(-minutes // _CHART_BARS)
     buckets = _bucketed(points, per_bar)
-    # A short window gets wider bars, so ten minutes do not shrink to a speck.
-    width = max(1, min(3, _CHART_BARS // len(buckets)))
+    first = points[0].at
+    ends = [first + timedelta(minutes=per_bar * (n + 1)) for n in range(len(buckets))]
+    labels = [_clock_time(end) for end in ends]
     limits = _Limits.of(view)
-    figures: tuple[tuple[str, str, Callable[[_Point], float | None], float | None], ...] = (
-        ("Error rate", " %", lambda p: p.error_rate, limits.error_rate),
-        (limits.latency_label, " ms", lambda p: p.latency, limits.latency),
-        ("Requests", "/min", lambda p: p.requests, None),
-    )
-    rows: list[Element] = []
-    gaps = False
-    for label, unit, pick, limit in figures:
+    charts = view.version != "1.4"
+
+    def series(pick: Callable[[_Point], float | None]) -> tuple[list[float | None], float | None]:
         # The worst minute of a bar: a short breach must not be averaged away.
         values = [_peak([pick(p) for p in bucket]) for bucket in buckets]
         known = [value for p in points if (value := pick(p)) is not None]
-        latest = known[-1] if known else None
-        shown = _chart_row(label, unit, values, latest, limit, width)
-        rows.extend(shown)
-        gaps = gaps or (bool(shown) and None in values)
+        return values, (known[-1] if known else None)
+
+    rows: list[Element] = []
+    gaps = False
+    rate, rate_now = series(lambda p: p.error_rate)
+    rate_figures = _figures_line("Error rate", " %", rate, rate_now, limits.error_rate)
+    if rate_figures is not None:
+        drawn = _bars_text(rate, limits.error_rate)
+        if charts:
+            limit = limits.error_rate
+            title = "Error rate (%)" + (f" · limit {_fmt_number(limit)} %" if limit else "")
+            drawn = _vertical_bars(title, "%", labels, rate, limit) | {"fallback": drawn}
+        rows.append(_figure_row(rate_figures, drawn))
+        gaps = gaps or None in rate
+    latency, latency_now = series(lambda p: p.latency)
+    latency_figures = _figures_line(
+        limits.latency_label, " ms", latency, latency_now, limits.latency
+    )
+    if latency_figures is not None:
+        drawn = _bars_text(latency, limits.latency)
+        if charts:
+            limit = limits.latency
+            title = f"{limits.latency_label} (ms)" + (
+                f" · limit {_fmt_number(limit)} ms" if limit else ""
+            )
+            line = _line(title, limits.latency_label, "ms", labels, latency, limit)
+            drawn = line | {"fallback": drawn}
+        rows.append(_figure_row(latency_figures, drawn))
+        gaps = gaps or None in latency
     if not rows:
         return []
-    span = f"{_clock_time(points[0].at)} to {_clock_time(points[-1].at)} UTC"
-    scale = "one bar per minute" if per_bar == 1 else f"one bar per {per_bar} minutes"
-    legend = f"{span} · {scale}" + (f" · {_NO_DATA} no data" if gaps else "")
+    requests = [p.requests for p in points if p.requests is not None]
+    if requests:
+        low, high = _fmt_number(min(requests)), _fmt_number(max(requests))
+        spread = f"steady at {low}/min" if low == high else f"{low} to {high}/min in the window"
+        rows.append(
+            text(
+                f"**Requests** · now {_fmt_number(requests[-1])}/min · {spread}",
+                size="Small",
+                spacing="Small",
+            )
+        )
+    bars = len(buckets)
+    span = f"{_clock_time(first)} to {_clock_time(ends[-1])} UTC"
+    scale = "one per minute" if per_bar == 1 else f"one per {per_bar} minutes"
+    legend = f"{span} · {bars} bar{'s' if bars != 1 else ''}, {scale}"
+    legend += f" · {_NO_DATA} no data" if gaps else ""
+    window = bars * per_bar
     return [
         {
             "type": "Container",
             "style": "emphasis",
             "spacing": "Medium",
             "items": [
-                text(f"Last {minutes} minute{'s' if minutes != 1 else ''}", weight="Bolder"),
+                text(f"Last {window} minute{'s' if window != 1 else ''}", weight="Bolder"),
                 text(legend, isSubtle=True, size="Small", spacing="None"),
                 *rows,
             ],
@@ -1135,6 +1259,7 @@ def _rollback_cancelled(view: _View) -> _Parts:
         view.heading(f"⏹ Automatic rollback cancelled — {_safe(_watch_subject(view))}"),
         _facts(("Cancelled by", _safe(by) if by else None)),
         text("The deployment stays in place; mlbot no longer watches it."),
+        *_evidence(view),
         _footer(view),
     ]
     return _Parts(body, [])
@@ -1305,6 +1430,9 @@ def _summary_deployment_completed(view: _View) -> str:
 
 
 def _summary_deployment_failed(view: _View) -> str:
+    if _rejected(view):
+        by = view.string("decided_by")
+        return f"🚫 {_deployment_subject(view)} rejected{f' by {by}' if by else ''}{_where(view)}"
     icon, title = _deployment_heading(view, "failed")
     return f"{icon} {title}{_where(view)}"
 
@@ -1420,6 +1548,29 @@ def event_summary(event: EventRecord) -> str:
     view = _View(event, "1.5")
     line = _RENDERERS.get(event.kind, _GENERIC).summary(view)
     return _clip(_one_line(line), _MAX_SUMMARY_CHARS)
+
+
+def health_evidence(
+    evidence: Mapping[str, Any], at: datetime, *, version: str = "1.5"
+) -> list[Element]:
+    """The failed checks and chart of a health watch (`checks`, `thresholds`, `points` as
+    the watcher stores them), for a card that answers a decision about it: the figures
+    stay in view once someone has acted."""
+    record = EventRecord(
+        id=0,
+        key="evidence",
+        kind="rollback_cancelled",
+        payload=dict(evidence),
+        session_id=None,
+        workspace=None,
+        job_name=None,
+        circuit=None,
+        created_at=at,
+        delivered_at=None,
+        delivery_attempts=0,
+        last_error=None,
+    )
+    return _evidence(_View(record, version))
 
 
 def render_event_card(event: EventRecord, *, version: str = "1.5") -> Card:

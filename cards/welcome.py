@@ -24,10 +24,9 @@ def render_welcome_card(bot_name: str, conversation_kind: str) -> Card:
             f"pipelines that ship them, and I'll post alerts to {where}: failures, "
             "long-running jobs, approvals and deployments."
         )
-    return card(
-        [
-            heading(f"👋 {bot_name} is here"),
-            text(alerts),
-            text(f"Try **@{bot_name} status** now, or **@{bot_name} help** for every command."),
-        ]
-    )
+    if conversation_kind == "personal":
+        # Everything said in a personal chat is for the bot: no mention needed.
+        try_it = "Try **status** now, or **help** for every command."
+    else:
+        try_it = f"Try **@{bot_name} status** now, or **@{bot_name} help** for every command."
+    return card([heading(f"👋 {bot_name} is here"), text(alerts), text(try_it)])

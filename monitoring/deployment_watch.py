@@ -570,11 +570,25 @@ class DeploymentWatcher:
             "reason": reason,
             "pipeline": self._rollback_pipeline(),
             # The evidence again: the queued (or dry-run) card must say why on its own.
+            **self._evidence(record),
+        }
+        return params, about
+
+    def _evidence(self, record: WatchRecord) -> dict[str, Any]:
+        """Why the deployment was judged unhealthy: failed checks, thresholds, chart points."""
+        policy = self._policy()
+        state = state_from_json(record.state, record.started_at, policy)
+        return {
             "checks": [check_to_json(r) for r in state.failure_streak],
             "thresholds": thresholds_to_json(policy),
             "points": record.state.get("points") or [],
         }
-        return params, about
+
+    async def evidence(self, key: str) -> dict[str, Any]:
+        """The evidence of a watch (empty when it is not known), for a card that answers a
+        decision about it: the figures stay in view after the decision."""
+        record = await self._store.get(key)
+        return self._evidence(record) if record is not None else {}
 
     async def _queue_rollback(self, record: WatchRecord, now: datetime) -> None:
         """Queue the claimed rollback once (`queue_once`, keyed by the watch).
@@ -667,7 +681,7 @@ class DeploymentWatcher:
             now,
             f"{key}/rollback_cancelled",
             EventKind.ROLLBACK_CANCELLED,
-            {**self._about(record), "cancelled_by": actor},
+            {**self._about(record), **self._evidence(record), "cancelled_by": actor},
         )
         return CancelOutcome.CANCELLED
 

@@ -133,6 +133,27 @@ class RunStage:
     result: str | None  # succeeded | failed | canceled | skipped | ...; None while running
 
 
+# What mlbot writes as the comment of a decision made in Teams: the decision is recorded
+# under mlbot's identity in Azure DevOps, so the comment names the person.
+_TEAMS_DECISION = re.compile(
+    r"^(?:Approved|Rejected) in Teams by (?P<person>[^:]+?)(?:: (?P<comment>.*))?$", re.DOTALL
+)
+
+
+def decision_note(approve: bool, person: str, comment: str = "") -> str:
+    """The comment of an approval decided in Teams: `Rejected in Teams by Name: why`."""
+    verb = "Approved" if approve else "Rejected"
+    return f"{verb} in Teams by {person}" + (f": {comment}" if comment else "")
+
+
+def teams_decision(comment: str) -> tuple[str, str] | None:
+    """(person, their own comment) of a `decision_note`; None for any other comment."""
+    found = _TEAMS_DECISION.match(comment.strip())
+    if found is None:
+        return None
+    return found.group("person").strip(), (found.group("comment") or "").strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Approval:
     id: str
@@ -440,6 +461,30 @@ class AzureDevOpsPipelines:
             ]
 
         return await self._call(f"read the stages of run {run_id}", run, f"run {run_id}")
+
+    async def approvals_of_run(self, run_id: int) -> list[Approval]:
+        """Every approval a run waited for, decided or not, with who decided: the run's
+        timeline names them (`Checkpoint.Approval` records), Approvals - Get says the rest."""
+
+        def run() -> list[Approval]:
+            timeline = self._sdk("build").get_build_timeline(self.project, run_id)
+            records = [
+                TimelineEntry(str(r.id), r.parent_id, str(r.type or ""), str(r.name or ""))
+                for r in (getattr(timeline, "records", None) or [])
+                if r.id
+            ]
+            found = []
+            for entry in approvals_in_timeline(records).values():
+                data = self._rest(
+                    "GET",
+                    f"_apis/pipelines/approvals/{quote(entry.approval_id, safe='')}",
+                    params={"$expand": "steps"},
+                )
+                if isinstance(data, Mapping):
+                    found.append(replace_fields(_to_approval(data), stage=entry.stage))
+            return found
+
+        return await self._call(f"read the approvals of run {run_id}", run, f"run {run_id}")
 
     async def find_run(
         self, pipeline_name: str, template_parameters: Mapping[str, str], since: datetime

@@ -1,10 +1,12 @@
 """Azure DevOps service hooks, as the sandbox's emulated Azure DevOps sends them.
 
-A real Azure DevOps project has a service hook subscription ("Run stage state changed",
-Web Hooks) that posts to mlbot's `/api/hooks/devops`. The sandbox plays that part: when
-a deployment or rollback stage finishes, `ServiceHookSender` posts the documented
-`ms.vss-pipelines.stage-state-changed-event` body to every subscriber, retrying failed
-deliveries a few times as Azure DevOps does. Bodies are built by a pure function.
+A real Azure DevOps project has service hook subscriptions ("Run stage state changed",
+"Approval pending", Web Hooks) that post to mlbot's `/api/hooks/devops`. The sandbox
+plays that part: when a deployment or rollback stage finishes, `ServiceHookSender` posts
+the documented `ms.vss-pipelines.stage-state-changed-event` body to every subscriber, and
+when an approval starts waiting the `ms.vss-pipelinechecks-events.approval-pending` one,
+retrying failed deliveries a few times as Azure DevOps does. Bodies are built by pure
+functions.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import aiohttp
 log = logging.getLogger(__name__)
 
 STAGE_STATE_CHANGED = "ms.vss-pipelines.stage-state-changed-event"
+APPROVAL_PENDING = "ms.vss-pipelinechecks-events.approval-pending"
 _RETRY_DELAYS_S = (0.2, 1.0, 5.0, 15.0)
 
 
@@ -38,6 +41,24 @@ class StageFinished:
     stage: str  # e.g. Deploy_Prod, Rollback_Prod
     result: str  # succeeded | failed | canceled
     finished: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalPending:
+    """An approval check that started waiting at a stage of a run (what the hook reports)."""
+
+    org_url: str
+    project: str
+    pipeline_id: int
+    pipeline_name: str
+    run_id: int
+    run_name: str
+    stage: str
+    environment: str
+    approval_id: str
+    approvers: tuple[str, ...]
+    instructions: str
+    created: dt.datetime
 
 
 def stage_name(action: str, environment: str) -> str:
@@ -90,6 +111,68 @@ def stage_finished_body(event: StageFinished, notification_id: str) -> dict[str,
     }
 
 
+def approval_pending_body(event: ApprovalPending, notification_id: str) -> dict[str, Any]:
+    """The JSON Azure DevOps posts when an approval starts waiting (resource version
+    5.1-preview.1): the approval with its steps, and the run, stage and pipeline it holds."""
+    run_url = f"{event.org_url}/{event.project}/_build/results?buildId={event.run_id}"
+    created = event.created.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    pipeline = {
+        "id": event.pipeline_id,
+        "name": event.pipeline_name,
+        "url": f"{event.org_url}/{event.project}/_apis/pipelines/{event.pipeline_id}",
+    }
+    text = (
+        f"Approval pending for deployment of pipeline {event.run_name} "
+        f"to environment {event.environment}."
+    )
+    steps = [
+        {
+            "assignedApprover": {
+                "displayName": name,
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
+            },
+            "status": "pending",
+            "comment": None,
+            "initiatedOn": created,
+        }
+        for name in event.approvers
+    ]
+    return {
+        "subscriptionId": "00000000-0000-0000-0000-00000000b00c",
+        "notificationId": 1,
+        "id": notification_id,
+        "eventType": APPROVAL_PENDING,
+        "publisherId": "pipelines",
+        "message": {"text": text, "markdown": text},
+        "detailedMessage": {"text": text},
+        "resource": {
+            "approval": {
+                "id": event.approval_id,
+                "steps": steps,
+                "status": "pending",
+                "createdOn": created,
+                "lastModifiedOn": created,
+                "instructions": event.instructions,
+                "minRequiredApprovers": 1,
+                "blockedApprovers": [],
+                "_links": {},
+            },
+            "pipeline": pipeline,
+            "stage": {"name": event.stage, "displayName": event.stage.replace("_", " ")},
+            "run": {
+                "id": event.run_id,
+                "name": event.run_name,
+                "_links": {"web": {"href": run_url}},
+            },
+            "resource": {"type": "environment", "name": event.environment},
+            "stageName": event.stage,
+            "attemptId": 1,
+        },
+        "resourceVersion": "5.1-preview.1",
+        "createdDate": created,
+    }
+
+
 @dataclass(slots=True)
 class Delivery:
     url: str  # as given, secret included: never logged
@@ -111,15 +194,19 @@ class Delivery:
         }
 
 
+HookEvent = StageFinished | ApprovalPending
+
+
 @dataclass
 class ServiceHookSender:
-    """Posts finished-stage notifications to subscribers in the background."""
+    """Posts finished-stage and pending-approval notifications to subscribers in the
+    background."""
 
     subscribers: list[str] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     # Everything published, so a subscriber added after the sandbox started (the bot
     # subscribes once it is built) still hears what happened first.
-    published: list[tuple[StageFinished, dict[str, Any]]] = field(default_factory=list)
+    published: list[tuple[HookEvent, dict[str, Any]]] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
 
@@ -131,15 +218,18 @@ class ServiceHookSender:
         for event, body in self.published:
             self._send(url, event, body)
 
-    def publish(self, event: StageFinished) -> None:
+    def publish(self, event: HookEvent) -> None:
         """Send to every subscriber; needs a running event loop (the sandbox has one)."""
-        body = stage_finished_body(event, str(uuid.uuid4()))
+        if isinstance(event, ApprovalPending):
+            body = approval_pending_body(event, str(uuid.uuid4()))
+        else:
+            body = stage_finished_body(event, str(uuid.uuid4()))
         self.published.append((event, body))
         for url in self.subscribers:
             self._send(url, event, body)
 
-    def _send(self, url: str, event: StageFinished, body: dict[str, Any]) -> None:
-        delivery = Delivery(url, STAGE_STATE_CHANGED, event.stage, event.run_id)
+    def _send(self, url: str, event: HookEvent, body: dict[str, Any]) -> None:
+        delivery = Delivery(url, str(body["eventType"]), event.stage, event.run_id)
         self.deliveries.append(delivery)
         task = asyncio.get_running_loop().create_task(self._deliver(delivery, body))
         self._tasks.add(task)

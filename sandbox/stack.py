@@ -55,7 +55,7 @@ from sandbox.scenario import (
     job_status,
     load_scenario,
 )
-from sandbox.service_hooks import ServiceHookSender, StageFinished, stage_name
+from sandbox.service_hooks import ApprovalPending, ServiceHookSender, StageFinished, stage_name
 from sandbox.smtp_sink import SmtpSink
 
 if TYPE_CHECKING:
@@ -687,6 +687,23 @@ class SandboxStack:
         )
         self._approval_context[approval.id] = _ApprovalContext(spec.stage, spec.environment)
         self._timed_runs[run.id].approval_ids.append(approval.id)
+        # Azure DevOps tells its "Approval pending" subscribers at once.
+        self.service_hooks.publish(
+            ApprovalPending(
+                org_url=self.devops.org_url,
+                project=self.devops.project,
+                pipeline_id=run.pipeline_id,
+                pipeline_name=run.pipeline_name,
+                run_id=run.id,
+                run_name=run.name,
+                stage=spec.stage,
+                environment=spec.environment,
+                approval_id=approval.id,
+                approvers=spec.approvers,
+                instructions=spec.instructions,
+                created=approval.created,
+            )
+        )
         return approval
 
     def _queue_timed_run(

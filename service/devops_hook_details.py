@@ -11,6 +11,9 @@ event is stored, the REST approval (Approvals - Get, with its steps) gives the n
 and the run's timeline and check suite (`monitoring.approval_places`) give the run,
 stage and the environment the approval guards. What the hook said is kept where Azure
 DevOps adds nothing; the environment is Azure DevOps' check, not the message's wording.
+A deployment whose stage failed because its approval was rejected is marked so
+(`approval_status`, `decided_by`, `comment` from the run's approvals): people are told who
+rejected it, not to read logs that hold no error.
 A slow or failing Azure DevOps never loses the event: it is recorded as it came.
 """
 
@@ -25,7 +28,7 @@ from typing import Any, Protocol
 from domain.events import EventKind
 from monitoring.approval_places import ApprovalPlace
 from monitoring.azure_calls import AzureCallError
-from monitoring.devops import Approval, PipelineRun
+from monitoring.devops import Approval, PipelineRun, teams_decision
 from service.devops_hooks import (
     APPROVAL_PENDING,
     BUILD_COMPLETE,
@@ -82,12 +85,49 @@ def completed_payload(
     return filled
 
 
+class RunApprovalSource(ApprovalSource, Protocol):
+    async def approvals_of_run(self, run_id: int) -> list[Approval]: ...
+
+
+def with_rejection(payload: Mapping[str, Any], approvals: list[Approval]) -> dict[str, Any]:
+    """A failed deployment's payload, saying so when it failed because its approval was
+    rejected (pure): a rejection is a decision, not a fault in the run's logs."""
+    filled = dict(payload)
+    rejected = [a for a in approvals if a.status.lower() == "rejected"]
+    if not rejected:
+        return filled
+    stage = str(payload.get("stage") or "").casefold().replace(" ", "_")
+    same_stage = [a for a in rejected if a.stage.casefold().replace(" ", "_") == stage]
+    chosen = (same_stage or rejected)[-1]
+    filled["approval_id"] = chosen.id
+    filled["approval_status"] = "rejected"
+    by, comment = chosen.decided_by, chosen.comment
+    # Rejected from a Teams card: Azure DevOps names mlbot, the comment names the person.
+    in_teams = teams_decision(comment)
+    if in_teams is not None:
+        by, comment = f"{in_teams[0]} (in Teams)", in_teams[1]
+    if by and not filled.get("decided_by"):
+        filled["decided_by"] = by
+    if comment and not filled.get("comment"):
+        filled["comment"] = comment
+    return filled
+
+
 def with_approval_details(
-    record: Record, source: ApprovalSource | None, *, timeout_s: float = 10.0
+    record: Record, source: RunApprovalSource | None, *, timeout_s: float = 10.0
 ) -> Record:
-    """Record hook events; approval events first get what Azure DevOps knows of them."""
+    """Record hook events; approval events first get what Azure DevOps knows of them, and
+    a failed deployment whether its approval was rejected."""
     if source is None:
         return record
+
+    async def record_failed_deployment(event: NewEvent, run_id: int) -> bool:
+        try:
+            approvals = await asyncio.wait_for(source.approvals_of_run(run_id), timeout_s)
+        except (AzureCallError, TimeoutError) as exc:
+            log.warning("run %s recorded without its approvals: %s", run_id, exc)
+            return await record(event)
+        return await record(replace(event, payload=with_rejection(event.payload, approvals)))
 
     async def fetch(approval_id: str, run_id: int | None) -> dict[str, Any]:
         approval = await source.get_approval(approval_id)
@@ -97,9 +137,12 @@ def with_approval_details(
     async def record_with_details(event: NewEvent) -> bool:
         payload = event.payload
         approval_id = payload.get("approval_id")
+        run_id = payload.get("run_id")
+        failed = event.kind == EventKind.DEPLOYMENT_FAILED.value
+        if failed and isinstance(run_id, int) and not isinstance(run_id, bool):
+            return await record_failed_deployment(event, run_id)
         if event.kind not in APPROVAL_KINDS or not isinstance(approval_id, str):
             return await record(event)
-        run_id = payload.get("run_id")
         try:
             found = await asyncio.wait_for(
                 fetch(approval_id, run_id if isinstance(run_id, int) else None), timeout_s

@@ -289,12 +289,26 @@ def sandbox_speed() -> float | None:
 
 
 @pytest.fixture
+def sandbox_scenario() -> Path | None:
+    """`--scenario` of the sandbox; None plays the default one. Override it to choose."""
+    return None
+
+
+@pytest.fixture
+def bot_environment() -> dict[str, str]:
+    """Settings a test adds for the bot (e.g. MLBOT_APPROVERS). Override it to choose."""
+    return {}
+
+
+@pytest.fixture
 def sandbox_bot(
     world: PlaygroundWorld,
     tmp_path: Path,
     services: list[Service],
     ports: Ports,
     sandbox_speed: float | None,
+    sandbox_scenario: Path | None,
+    bot_environment: dict[str, str],
 ) -> Bot:
     """`mlbot serve --sandbox` where the playground sends activities, with a fresh database.
 
@@ -308,10 +322,13 @@ def sandbox_bot(
         "MLBOT_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'mlbot.db'}",
         "MLBOT_OPERATORS": world.user_aad_object_id,
         "MLBOT_CARD_SIGNING_KEY": os.urandom(24).hex(),
+        **bot_environment,
     }
     argv = [str(MLBOT), "serve", "--sandbox", "--host", "127.0.0.1", "--port", str(ports.bot)]
     if sandbox_speed is not None:
         argv += ["--speed", f"{sandbox_speed:g}"]
+    if sandbox_scenario is not None:
+        argv += ["--scenario", str(sandbox_scenario)]
     service = start_service("mlbot", argv, cwd=workdir, env=env, log=tmp_path / "mlbot.log")
     services.append(service)
     url = f"http://127.0.0.1:{ports.bot}"

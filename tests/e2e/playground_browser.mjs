@@ -158,10 +158,12 @@ export async function runBrowserScript(required, script) {
   let shot = 0;
   let current = "start Chromium";
 
-  async function screenshot(name, locator) {
+  // `options` go to Playwright's screenshot (e.g. `animations: "disabled"` for a card
+  // still fading in).
+  async function screenshot(name, locator, options = {}) {
     shot += 1;
     const file = path.join(artifacts, `${String(shot).padStart(2, "0")}-${name}.png`);
-    await (locator ?? page).screenshot({ path: file });
+    await (locator ?? page).screenshot({ ...options, path: file });
     return file;
   }
 

@@ -189,7 +189,15 @@ async def test_an_approver_cancels_during_the_grace_period(prod: Prod) -> None:
 
     status, body = await prod.press(cancel, APPROVER)
     assert status == 200
-    assert "Automatic rollback of prod cancelled" in json.dumps(body, ensure_ascii=False)
+    answer = body["value"]
+    [title] = [item["text"] for item in answer["body"][:1]]
+    # A decision to stop, named with its environment: not a green success tick.
+    assert title == "⏹ Automatic rollback of prod cancelled"
+    # The evidence the approver decided on stays on the card that replaced the alert.
+    shown = json.dumps(answer, ensure_ascii=False)
+    assert "Failed checks (UTC)" in shown
+    assert "Chart.VerticalBar" in shown and "Chart.Line" in shown
+    assert "Grace Hopper" in shown and "aad-approver-1" not in shown  # a name, not an id
     status, body = await prod.press(cancel, APPROVER)  # a second press changes nothing
     assert status == 200
 

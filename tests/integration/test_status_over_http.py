@@ -118,6 +118,9 @@ async def test_renamed_bot_mention_and_nbsp_are_understood(
     await connector.wait_for(1)
     texts = " ".join(_texts(connector.cards()[0]))
     assert "commands" in texts and "status [filter]" in str(connector.cards()[0])
+    # The help speaks of the bot by the name it was addressed by, not a configured one.
+    assert "ML Ops Helper commands" in texts
+    assert "@ML Ops Helper status" in texts and "@mlbot" not in texts
 
 
 async def test_personal_chat_needs_no_mention(

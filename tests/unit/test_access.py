@@ -215,8 +215,19 @@ def test_the_documented_reason_for_a_prod_rollback() -> None:
     assert decision == Decision(
         False,
         Role.APPROVER,
-        "Rolling back prod needs an approver for prod. Ask one of the release approvers.",
+        "Rolling back prod needs an approver for prod. Ask one of the release approvers, "
+        "or the team that runs mlbot to add you to MLBOT_APPROVERS.",
     )
+
+
+def test_refusals_name_the_setting_that_would_grant_the_right() -> None:
+    assert decide(policy(), VIEWER, "retry").reason.endswith("add you to MLBOT_OPERATORS.")
+    assert decide(policy(), OPERATOR, "approve").reason.endswith("add you to MLBOT_APPROVERS.")
+    # With its own list, an environment's approvers are named by its own setting.
+    own = decide(policy(PROD_ONLY), OPERATOR, "approve", "prod").reason
+    assert own.endswith("add you to MLBOT_APPROVERS_PROD.")
+    staging = decide(policy(PROD_ONLY), VIEWER, "approve", "staging").reason
+    assert staging.endswith("add you to MLBOT_APPROVERS.")
 
 
 def test_reasons_name_the_action_and_the_role() -> None:

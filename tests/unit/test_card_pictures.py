@@ -244,6 +244,15 @@ def test_render_event_text_names_where_it_happened() -> None:
     assert not RenderEvent("Parse", "Hint", "consider a label").is_error
 
 
+def test_a_teams_chart_drawn_as_its_fallback_is_not_an_error() -> None:
+    chart = 'Unknown element type "Chart.VerticalBar". Fallback will be used if present.'
+    drawn_as_fallback = RenderEvent("Parse", "UnknownElementType", chart)
+    assert not drawn_as_fallback.is_error
+    assert CardPicture("c", None, events=(drawn_as_fallback,)).warnings == []
+    other = 'Unknown element type "Media.Fancy". Fallback will be used if present.'
+    assert RenderEvent("Parse", "UnknownElementType", other).is_error
+
+
 def test_node_modules_are_found_above_the_start(tmp_path: Path) -> None:
     for package in ("adaptivecards", "playwright-core"):
         (tmp_path / "node_modules" / package).mkdir(parents=True)

@@ -3,7 +3,6 @@ test_event_cards)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import replace
 from datetime import timedelta
@@ -12,9 +11,11 @@ from typing import Any
 import pytest
 
 from cards.catalog import SAMPLE_NOW, sample_events
+from cards.common import without_charts
 from cards.events import MAX_LISTED, event_summary, render_event_card
 from service.devops_hooks import DevOpsEventKind
 from store.monitoring import EventRecord
+from tests.card_charts import chart_errors, charts_in
 from tests.unit.test_event_cards import devops_event
 
 RUN_URL = "https://dev.azure.com/org/proj/_build/results?buildId=4242"
@@ -73,7 +74,7 @@ def test_deployment_failed_links_the_run_and_offers_a_rollback(result: str, head
     event = devops_event(DevOpsEventKind.DEPLOYMENT_FAILED, state="completed", result=result)
     card = render_event_card(event)
     assert heading_of(card) == heading
-    assert "**@mlbot rollback prod**" in content(card)
+    assert "**rollback prod**" in content(card)
     assert card["actions"][0]["url"] == RUN_URL
 
 
@@ -87,7 +88,7 @@ def test_failed_rollback_does_not_suggest_another_rollback() -> None:
     )
     card = render_event_card(event)
     assert heading_of(card) == "❌ Rollback of prod failed"
-    assert "@mlbot rollback" not in content(card)
+    assert "**rollback " not in content(card)
 
 
 def test_deployment_without_environment_or_link() -> None:
@@ -103,7 +104,7 @@ def test_deployment_without_environment_or_link() -> None:
     assert heading_of(card) == "❌ Deployment failed"
     assert "actions" not in card
     assert facts_of(card)["Run"] == "#4242"
-    assert "@mlbot rollback" not in content(card)
+    assert "**rollback " not in content(card)
     assert event_summary(event) == "❌ Deployment failed (deployment-pipeline #4242)"
 
 
@@ -118,7 +119,7 @@ def test_hostile_names_are_escaped() -> None:
     text = content(render_event_card(event))
     assert "\\\\[click\\\\](https://evil.example)" in text
     assert "prod \\\\*now\\\\*" in text
-    assert "@mlbot rollback" not in text  # not a name the command accepts
+    assert "**rollback " not in text  # not a name the command accepts
 
 
 def test_approval_required_card() -> None:
@@ -203,13 +204,38 @@ def chart_of(card: dict[str, Any]) -> dict[str, Any]:
 
 
 def chart_rows(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each chart row's bars (the monospace TextBlock) by the label in the line above it."""
-    items = chart_of(card)["items"]
+    """Each text row's bars (the monospace TextBlock) by the label in the line above it,
+    as a host without Teams' charts (iOS, Workflows cards) draws the card."""
+    items = json.dumps(chart_of(without_charts(card)))
     rows = {}
-    for above, item in itertools.pairwise(items):
-        if item.get("fontType") == "Monospace":
-            rows[above["text"].split("**")[1]] = item
+    for row in _containers(json.loads(items)):
+        above, bars = row["items"]
+        rows[above["text"].split("**")[1]] = bars
     return rows
+
+
+def _containers(node: Any) -> list[dict[str, Any]]:
+    found = []
+    if isinstance(node, dict):
+        items = node.get("items")
+        if (
+            node.get("type") == "Container"
+            and isinstance(items, list)
+            and len(items) == 2
+            and items[1].get("fontType") == "Monospace"
+        ):
+            found.append(node)
+        for value in node.values():
+            found += _containers(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _containers(item)
+    return found
+
+
+def charts_of(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Teams' chart elements of the card by type."""
+    return {chart["type"]: chart for chart in charts_in(card["body"])}
 
 
 def point(minute: int, rate: float | None, latency: float | None, requests: float = 120) -> Any:
@@ -240,37 +266,54 @@ def test_rollback_pending_shows_figures_thresholds_and_the_chart(version: str) -
     )
     assert set(facts) >= {"14:25", "14:26"}
     rows = chart_rows(card)
-    assert list(rows) == ["Error rate", "P95 latency", "Requests"]
+    assert list(rows) == ["Error rate", "P95 latency"]
     # 28 minutes, one bar each: quiet at the bottom, then the climb to the peak.
     errors = rows["Error rate"]["text"]
     assert errors == "▁" * 24 + "▂▄▆█"
     assert rows["P95 latency"]["text"].endswith("▁▄▇██")
     assert rows["Error rate"]["color"] == rows["P95 latency"]["color"] == "Attention"
-    assert "color" not in rows["Requests"]  # traffic has no limit to break
     text = content(chart_of(card))
     assert "now 16.1 % · peak 16.1 % · limit 5 %" in text
-    assert "13:58 to 14:25 UTC · one bar per minute" in text
+    # The caption says what is drawn: 28 minutes, 28 bars, ending with the last check.
+    assert "Last 28 minutes" in text
+    assert "13:58 to 14:26 UTC · 28 bars, one per minute" in text
+    # Traffic is figures, not a solid block of full bars.
+    assert "**Requests** · now 124/min · 118 to 133/min in the window" in text
     assert "unless an approver cancels it" in content(card)
     assert "actions" not in card  # the bot adds the signed Cancel button (bot.notifiers)
     assert event_summary(event) == "🚨 circuits-prod / blue in prod unhealthy: rollback pending"
 
 
-def test_dry_run_and_zero_grace_say_what_happens_next() -> None:
-    dry = render_event_card(health_sample("rollback-pending", dry_run=True))
-    assert heading_of(dry).endswith("rollback pending (dry run)")
-    assert facts_of(dry)["Mode"] == "Dry run: nothing will be queued"
-    assert "queues nothing" in content(dry)
-    due = health_sample("rollback-pending").payload["at"]
-    now = render_event_card(health_sample("rollback-pending", grace_seconds=0, rollback_at=due))
-    assert "mlbot queues rollback-pipeline now." in content(now)
-    assert facts_of(now)["Rollback at"] == "2026-03-17 14:28 UTC"
+def test_bot_cards_draw_teams_charts_with_fallbacks_and_webhook_cards_text() -> None:
+    event = health_sample("rollback-pending")
+    assert charts_of(render_event_card(event, version="1.4")) == {}
+    card = render_event_card(event, version="1.5")
+    assert not chart_errors(card)
+    charts = charts_of(card)
+    assert set(charts) == {"Chart.VerticalBar", "Chart.Line"}
+    bars = charts["Chart.VerticalBar"]["data"]
+    assert len(bars) == 28
+    # Each bar is labelled with the end of its minute: the last is the last failed check.
+    assert [bar["x"] for bar in bars[:1] + bars[-1:]] == ["13:59", "14:26"]
+    assert [bar["color"] for bar in bars[-3:]] == ["attention"] * 3
+    assert bars[0] == {"x": "13:59", "y": 0.85, "color": "good"}
+    latency, limit = charts["Chart.Line"]["data"]
+    assert latency["legend"] == "P95 latency"
+    assert latency["values"][-1] == {"x": "14:26", "y": 2710.0}
+    assert {p["y"] for p in limit["values"]} == {2000.0}
+    assert "limit 2000 ms" in charts["Chart.Line"]["title"]
+    # Where charts are not drawn the same figures read as a row of bars.
+    assert charts["Chart.VerticalBar"]["fallback"]["fontType"] == "Monospace"
+    assert charts["Chart.VerticalBar"]["fallback"]["text"] == "▁" * 24 + "▂▄▆█"
 
 
-@pytest.mark.parametrize("name", ["rollback-queued", "rollback-dry-run", "rollback-failed"])
+@pytest.mark.parametrize(
+    "name", ["rollback-queued", "rollback-dry-run", "rollback-failed", "rollback-cancelled"]
+)
 def test_rollback_outcomes_repeat_the_evidence(name: str) -> None:
     card = render_event_card(health_sample(name))
     assert "Failed checks (UTC)" in content(card)
-    assert list(chart_rows(card)) == ["Error rate", "P95 latency", "Requests"]
+    assert list(chart_rows(card)) == ["Error rate", "P95 latency"]
     # The pipeline's reason repeats the last check, so it is not shown twice.
     assert "Reason" not in facts_of(card)
 
@@ -311,10 +354,11 @@ def test_healthy_deployment_has_a_calm_chart() -> None:
     # Scaled to the limit and well below it: low bars only, nothing in red.
     for label in ("Error rate", "P95 latency"):
         assert max(BARS.index(bar) for bar in rows[label]["text"]) <= 2
+        assert len(rows[label]["text"]) == 32
     assert all("color" not in row for row in rows.values())
     # The 30-minute window and the two minutes before it, a bar each.
-    assert "12:58 to 13:29 UTC · one bar per minute" in content(card)
-    assert len(rows["Requests"]["text"]) == 32
+    assert "12:58 to 13:30 UTC · 32 bars, one per minute" in content(card)
+    assert {bar["color"] for bar in charts_of(card)["Chart.VerticalBar"]["data"]} == {"good"}
 
 
 def test_a_short_breach_survives_two_minute_bars() -> None:
@@ -325,7 +369,10 @@ def test_a_short_breach_survives_two_minute_bars() -> None:
     assert len(errors) == 30
     assert errors[15] == "█"
     assert errors.count("▁") == 29
-    assert "one bar per 2 minutes" in content(chart_of(card))
+    text = content(chart_of(card))
+    assert "Last 60 minutes" in text
+    assert "30 bars, one per 2 minutes" in text
+    assert len(charts_of(card)["Chart.VerticalBar"]["data"]) == 30
 
 
 def test_missing_minutes_are_gaps_not_squeezed_out() -> None:
@@ -333,18 +380,19 @@ def test_missing_minutes_are_gaps_not_squeezed_out() -> None:
     points.append(point(10, None, None, requests=0))  # no traffic at all
     card = render_event_card(health_sample("rollback-pending", points=points))
     rows = chart_rows(card)
-    # 11 minutes drawn 2 characters wide; minutes 3-5 were never measured.
-    assert rows["Error rate"]["text"] == "▁▁▁▁▁▁······▁▁▁▁▁▁▁▁··"
-    assert rows["Requests"]["text"].endswith("▁▁")
+    # 11 minutes, a character each; minutes 3-5 were never measured.
+    assert rows["Error rate"]["text"] == "▁▁▁···▁▁▁▁·"
     assert "· no data" in content(chart_of(card))
+    # The chart draws no bar for an unmeasured minute (rather than a bar at zero).
+    assert len(charts_of(card)["Chart.VerticalBar"]["data"]) == 7
 
 
 def test_bars_are_scaled_to_the_limit() -> None:
     points = [point(n, rate, 1000) for n, rate in enumerate([0, 2.5, 5.0, 10.0])]
     card = render_event_card(health_sample("rollback-pending", points=points))
-    assert chart_rows(card)["Error rate"]["text"] == "▁▁▁▃▃▃▅▅▅███"
+    assert chart_rows(card)["Error rate"]["text"] == "▁▃▅█"
     latency = chart_rows(card)["P95 latency"]
-    assert latency["text"] == "▅" * 12  # half the 2000 ms limit
+    assert latency["text"] == "▅" * 4  # half the 2000 ms limit
     assert "color" not in latency
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.commands import parse_command
-from bot.mentions import command_text
+from bot.mentions import addressed_name, command_text
 
 BOT = "28:bot-app-id"
 
@@ -56,3 +56,18 @@ def test_parse_command_is_case_insensitive_and_keeps_arguments() -> None:
     assert parsed.name == "status" and parsed.args == "Plant001/Circuit01"
     assert parse_command("").name == ""
     assert parse_command("/help").name == "help"
+
+
+def test_the_addressed_name_comes_from_the_bots_mention() -> None:
+    entities = [
+        {"type": "mention", "text": "<at>Someone</at>", "mentioned": {"id": "29:u", "name": "U"}},
+        {"type": "mention", "text": "<at>Test Bot</at>", "mentioned": {"id": "28:bot"}},
+    ]
+    assert addressed_name(entities, "28:bot", "mlbot") == "Test Bot"
+    named = [{"type": "mention", "text": "<at>x</at>", "mentioned": {"id": "28:bot", "name": "ML"}}]
+    assert addressed_name(named, "28:bot", "mlbot") == "ML"
+
+
+def test_without_a_mention_the_recipient_name_is_the_bots_name() -> None:
+    assert addressed_name([], "28:bot", "Release Helper") == "Release Helper"
+    assert addressed_name([{"type": "clientInfo"}], "28:bot", " ") is None
