@@ -1,8 +1,9 @@
 """The monitoring engine: turns Azure ML job states into events people act on.
 
 One `tick` checks every session that is due (and, now and then, discovers new jobs):
-one listing per workspace covers all of them, plus one `get` for each watched job that
-has just left the listing. Each session follows the documented backoff, brought forward
+one listing per workspace covers all of them: it reaches back to the oldest unfinished
+watched job, so the ends of jobs come with it (a `get` only for a watched job missing
+from it). Each session follows the documented backoff, brought forward
 when one of its jobs would otherwise wait longer than its own backoff allows
 (`monitoring.job_deadlines`). What it learns — job rows, session schedules and the events
 the changes caused — is written in one transaction, and only for sessions nobody wrote
