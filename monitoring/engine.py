@@ -246,6 +246,8 @@ class MonitoringEngine:
         # Workspaces a push asked to list, and by when (also those whose sessions the
         # store does not bring forward: unknown jobs, sessions past the max wait).
         self._push_due: dict[str, datetime] = {}
+        # Pushes received per workspace: a listing begun after a push answers it.
+        self._pushes_seen: dict[str, int] = {}
 
     @property
     def workspaces(self) -> list[Workspace]:
@@ -294,6 +296,7 @@ class MonitoringEngine:
         for workspace in self._workspaces:
             if workspace_key in (None, workspace.key):
                 self._push_due[workspace.key] = min(self._push_due.get(workspace.key, at), at)
+                self._pushes_seen[workspace.key] = self._pushes_seen.get(workspace.key, 0) + 1
         return touched
 
     async def watch_job(self, job_name: str, actor: str) -> TrainingJob:
@@ -383,6 +386,7 @@ class MonitoringEngine:
                 and (pushed is None or pushed > now)
             ):
                 continue
+            pushes_before = self._pushes_seen.get(workspace.key, 0)
             records = await self._store.job_records(workspace.key)
             since = await self._listing_window(last, records, work)
             try:
@@ -399,8 +403,10 @@ class MonitoringEngine:
                 continue
             report.listings += 1
             self._last_listed[workspace.key] = now
-            if pushed is not None and pushed <= now:
-                del self._push_due[workspace.key]
+            if self._pushes_seen.get(workspace.key, 0) == pushes_before:
+                # Every push so far came before this listing, which shows those jobs: none
+                # needs a listing of its own any more (a later one keeps its due time).
+                self._push_due.pop(workspace.key, None)
             listed_workspaces.add(workspace.key)
             listed: set[str] = set()
             for job in listing:

@@ -393,6 +393,21 @@ async def test_a_pushed_failure_is_looked_at_at_once() -> None:
     assert "training_failed" in rig.repo.kinds()
 
 
+async def test_a_listing_during_the_settle_time_answers_the_pushed_completion() -> None:
+    rig = Rig(PUSHED, lists_finished=True)
+    rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
+    # Not started yet: looked at 0, 30, 90 and 210 s after its creation.
+    rig.source.put(job("job-3", JobState.WAITING, circuit="PLANT003/CIRCUIT03"))
+    await rig.play_until(200)
+    rig.source.put(finished("job-1", JobState.COMPLETED, created=0, started=0))
+    await rig.engine.check_now(WS.key, "job-1", "Completed")  # to be listed at 225 s
+    reports = await rig.play_until(300)
+    # The look at 210 s shows the end: the completion needs no listing of its own.
+    assert [r.at for r in reports if r.listings] == [rig.at(210)]
+    (completed,) = await rig.repo.events_of_kind("training_completed")
+    assert completed.created_at == rig.at(210)
+
+
 async def test_a_push_for_a_job_past_the_max_wait_still_lists_its_workspace() -> None:
     rig = Rig(PUSHED, lists_finished=True)
     rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
