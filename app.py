@@ -646,10 +646,10 @@ def build_http(
 
     monitoring_engine, watcher = engine.engine, engine.watcher
 
-    async def on_push(workspace_key: str | None, job_name: str | None) -> int:
+    async def on_push(workspace_key: str | None, job_name: str | None, status: str | None) -> int:
         if monitoring_engine is None:
             return 0
-        touched = await monitoring_engine.check_now(workspace_key, job_name)
+        touched = await monitoring_engine.check_now(workspace_key, job_name, status)
         if scheduler is not None:
             scheduler.poke()
         return touched

@@ -138,7 +138,9 @@ class LongJobSource:
             started_at=START,
         )
 
-    async def list_active(self, workspace: Workspace) -> list[TrainingJob]:
+    async def list_active(
+        self, workspace: Workspace, *, created_since: datetime | None = None
+    ) -> list[TrainingJob]:
         return [self.job]
 
     async def get(self, workspace: Workspace, name: str) -> TrainingJob:

@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     monitoring_max_wait_hours: float = Field(
         3.0, alias="MLBOT_MONITORING_MAX_WAIT_HOURS", gt=0, le=24 * 14
     )
+    # With an Event Grid subscription pushing the ends of runs: how often running jobs
+    # (and idle workspaces) are still listed, as a safety net. 0: no subscription.
+    eventgrid_safety_net_seconds: int = Field(
+        0, alias="MLBOT_EVENTGRID_SAFETY_NET_SECONDS", ge=0, le=86400
+    )
     monitoring_log_level: LogLevel = Field("INFO", alias="MLBOT_MONITORING_LOG_LEVEL")
     teams_webhook_url: SecretStr = Field(SecretStr(""), alias="MLBOT_TEAMS_WEBHOOK_URL")
     long_running_job_notification_interval_hours: float = Field(

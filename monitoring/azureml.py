@@ -272,21 +272,29 @@ class AzureMLJobSource:
         self._failures: OrderedDict[tuple[str, str], JobFailure] = OrderedDict()
         self._api_urls: dict[str, str] = {}  # run-history host per workspace
 
-    async def list_active(self, workspace: Workspace) -> list[TrainingJob]:
+    async def list_active(
+        self, workspace: Workspace, *, created_since: dt.datetime | None = None
+    ) -> list[TrainingJob]:
         """Every job that is not archived ("ActiveOnly"), terminal ones included.
 
-        One paged listing per call; the SDK follows `nextLink` inside the worker thread.
+        One paged listing per call; the SDK follows `nextLink` inside the worker thread,
+        one page at a time. Azure ML lists the newest jobs first, so with
+        `created_since` the listing stops at the first older job and the pages past it
+        are never requested.
         """
         client = await self._client(workspace)
         tag = self.options.circuit_tag
 
         def listing() -> list[TrainingJob]:
-            # The SDK yields None for jobs it cannot parse; skip them rather than fail.
-            return [
-                training_job_from_sdk(job, workspace, tag)
-                for job in client.jobs.list()
-                if job is not None
-            ]
+            found = []
+            for entity in client.jobs.list():
+                if entity is None:
+                    continue  # the SDK yields None for jobs it cannot parse: skip them
+                job = training_job_from_sdk(entity, workspace, tag)
+                if created_since is not None and job.created_at and job.created_at < created_since:
+                    break
+                found.append(job)
+            return found
 
         jobs = await self._call(listing, "list jobs", f"workspace {workspace.name}")
         return [await self._with_failure(client, workspace, job) for job in jobs]

@@ -1,8 +1,9 @@
 """The monitoring engine: turns Azure ML job states into events people act on.
 
 One `tick` checks every session that is due (and, now and then, discovers new jobs):
-one listing per workspace covers all of them, plus one `get` for each watched job that
-has just left the listing. Each session follows the documented backoff, brought forward
+one listing per workspace covers all of them: it reaches back to the oldest unfinished
+watched job, so the ends of jobs come with it (a `get` only for a watched job missing
+from it). Each session follows the documented backoff, brought forward
 when one of its jobs would otherwise wait longer than its own backoff allows
 (`monitoring.job_deadlines`). What it learns — job rows, session schedules and the events
 the changes caused — is written in one transaction, and only for sessions nobody wrote
@@ -42,6 +43,7 @@ from monitoring.engine_ports import (
     RunFinder,
 )
 from monitoring.job_deadlines import next_look_due
+from monitoring.job_status import job_state
 from monitoring.jobs import JobState, TrainingJob, Workspace
 from monitoring.lifecycle import (
     Attempt,
@@ -70,6 +72,9 @@ RETRY_EVENTS_CURSOR = "engine.retry_events"
 RETRY_KEY_MAX = 512
 # At most this many retries are carried on per pass (more wait for the next one).
 RETRIES_PER_TICK = 50
+# A listing goes back this far before the previous one: a job Azure ML shows a little
+# after it was created is still found.
+LISTING_OVERLAP = timedelta(minutes=10)
 # A job someone stopped watching: its session is never checked, and its job is neither
 # followed nor attached to an experiment session again.
 UNWATCHED = "unwatched"
@@ -98,6 +103,21 @@ class EngineConfig:
     reminder_interval: timedelta
     discovery_interval: timedelta
     training_pipeline: str
+    # Set when Event Grid pushes the ends of runs (`RunCompleted`, `RunStatusChanged`):
+    # running jobs are then listed only this often, as a safety net for lost pushes,
+    # and so are workspaces with nothing to watch. None: polling alone finds every end.
+    push_safety_net: timedelta | None = None
+    # A `RunCompleted` push waits this long before its workspace is listed, so that the
+    # pushes of one workspace close together share one listing; failures are looked at
+    # once they are pushed.
+    push_settle: timedelta = timedelta(seconds=25)
+
+    @property
+    def listing_interval(self) -> timedelta:
+        """How often each workspace is listed at least (to find new jobs)."""
+        if self.push_safety_net is None:
+            return self.discovery_interval
+        return max(self.discovery_interval, self.push_safety_net)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -111,6 +131,11 @@ class EngineConfig:
             # New jobs are looked for at the slowest polling pace.
             discovery_interval=timedelta(seconds=settings.monitoring_max_delay_seconds),
             training_pipeline=settings.training_pipeline,
+            push_safety_net=(
+                timedelta(seconds=settings.eventgrid_safety_net_seconds)
+                if settings.eventgrid_safety_net_seconds > 0
+                else None
+            ),
         )
 
 
@@ -234,6 +259,11 @@ class MonitoringEngine:
         # interval is listed again to find new jobs. Empty: discover at the first tick.
         self._last_listed: dict[str, datetime] = {}
         self._passes_done = 0
+        # Workspaces a push asked to list, and by when (also those whose sessions the
+        # store does not bring forward: unknown jobs, sessions past the max wait).
+        self._push_due: dict[str, datetime] = {}
+        # Pushes received per workspace: a listing begun after a push answers it.
+        self._pushes_seen: dict[str, int] = {}
 
     @property
     def checked_once(self) -> bool:
@@ -247,26 +277,47 @@ class MonitoringEngine:
     async def next_wakeup(self) -> datetime:
         """When the engine next has something to do (a due session or discovery)."""
         now = self._clock()
-        interval = self._config().discovery_interval
+        interval = self._config().listing_interval
         candidates = [
             self._last_listed[w.key] + interval if w.key in self._last_listed else now
             for w in self._workspaces
         ] or [now]
+        candidates.extend(self._push_due.values())
         due = await self._store.next_due_at()
         if due is not None:
             candidates.append(due)
         return min(candidates)
 
-    async def check_now(self, workspace_key: str | None = None, job_name: str | None = None) -> int:
-        """A push event: the affected sessions (or all) check at the next tick."""
+    async def check_now(
+        self,
+        workspace_key: str | None = None,
+        job_name: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """A push event: the affected sessions (or all) are checked soon.
+
+        The push is a hint: the job is read from Azure ML by the listing it causes.
+        Without a push subscription the sessions check at the next tick and their delays
+        start again; with one (`push_safety_net`), a completion waits `push_settle` so
+        that close pushes share a listing, and the delays go on as they were.
+        """
+        now = self._clock()
+        config = self._config()
+        pushed = config.push_safety_net is not None
+        at = now + config.push_settle if pushed and _settles(status) else now
         touched = await self._store.check_now_matching(
-            self._clock(), workspace=workspace_key or None, job_name=job_name or None
+            now,
+            workspace=workspace_key or None,
+            job_name=job_name or None,
+            due_at=at,
+            restart=not pushed,
         )
-        if touched == 0:
-            # An unknown job may be new: look for it at the next tick.
-            for workspace in self._workspaces:
-                if workspace_key in (None, workspace.key):
-                    self._last_listed.pop(workspace.key, None)
+        # The workspace is listed by then whatever the store matched: the job may be new,
+        # or its session past the max wait (checked only at reminders).
+        for workspace in self._workspaces:
+            if workspace_key in (None, workspace.key):
+                self._push_due[workspace.key] = min(self._push_due.get(workspace.key, at), at)
+                self._pushes_seen[workspace.key] = self._pushes_seen.get(workspace.key, 0) + 1
         return touched
 
     async def watch_job(self, job_name: str, actor: str) -> TrainingJob:
@@ -348,26 +399,41 @@ class MonitoringEngine:
 
         for workspace in self._workspaces:
             last = self._last_listed.get(workspace.key)
-            discover = last is None or now - last >= config.discovery_interval
-            if not discover and workspace.key not in due_workspaces:
+            discover = last is None or now - last >= config.listing_interval
+            pushed = self._push_due.get(workspace.key)
+            if (
+                not discover
+                and workspace.key not in due_workspaces
+                and (pushed is None or pushed > now)
+            ):
                 continue
+            pushes_before = self._pushes_seen.get(workspace.key, 0)
+            # The unfinished jobs (how far back to list); finished history is never read.
+            records = await self._store.job_records(workspace.key, [], unfinished=True)
+            since = await self._listing_window(last, records, work)
             try:
-                listing = await self._source.list_active(workspace)
+                listing = await self._source.list_active(workspace, created_since=since)
             except AzureCallError as exc:
                 report.failures.append(str(exc))
                 log.warning("monitoring: %s", exc)
                 # Look for new jobs again after the poll interval, not at once: an outage
                 # must not turn discovery into a request every few milliseconds.
                 retry_in = timedelta(seconds=config.backoff.initial_s)
-                self._last_listed[workspace.key] = now - config.discovery_interval + retry_in
+                self._last_listed[workspace.key] = now - config.listing_interval + retry_in
+                if pushed is not None and pushed <= now:
+                    self._push_due[workspace.key] = now + retry_in
                 continue
             report.listings += 1
             self._last_listed[workspace.key] = now
+            if self._pushes_seen.get(workspace.key, 0) == pushes_before:
+                # Every push so far came before this listing, which shows those jobs: none
+                # needs a listing of its own any more (a later one keeps its due time).
+                self._push_due.pop(workspace.key, None)
             listed_workspaces.add(workspace.key)
-            # The listed jobs and the unfinished ones: finished history is never read.
-            records = await self._store.job_records(
-                workspace.key, [job.name for job in listing], unfinished=True
-            )
+            unknown = [job.name for job in listing if job.name not in records]
+            if unknown:
+                # The listed jobs not read yet: those that finished since, and new ones.
+                records.update(await self._store.job_records(workspace.key, unknown))
             listed: set[str] = set()
             for job in listing:
                 if not job.circuit:
@@ -378,8 +444,9 @@ class MonitoringEngine:
                 if item is None:
                     continue
                 self._observe(job, record, item, config, now, changes, cancels)
-            # Watched jobs that left the listing: one get each, to learn how they ended,
-            # whether or not their session was due (the listing just told us).
+            # The listing reaches back past every unfinished watched job, finished ones
+            # included, so their ends come with it. A watched job missing from it was
+            # archived or deleted: one get tells how it ended.
             for name, record in records.items():
                 if name in listed or record.job.state.is_terminal or record.observed_at is None:
                     continue
@@ -411,6 +478,40 @@ class MonitoringEngine:
         await self._cancel_timed_out(kept, now, report)
         await self._drive_retries(report)
         return report
+
+    async def _listing_window(
+        self,
+        last_listed: datetime | None,
+        records: dict[str, JobRecord],
+        work: dict[int, _SessionWork],
+    ) -> datetime | None:
+        """The oldest creation time the listing must reach (None: the whole history).
+
+        Azure ML lists a workspace's jobs newest first, finished ones included, so a
+        listing that stops at the previous listing (less an overlap) finds every new
+        job, one that started and failed in between too; reaching back to the oldest
+        unfinished watched job brings the end of every job being followed, without a
+        `get` per finished job.
+        """
+        if last_listed is None:
+            return None
+        since = last_listed - LISTING_OVERLAP
+        statuses: dict[int, str | None] = {
+            item.record.id: item.record.status for item in work.values()
+        }
+        for record in records.values():
+            if record.job.state.is_terminal or record.observed_at is None:
+                continue
+            if record.session_id is None:
+                continue
+            if record.session_id not in statuses:
+                session = await self._store.session(record.session_id)
+                statuses[record.session_id] = session.status if session else None
+            if statuses[record.session_id] in (None, UNWATCHED):
+                continue
+            created = record.job.created_at or record.first_seen_at or record.observed_at
+            since = min(since, created)
+        return since
 
     async def _work_item(
         self, session_id: int | None, work: dict[int, _SessionWork]
@@ -605,11 +706,22 @@ class MonitoringEngine:
                 else backoff.next_check(poll.started_at, poll.last_check_at, poll.checks_done)
             )
             if own is not None:
+                # With pushes, the end of a running job is pushed: only jobs that have
+                # not started yet need looks of their own, and a session of running
+                # jobs waits for the safety net.
+                safety_net = config.push_safety_net
+                looked_for = [
+                    job
+                    for job in unfinished
+                    if safety_net is None or job.state is not JobState.RUNNING
+                ]
                 looks = (
                     next_look_due(backoff, _submitted(job, stored.get(job.name), now), now)
-                    for job in unfinished
+                    for job in looked_for
                 )
                 next_check = min([own, *(t for t in looks if t is not None)])
+                if safety_net is not None and not looked_for:
+                    next_check = max(next_check, now + safety_net)
         elif poll.finished:
             event = monitoring_timed_out(session.key, poll, now, unfinished)
             if event is not None and session.status == "active":
@@ -784,6 +896,11 @@ def _progress(job: TrainingJob, record: JobRecord | None, session_id: int) -> Jo
         reminders_sent=record.reminders_sent if record else 0,
         cancel_requested_at=record.cancel_requested_at if record else None,
     )
+
+
+def _settles(status: str | None) -> bool:
+    """A pushed completion can wait a little; a failure (or an unknown status) cannot."""
+    return status is not None and job_state(status) is JobState.COMPLETED
 
 
 def _submitted(job: TrainingJob, record: JobRecord | None, now: datetime) -> datetime:

@@ -28,7 +28,12 @@ class Clock(Protocol):
 class EngineJobSource(Protocol):
     """Azure ML jobs, as the engine reads and stops them."""
 
-    async def list_active(self, workspace: Workspace) -> list[TrainingJob]: ...
+    async def list_active(
+        self, workspace: Workspace, *, created_since: datetime | None = None
+    ) -> list[TrainingJob]:
+        """The workspace's jobs (finished ones too), down to those created at
+        `created_since` (None: all of them)."""
+        ...
 
     async def get(self, workspace: Workspace, name: str) -> TrainingJob: ...
 
@@ -73,7 +78,13 @@ class EngineRepository(Protocol):
     async def check_now(self, session_id: int, now: datetime) -> None: ...
 
     async def check_now_matching(
-        self, now: datetime, *, workspace: str | None = None, job_name: str | None = None
+        self,
+        now: datetime,
+        *,
+        workspace: str | None = None,
+        job_name: str | None = None,
+        due_at: datetime | None = None,
+        restart: bool = True,
     ) -> int: ...
 
     async def move_job(

@@ -544,9 +544,11 @@ class _ProbedSource:
         self._inner = inner
         self._probe = probe
 
-    async def list_active(self, workspace: Workspace) -> list[TrainingJob]:
+    async def list_active(
+        self, workspace: Workspace, *, created_since: datetime | None = None
+    ) -> list[TrainingJob]:
         try:
-            return await self._inner.list_active(workspace)
+            return await self._inner.list_active(workspace, created_since=created_since)
         except AzureCallError as exc:
             # The listing names only the workspace: "not found" means a wrong setting.
             self._probe.record(exc, missing_is_config=True)

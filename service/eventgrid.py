@@ -25,12 +25,9 @@ from service.hook_auth import HookGuard
 log = logging.getLogger(__name__)
 
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
-RUN_EVENTS = frozenset(
-    {
-        "Microsoft.MachineLearningServices.RunStatusChanged",
-        "Microsoft.MachineLearningServices.RunCompleted",
-    }
-)
+RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
+RUN_COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
+RUN_EVENTS = frozenset({RUN_STATUS_CHANGED, RUN_COMPLETED})
 _TOPIC = re.compile(
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
     r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)",
@@ -92,7 +89,8 @@ def parse_eventgrid(body: Any) -> EventGridBatch:
         elif kind in RUN_EVENTS:
             topic = item.get("topic") or item.get("source") or ""
             run_id = data.get("runId")
-            status = data.get("runStatus")
+            # `RunCompleted` carries no status: it is raised for successful runs only.
+            status = data.get("runStatus") or ("Completed" if kind == RUN_COMPLETED else None)
             batch.runs.append(
                 PushedRun(
                     workspace_key_from_topic(str(topic)),
@@ -105,7 +103,8 @@ def parse_eventgrid(body: Any) -> EventGridBatch:
     return batch
 
 
-PushHandler = Callable[[str | None, str | None], Awaitable[int]]
+# (workspace key, job name, pushed status): the status only says how soon to look.
+PushHandler = Callable[[str | None, str | None, str | None], Awaitable[int]]
 
 
 def event_times(body: Any) -> list[datetime | None]:
@@ -172,6 +171,6 @@ class EventGridHook:
             known = list(self._workspaces())
             for run in batch.runs:
                 key = resolve_workspace_key(run.workspace_key, known)
-                checked += await self._on_push(key, run.job_name)
+                checked += await self._on_push(key, run.job_name, run.status)
         log.info("event grid: %d run event(s), %d session(s) to check", len(batch.runs), checked)
         return web.json_response({"accepted": len(batch.runs), "ignored": batch.ignored})

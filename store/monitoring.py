@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -116,12 +116,19 @@ class MonitoringStore:
             await self._check_now(session, [session_id], now)
 
     async def check_now_matching(
-        self, now: datetime, *, workspace: str | None = None, job_name: str | None = None
+        self,
+        now: datetime,
+        *,
+        workspace: str | None = None,
+        job_name: str | None = None,
+        due_at: datetime | None = None,
+        restart: bool = True,
     ) -> int:
         """A push: every watched session of `workspace` (holding `job_name`) checks now.
 
         Returns how many watched sessions matched. One query finds them, however many
-        sessions were ever created; only polling ones ("active") are brought forward.
+        sessions were ever created; only polling ones ("active") are brought forward,
+        to `due_at` (default `now`). `restart=False` keeps their delays where they were.
         """
         c = monitoring_sessions.c
         # Locked in id order, as every writer of several sessions locks them, so two
@@ -138,11 +145,29 @@ class MonitoringStore:
             query = query.where(c.id.in_(holding.scalar_subquery()))
         async with self._db.sessions.begin() as session:
             rows = (await session.execute(query)).all()
-            await self._check_now(session, [row.id for row in rows if row.status == "active"], now)
+            active = [row.id for row in rows if row.status == "active"]
+            if restart:
+                await self._check_now(session, active, now, due_at or now)
+            elif active:
+                at = due_at or now
+                c = monitoring_sessions.c
+                await session.execute(
+                    monitoring_sessions.update()
+                    .where(
+                        and_(
+                            c.id.in_(active),
+                            c.status == "active",
+                            or_(c.next_check_at.is_(None), c.next_check_at > at),
+                        )
+                    )
+                    .values(next_check_at=at, updated_at=now, version=c.version + 1)
+                )
         return len(rows)
 
     @staticmethod
-    async def _check_now(session: AsyncSession, session_ids: list[int], now: datetime) -> None:
+    async def _check_now(
+        session: AsyncSession, session_ids: list[int], now: datetime, at: datetime | None = None
+    ) -> None:
         if not session_ids:
             return
         c = monitoring_sessions.c
@@ -152,7 +177,7 @@ class MonitoringStore:
             # A push restarts the delays from the poll interval (the max wait still
             # counts from the session start); the new version makes a pass planned
             # before the push leave this schedule alone.
-            .values(next_check_at=now, checks_done=0, updated_at=now, version=c.version + 1)
+            .values(next_check_at=at or now, checks_done=0, updated_at=now, version=c.version + 1)
         )
 
     async def move_job(

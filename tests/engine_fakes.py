@@ -87,7 +87,13 @@ class MemoryRepository:
             self._bump(session_id, next_check_at=now, checks_done=0)
 
     async def check_now_matching(
-        self, now: datetime, *, workspace: str | None = None, job_name: str | None = None
+        self,
+        now: datetime,
+        *,
+        workspace: str | None = None,
+        job_name: str | None = None,
+        due_at: datetime | None = None,
+        restart: bool = True,
     ) -> int:
         matched = [
             s
@@ -104,8 +110,14 @@ class MemoryRepository:
                 )
             )
         ]
+        at = due_at or now
         for session in matched:
-            await self.check_now(session.id, now)
+            if session.status != "active":
+                continue
+            if restart:
+                self._bump(session.id, next_check_at=at, checks_done=0)
+            elif session.next_check_at is None or session.next_check_at > at:
+                self._bump(session.id, next_check_at=at)
         return len(matched)
 
     async def move_job(

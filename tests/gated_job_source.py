@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from domain.jobs import TrainingJob, Workspace
 from monitoring.azure_calls import AzureNotFoundError
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -23,10 +26,16 @@ class Hold:
 
 
 class GatedJobSource:
-    """Azure ML as a dict of jobs by name; listing shows the unfinished ones."""
+    """Azure ML as a dict of jobs by name; listing shows the unfinished ones.
 
-    def __init__(self) -> None:
+    `lists_finished=True` lists as Azure ML does: finished jobs too, newest first, down
+    to `created_since`.
+    """
+
+    def __init__(self, *, lists_finished: bool = False) -> None:
         self.jobs: dict[str, TrainingJob] = {}
+        self.lists_finished = lists_finished
+        self.listed_since: list[datetime | None] = []
         self.cancelled: list[str] = []
         self.hold: Hold | None = None
 
@@ -44,12 +53,18 @@ class GatedJobSource:
             hold.reached.set()
             await hold.release.wait()
 
-    async def list_active(self, workspace: Workspace) -> list[TrainingJob]:
+    async def list_active(
+        self, workspace: Workspace, *, created_since: datetime | None = None
+    ) -> list[TrainingJob]:
         await self._maybe_wait("list_active")
+        self.listed_since.append(created_since)
+        mine = [j for j in self.jobs.values() if j.workspace == workspace.key]
+        if not self.lists_finished:
+            return [j for j in mine if not j.state.is_terminal]
         return [
             j
-            for j in self.jobs.values()
-            if j.workspace == workspace.key and not j.state.is_terminal
+            for j in sorted(mine, key=lambda j: j.created_at or _EPOCH, reverse=True)
+            if created_since is None or j.created_at is None or j.created_at >= created_since
         ]
 
     async def get(self, workspace: Workspace, name: str) -> TrainingJob:

@@ -108,6 +108,23 @@ async def test_list_follows_next_link_across_pages_in_one_listing(
     assert all(r.query["api-version"] == "2024-01-01-preview" for r in listing)
 
 
+async def test_a_listing_since_a_time_stops_at_the_first_older_job(
+    emulator: AzureMLEmulator, make_source: SourceFactory
+) -> None:
+    seed(emulator, 10)  # created a minute apart; the newest come first, 3 to a page
+    emulator.set_status(WS, "train-ws-plant-008", "Completed")
+    since = dt.datetime(2025, 3, 1, 8, 5, tzinfo=dt.UTC)  # job 5's creation
+    jobs = await make_source().list_active(WS, created_since=since)
+
+    # Finished jobs come too: the end of a followed job needs no get.
+    assert [j.name for j in jobs] == [f"train-ws-plant-{i:03d}" for i in (9, 8, 7, 6, 5)]
+    assert {j.name: j.state for j in jobs}["train-ws-plant-008"] is JobState.COMPLETED
+    # Pages 9-8-7 and 6-5-4: job 4 is older, so the last page (3-2-1, 0) is never asked.
+    pages = emulator.requests_to(JOBS_PATH)
+    assert len(pages) == 2
+    assert "$skipToken" not in pages[0].query and pages[1].query.get("$skipToken")
+
+
 async def test_one_listing_per_workspace(
     emulator: AzureMLEmulator, make_source: SourceFactory
 ) -> None:

@@ -201,3 +201,38 @@ async def test_unwatch_stops_the_events_of_a_job_and_watch_brings_them_back(
 
     with pytest.raises(LookupError, match="no-such-job"):
         await engine.watch_job("no-such-job", "Ada Lovelace")
+
+
+async def test_ends_come_with_the_listing_and_a_pushed_completion_is_seen_soon(
+    world: World,
+) -> None:
+    # With an Event Grid subscription; the listing reaches back to the oldest unfinished
+    # job, so the engine never asks Azure ML for one job.
+    world.settings = settings_from_mapping({"MLBOT_EVENTGRID_SAFETY_NET_SECONDS": "1200"})
+    engine = world.engine()
+    quick = next(
+        j["name"] for j in world.stack.state()["jobs"] if j["circuit"] == "PLANT002/CIRCUIT02"
+    )
+    for _ in range(200):
+        await play(world, engine, 15)
+        status = {j["name"]: j["status"] for j in world.stack.state()["jobs"]}
+        if status[quick] == "Completed":
+            break
+    assert status[quick] == "Completed"
+    pushed_at = world.clock.now()
+    before = [e for e in await world.store.events(limit=1000) if e.job_name == quick]
+    assert "training_completed" not in {e.kind for e in before}  # not seen yet
+
+    await engine.check_now(world.stack.endpoints.workspaces[0].key, quick, "Completed")
+    await play(world, engine, 30)
+    completed = [
+        e
+        for e in await world.store.events(limit=1000)
+        if e.job_name == quick and e.kind == "training_completed"
+    ]
+    assert len(completed) == 1
+    assert (completed[0].created_at - pushed_at).total_seconds() <= 30
+    job_reads = [
+        r for r in world.stack.azureml.requests if r.method == "GET" and "/jobs/" in r.path
+    ]
+    assert job_reads == []

@@ -409,3 +409,29 @@ async def test_check_now_matching_finds_sessions_by_workspace_and_job(database: 
     assert await store.check_now_matching(later, job_name="job-2") == 1
     assert await store.check_now_matching(later) == 3
     assert await store.check_now_matching(later, job_name="job-404") == 0
+
+
+async def test_a_push_that_keeps_the_delays_only_brings_a_check_forward(
+    database: Database,
+) -> None:
+    from store.monitoring import MonitoringStore, Observation, SessionSchedule
+
+    store = MonitoringStore(database)
+    session = await store.open_session(
+        kind="experiment", key="k", title="t", workspace="s/r/w1", now=NOW
+    )
+    planned = NOW + timedelta(minutes=20)
+    await store.apply(
+        Observation(NOW, schedules=[SessionSchedule(session.id, "active", 4, NOW, planned)])
+    )
+    soon = NOW + timedelta(seconds=25)
+    assert await store.check_now_matching(NOW, workspace="s/r/w1", due_at=soon, restart=False)
+    pushed = await store.session(session.id)
+    assert pushed is not None
+    assert (pushed.next_check_at, pushed.checks_done) == (soon, 4)
+    assert pushed.version > session.version  # a pass planned before the push is refused
+    # A later push never puts the check back.
+    later = NOW + timedelta(minutes=5)
+    await store.check_now_matching(NOW, workspace="s/r/w1", due_at=later, restart=False)
+    again = await store.session(session.id)
+    assert again is not None and again.next_check_at == soon

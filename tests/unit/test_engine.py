@@ -15,7 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 from domain.jobs import JobState, TrainingJob, Workspace
 from monitoring.backoff import BackoffPolicy
-from monitoring.engine import UNWATCHED, EngineConfig, MonitoringEngine, TickReport
+from monitoring.engine import (
+    LISTING_OVERLAP,
+    UNWATCHED,
+    EngineConfig,
+    MonitoringEngine,
+    TickReport,
+)
 from monitoring.pipeline_runs import PipelineRuns
 from sandbox.clock import ManualClock
 from tests.engine_fakes import MemoryIntents, MemoryRepository, RecordingPipelines
@@ -63,11 +69,15 @@ def job(
     )
 
 
+# With an Event Grid subscription: running jobs are listed every 20 minutes at least.
+PUSHED = dataclasses.replace(CONFIG, push_safety_net=timedelta(seconds=1200))
+
+
 class Rig:
-    def __init__(self) -> None:
+    def __init__(self, config: EngineConfig = CONFIG, *, lists_finished: bool = False) -> None:
         self.clock = ManualClock(START)
         self.repo = MemoryRepository()
-        self.source = GatedJobSource()
+        self.source = GatedJobSource(lists_finished=lists_finished)
         self.pipelines = RecordingPipelines()
         self.intents = MemoryIntents(self.repo)
         self.engine = MonitoringEngine(
@@ -75,7 +85,7 @@ class Rig:
             source=self.source,
             workspaces=[WS],
             runs=PipelineRuns(self.pipelines, self.intents, self.clock.now),
-            config=lambda: CONFIG,
+            config=lambda: config,
             clock=self.clock.now,
         )
 
@@ -290,6 +300,123 @@ async def test_check_now_touches_only_the_sessions_holding_the_job() -> None:
     assert [s.key for s in due] == [f"experiment:{WS.key}:other-experiment"]
     assert await rig.engine.check_now(WS.key) == 2
     assert await rig.engine.check_now("sub-x/rg-x/none") == 0
+
+
+def finished(name: str, state: JobState, *, created: float, started: float) -> TrainingJob:
+    return dataclasses.replace(
+        job(name, state, created_at=START + timedelta(seconds=created)),
+        started_at=START + timedelta(seconds=started),
+        ended_at=START + timedelta(seconds=started + 10),
+    )
+
+
+async def test_a_listing_reaches_back_to_the_oldest_unfinished_job_and_brings_the_ends() -> None:
+    rig = Rig(lists_finished=True)
+    rig.source.put(job("job-1", JobState.WAITING))
+    await rig.engine.tick()
+    assert rig.source.listed_since == [None]  # the first listing reads the whole history
+
+    # Between two listings: job-1 completes; job-2 is created, starts and fails.
+    rig.source.put(finished("job-1", JobState.COMPLETED, created=0, started=5))
+    rig.source.put(finished("job-2", JobState.FAILED, created=10, started=15))
+    reports = await rig.play_until(30)
+    # Back to job-1's creation (older than the previous listing less the overlap): both
+    # ends come with the listing, without a get per finished job.
+    assert rig.source.listed_since[1] == START - LISTING_OVERLAP
+    assert sum(r.gets for r in reports) == 0
+    told = sorted(k for k in rig.repo.kinds() if k.startswith("training_"))
+    assert told == ["training_completed", "training_failed"]
+
+
+async def test_with_nothing_unfinished_a_listing_reaches_back_only_past_the_last_one() -> None:
+    rig = Rig(lists_finished=True)
+    rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
+    await rig.engine.tick()
+    rig.clock.advance(3600)
+    await rig.engine.tick()
+    assert rig.source.listed_since[-1] == START - LISTING_OVERLAP
+    # job-1 was created at START and is still running: it keeps the window open.
+    rig.source.put(finished("job-1", JobState.COMPLETED, created=0, started=0))
+    rig.clock.advance(3600)
+    await rig.engine.tick()
+    rig.clock.advance(3600)
+    await rig.engine.tick()
+    # Finished: the window is the previous listing (at 2 h) less the overlap.
+    assert rig.source.listed_since[-1] == rig.at(7200) - LISTING_OVERLAP
+
+
+async def test_with_event_grid_running_jobs_wait_for_the_safety_net() -> None:
+    rig = Rig(PUSHED, lists_finished=True)
+    rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
+    await rig.engine.tick()
+    session = rig.repo.sessions[rig.only_session()]
+    # Without pushes it would be checked 30 s later; its end will be pushed.
+    assert session.next_check_at == START + timedelta(seconds=1200)
+    assert await rig.engine.next_wakeup() == START + timedelta(seconds=1200)
+
+
+async def test_with_event_grid_waiting_jobs_are_still_looked_for_soon() -> None:
+    rig = Rig(PUSHED, lists_finished=True)
+    rig.source.put(job("job-1", JobState.WAITING))
+    await rig.engine.tick()
+    # A start is never pushed: the job's own backoff still applies.
+    assert rig.repo.sessions[rig.only_session()].next_check_at == rig.at(30)
+
+
+async def test_a_pushed_completion_is_listed_after_the_settle_time_and_keeps_the_delays() -> None:
+    rig = Rig(PUSHED, lists_finished=True)
+    rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
+    await rig.play_until(100)
+    before = rig.repo.sessions[rig.only_session()]
+    rig.source.put(finished("job-1", JobState.COMPLETED, created=0, started=0))
+
+    assert await rig.engine.check_now(WS.key, "job-1", "Completed") == 1
+    settled = rig.at(100) + PUSHED.push_settle
+    after = rig.repo.sessions[before.id]
+    assert after.next_check_at == settled and after.checks_done == before.checks_done
+    assert await rig.engine.next_wakeup() == settled
+    await rig.play_until(100 + PUSHED.push_settle.total_seconds() - 1)
+    assert "training_completed" not in rig.repo.kinds()
+    await rig.play_until(100 + PUSHED.push_settle.total_seconds())
+    (completed,) = await rig.repo.events_of_kind("training_completed")
+    assert completed.created_at == settled
+
+
+async def test_a_pushed_failure_is_looked_at_at_once() -> None:
+    rig = Rig(PUSHED, lists_finished=True)
+    rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
+    await rig.play_until(100)
+    rig.source.put(finished("job-1", JobState.FAILED, created=0, started=0))
+    await rig.engine.check_now(WS.key, "job-1", "Failed")
+    assert await rig.engine.next_wakeup() == rig.at(100)
+    await rig.engine.tick()
+    assert "training_failed" in rig.repo.kinds()
+
+
+async def test_a_listing_during_the_settle_time_answers_the_pushed_completion() -> None:
+    rig = Rig(PUSHED, lists_finished=True)
+    rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
+    # Not started yet: looked at 0, 30, 90 and 210 s after its creation.
+    rig.source.put(job("job-3", JobState.WAITING, circuit="PLANT003/CIRCUIT03"))
+    await rig.play_until(200)
+    rig.source.put(finished("job-1", JobState.COMPLETED, created=0, started=0))
+    await rig.engine.check_now(WS.key, "job-1", "Completed")  # to be listed at 225 s
+    reports = await rig.play_until(300)
+    # The look at 210 s shows the end: the completion needs no listing of its own.
+    assert [r.at for r in reports if r.listings] == [rig.at(210)]
+    (completed,) = await rig.repo.events_of_kind("training_completed")
+    assert completed.created_at == rig.at(210)
+
+
+async def test_a_push_for_a_job_past_the_max_wait_still_lists_its_workspace() -> None:
+    rig = Rig(PUSHED, lists_finished=True)
+    rig.source.put(job("job-1", JobState.RUNNING, started_at=START))
+    await rig.play_until(3 * 3600 + 60)
+    assert rig.repo.sessions[rig.only_session()].status == "timed_out"
+    rig.source.put(finished("job-1", JobState.COMPLETED, created=0, started=0))
+    await rig.engine.check_now(WS.key, "job-1", "Completed")
+    await rig.play_until(3 * 3600 + 60 + PUSHED.push_settle.total_seconds())
+    assert rig.repo.kinds()[-1] == "training_completed"
 
 
 def test_the_engine_imports_no_store_bot_cards_or_botbuilder() -> None:

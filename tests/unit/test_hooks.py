@@ -66,7 +66,8 @@ def test_run_events_and_ignored_ones() -> None:
     )
     assert [(r.workspace_key, r.job_name, r.status) for r in batch.runs] == [
         ("sub-1/rg-ml/mlw-plants", "train-1", "Failed"),
-        ("sub-1/rg-ml/mlw-plants", "train-2", None),
+        # RunCompleted is raised for successful runs only: its status is implied.
+        ("sub-1/rg-ml/mlw-plants", "train-2", "Completed"),
     ]
     assert batch.ignored == 1
 

@@ -80,7 +80,8 @@ def test_run_completed_in_the_cloud_event_schema() -> None:
     batch = parse_eventgrid(_sample("eventgrid_ml_run_completed_cloudevent.json"))
     (run,) = batch.runs
     assert run.job_name == JOB
-    assert run.status is None  # RunCompleted carries no runStatus
+    # RunCompleted carries no runStatus: it is raised for successful runs only.
+    assert run.status == "Completed"
 
 
 def test_other_machine_learning_events_are_ignored() -> None:
@@ -131,7 +132,7 @@ async def endpoint() -> AsyncIterator[Endpoint]:
     clock = [datetime.fromisoformat("2017-06-26T18:41:05+00:00")]
     pushes: list[tuple[str | None, str | None]] = []
 
-    async def on_push(workspace_key: str | None, job_name: str | None) -> int:
+    async def on_push(workspace_key: str | None, job_name: str | None, status: str | None) -> int:
         pushes.append((workspace_key, job_name))
         return 1
 
