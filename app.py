@@ -54,6 +54,7 @@ from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
 from monitoring.credentials import credential_factory
 from monitoring.deployment_watch import DeploymentWatcher, environments_from_settings
 from monitoring.devops import AzureDevOpsPipelines
+from monitoring.digests import DigestPass
 from monitoring.dispatch import DEFAULT_CLAIM_TTL, EventDispatcher
 from monitoring.email_delivery import EmailSender, SmtpSettings
 from monitoring.email_notifier import EmailNotifier
@@ -96,6 +97,7 @@ from store.conversations import ConversationStore
 from store.database import Database
 from store.deliveries import DeliveryStore
 from store.deployment_watches import DeploymentWatchStore
+from store.digests import DigestStore
 from store.escalation import EscalationReader
 from store.gauges import GaugeReader
 from store.group_commit import GroupCommit
@@ -240,6 +242,8 @@ class Runtime:
     watcher: DeploymentWatcher | None = None
     # Re-posts what nobody acknowledged or decided in time (driven by the scheduler).
     escalations: EscalationPass | None = None
+    # Records daily digests (driven by the scheduler).
+    digests: DigestPass | None = None
 
 
 def _turn_error_handler(bot_name: str) -> Callable[[TurnContext, Exception], object]:
@@ -424,6 +428,8 @@ class DeliveryParts:
     http: _HttpSessionHolder
     # Posts again what nobody acknowledged or decided in time.
     escalations: EscalationPass
+    # Records each conversation's daily digest at its time.
+    digests: DigestPass
 
 
 def build_delivery(
@@ -493,6 +499,9 @@ def build_delivery(
         ),
         summary=event_summary,
     )
+    digests = DigestPass(
+        DigestStore(store.db), store.monitoring, clock, store.monitoring.pending_approvals
+    )
     # Hook events need delivering even when no Azure ML workspace is watched, and the
     # store is pruned whatever is configured (the audit trail and card nonces grow too).
     scheduler = EngineScheduler(
@@ -500,11 +509,11 @@ def build_delivery(
         dispatcher,
         clock=clock,
         speed=speed,
-        watcher=TimedGroup(engine.watcher, escalations),
+        watcher=TimedGroup(engine.watcher, escalations, digests),
         retention=retention,
         retention_interval_s=startup.retention_interval_minutes * 60,
     )
-    return DeliveryParts(dispatcher, scheduler, http, escalations)
+    return DeliveryParts(dispatcher, scheduler, http, escalations, digests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +581,7 @@ def build_bot(
             conversations=store.conversations,
             history=CircuitHistoryStore(store.db),
             attention=AttentionServices(store.attention, store.event_lookup, teams.signer),
+            digests=DigestStore(store.db),
         )
     )
     processor = CardActionProcessor(
@@ -762,6 +772,7 @@ async def build_runtime(
         refresher=azure_parts.refresher,
         watcher=engine.watcher,
         escalations=delivery.escalations,
+        digests=delivery.digests,
     )
 
 

@@ -17,6 +17,7 @@ from bot.card_signing import CardSigner
 from bot.chat import ChatTurn
 from bot.command_catalog import CARD_ACTIONS, COMMANDS
 from bot.commands import CommandError, CommandRegistry
+from bot.digest_command import register_digest_command
 from bot.history_command import register_history_command
 from bot.operations import Operations, parse_rollback
 from bot.subscription_commands import register_subscription_commands
@@ -41,6 +42,7 @@ from monitoring.engine import MonitoringEngine
 from monitoring.status_report import StatusFilterError, StatusService
 from store.audit import AuditTrail
 from store.conversations import ConversationStore
+from store.digests import DigestStore
 from store.history import CircuitHistoryStore
 
 
@@ -68,6 +70,8 @@ class ChatServices:
     history: CircuitHistoryStore | None = None
     # Silences, acknowledgements and snoozes.
     attention: AttentionServices | None = None
+    # Which conversations get a daily digest.
+    digests: DigestStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +394,7 @@ def build_handlers(services: ChatServices) -> Handlers:
     register_subscription_commands(registry, actions, services)
     register_history_command(registry, services.history)
     register_attention(registry, actions, services.attention)
+    register_digest_command(registry, services.digests)
 
     @registry.handles(COMMANDS.help)
     async def help_(turn: ChatTurn, args: str) -> None:

@@ -104,6 +104,7 @@ class CommandCatalog:
     subscribe: CommandSpec
     unsubscribe: CommandSpec
     subscriptions: CommandSpec
+    digest: CommandSpec
     silence: CommandSpec
     silences: CommandSpec
     unsilence: CommandSpec
@@ -204,6 +205,14 @@ COMMANDS = CommandCatalog(
         usage=SUBSCRIPTIONS_HELP.usage,
         summary=SUBSCRIPTIONS_HELP.summary,
         permission=Permission("subscriptions"),
+    ),
+    digest=CommandSpec(
+        "digest",
+        usage="digest [daily at HH:MM Zone | off]",
+        summary="A card every day at that local time: trainings per circuit against their "
+        "median, deployments, rollbacks, open approvals.",
+        permission=Permission("subscribe"),
+        in_menu=False,
     ),
     silence=CommandSpec(
         "silence",

@@ -34,6 +34,7 @@ SUBSCRIPTION_KIND: dict[str, str] = {
 }
 
 WEBHOOK_KINDS = kinds_where(webhook=True)
+ADDRESSED_KINDS = kinds_where(addressed=True)
 
 # Statuses after which a retry cannot succeed: the conversation or the bot is gone.
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 410})
@@ -155,6 +156,10 @@ class TeamsNotifier:
 
     async def destinations(self, event: EventRecord) -> list[Destination]:
         """Subscribed conversations whose filters let the event through: one query."""
+        if event.kind in ADDRESSED_KINDS:
+            # Asked for by one conversation (its digest): it goes there and nowhere else.
+            conversation = event.payload.get("conversation_id")
+            return [TeamsConversation(conversation)] if isinstance(conversation, str) else []
         wanted = SUBSCRIPTION_KIND.get(event.kind)
         if wanted is None:
             return []

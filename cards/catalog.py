@@ -113,6 +113,11 @@ SAMPLE_COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("config", "The effective settings and where each came from (secrets masked)."),
     *SUBSCRIPTION_COMMANDS,
     CommandHelp(
+        "digest [daily at HH:MM Zone | off]",
+        "A card every day at that local time: trainings per circuit against their "
+        "median, deployments, rollbacks, open approvals.",
+    ),
+    CommandHelp(
         "silence [circuit=P] [experiment=E] [env=N] [kinds=K] for <30m|2h|1d> [reason]",
         "Hold back matching events for a while (recorded, not posted; "
         "nothing held is posted late).",
@@ -415,9 +420,48 @@ def _escalation_events(now: datetime) -> dict[str, EventRecord]:
         "waited": 45 * 60.0,
         "summary": "🔐 Approval required: deployment to prod (deployment-pipeline #20231)",
     }
+    digest = {
+        "conversation_id": "19:team-general@thread.tacv2",
+        "day": "2026-03-17",
+        "zone": "Europe/Berlin",
+        "circuits": [
+            {
+                "circuit": "PLANT002/CIRCUIT03",
+                "completed": 0,
+                "failed": 3,
+                "retried": 2,
+                "last_duration": 62.0,
+                "median": 2400.0,
+            },
+            {
+                "circuit": "PLANT002/CIRCUIT02",
+                "completed": 1,
+                "failed": 1,
+                "retried": 1,
+                "last_duration": 5520.0,
+                "median": 2460.0,
+            },
+            {
+                "circuit": "PLANT001/CIRCUIT01",
+                "completed": 2,
+                "failed": 0,
+                "retried": 0,
+                "last_duration": 2700.0,
+                "median": 2640.0,
+            },
+        ],
+        "hidden_circuits": 0,
+        "deployments": [
+            "staging: deployment-pipeline succeeded",
+            "prod: deployment-pipeline succeeded",
+        ],
+        "rollbacks": [],
+        "open_approvals": ["prod: deployment-pipeline Deploy_Prod"],
+    }
     return {
         "failure-escalated": _record("failure_escalated", failure, now, "PLANT001/CIRCUIT03"),
         "approval-escalated": _record("approval_escalated", approval, now, None),
+        "daily-digest": _record("daily_digest", digest, now, None),
     }
 
 

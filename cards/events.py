@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -1499,6 +1499,95 @@ def _summary_approval_escalated(view: _View) -> str:
     return f"⏫ Approval still waiting for {_waited(view)}: {_deployment_subject(view).lower()}"
 
 
+def _run_vs_median(row: Mapping[str, Any]) -> str:
+    last, median = row.get("last_duration"), row.get("median")
+    shown = format_duration(timedelta(seconds=last)) if isinstance(last, int | float) else "—"
+    if isinstance(median, int | float) and median > 0:
+        shown += f" (median {format_duration(timedelta(seconds=median))})"
+        if isinstance(last, int | float) and last > 1.5 * median:
+            shown = "⚠️ " + shown  # much slower than usual
+    return shown
+
+
+def _digest_list(title: str, items: Sequence[str]) -> list[Element]:
+    if not items:
+        return []
+    shown = "\n".join(f"- {_safe(item)}" for item in items[:MAX_LISTED])
+    more = len(items) - min(len(items), MAX_LISTED)
+    return [
+        text(title, weight="Bolder", spacing="Medium"),
+        text(shown + (f"\n- …and {more} more" if more else "")),
+    ]
+
+
+def _listed(view: _View, key: str) -> list[Any]:
+    value = view.payload.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _digest_rows(view: _View) -> list[Mapping[str, Any]]:
+    return [r for r in _listed(view, "circuits") if isinstance(r, Mapping)]
+
+
+def _daily_digest(view: _View) -> _Parts:
+    rows = _digest_rows(view)
+    completed = sum(_count(r.get("completed")) for r in rows)
+    failed = sum(_count(r.get("failed")) for r in rows)
+    retried = sum(_count(r.get("retried")) for r in rows)
+    day = view.string("day") or "yesterday"
+    body: list[Element] = [
+        view.heading(f"🗞 Daily digest — {_safe(day)}"),
+        text(
+            f"{completed} completed · {failed} failed · {retried} retried, "
+            f"in {len(rows)} circuit(s) ({_safe(view.string('zone') or 'UTC')} day)",
+            isSubtle=True,
+        ),
+    ]
+    if rows:
+        # Each circuit on a line of its own (never cut), its figures under it: reads on a phone.
+        for row in rows:
+            body.append(
+                text(
+                    _safe(str(row.get("circuit") or "—")),
+                    weight="Bolder",
+                    wrap=False,
+                    spacing="Medium",
+                )
+            )
+            body.append(
+                text(
+                    f"✅ {_count(row.get('completed'))} · ❌ {_count(row.get('failed'))} · "
+                    f"🔁 {_count(row.get('retried'))} · last run {_run_vs_median(row)}",
+                    spacing="None",
+                    isSubtle=True,
+                )
+            )
+        hidden = view.number("hidden_circuits")
+        if hidden:
+            body.append(text(f"…and {hidden} more circuit(s).", isSubtle=True))
+    else:
+        body.append(text("No training finished in the day."))
+    for title, key in (
+        ("🚀 Deployments", "deployments"),
+        ("↩️ Rollbacks", "rollbacks"),
+        ("🛂 Approvals still open", "open_approvals"),
+    ):
+        values = [v for v in _listed(view, key) if isinstance(v, str)]
+        body.extend(_digest_list(title, values))
+    body.append(_footer(view))
+    return _Parts(body, [])
+
+
+def _summary_daily_digest(view: _View) -> str:
+    rows = _digest_rows(view)
+    failed = sum(_count(r.get("failed")) for r in rows)
+    return f"🗞 Daily digest {view.string('day') or ''}: {len(rows)} circuit(s), {failed} failed"
+
+
 # A constant registry: adding a kind is one entry here, not another branch somewhere.
 _KINDS: Mapping[str, _Kind] = MappingProxyType(
     {
@@ -1516,6 +1605,7 @@ _KINDS: Mapping[str, _Kind] = MappingProxyType(
         "approval_decided": _Kind(_approval_decided, _summary_approval_decided),
         "failure_escalated": _Kind(_failure_escalated, _summary_failure_escalated),
         "approval_escalated": _Kind(_approval_escalated, _summary_approval_escalated),
+        "daily_digest": _Kind(_daily_digest, _summary_daily_digest),
     }
 )
 _GENERIC = _Kind(_generic, _summary_generic)

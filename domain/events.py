@@ -61,6 +61,8 @@ class EventKind(StrEnum):
     # Escalations: nobody acknowledged a failure, or decided an approval, in time.
     FAILURE_ESCALATED = "failure_escalated"
     APPROVAL_ESCALATED = "approval_escalated"
+    # The daily digest a conversation asked for (`digest daily at 09:00`).
+    DAILY_DIGEST = "daily_digest"
 
 
 class SubscriptionKind(StrEnum):
@@ -82,6 +84,7 @@ class Source(StrEnum):
     DEVOPS = "devops"  # Azure DevOps service hooks
     HEALTH = "health"  # the deployment health watch, from Azure Monitor
     ESCALATION = "escalation"  # mlbot itself, when nobody acted in time
+    DIGEST = "digest"  # mlbot itself, once a day for the conversations that asked
 
 
 class LivingCard(StrEnum):
@@ -238,6 +241,19 @@ class EscalationPayload(EventPayload):
     studio_url: str | None = None
 
 
+class DigestPayload(EventPayload):
+    """One conversation's daily digest (`domain.digest.DigestFacts`, as JSON)."""
+
+    conversation_id: str | None = None
+    day: str | None = None  # the local date it covers, ISO
+    zone: str | None = None
+    circuits: list[dict[str, Any]] = []
+    hidden_circuits: int = 0
+    deployments: list[str] = []
+    rollbacks: list[str] = []
+    open_approvals: list[str] = []
+
+
 @dataclass(frozen=True, slots=True)
 class EventSpec:
     kind: EventKind
@@ -249,10 +265,13 @@ class EventSpec:
     grouped: bool = False  # failures of one session close together go out as one
     emailed: bool = False  # also mailed to the ML engineers (`mlEngineersEmail`)
     webhook: bool = False  # also posted to the Workflows webhook
+    # Sent to the one conversation its payload names (`conversation_id`), not by
+    # subscription: what a conversation asked for itself (its digest).
+    addressed: bool = False
 
     @property
     def announced(self) -> bool:
-        return self.subscription is not None
+        return self.subscription is not None or self.addressed
 
 
 def _training(
@@ -341,6 +360,7 @@ _SPECS: tuple[EventSpec, ...] = (
     EventSpec(
         _K.FAILURE_ESCALATED, Source.ESCALATION, EscalationPayload, _S.TRAINING_FAILED, webhook=True
     ),
+    EventSpec(_K.DAILY_DIGEST, Source.DIGEST, DigestPayload, addressed=True),
     EventSpec(
         _K.APPROVAL_ESCALATED,
         Source.ESCALATION,

@@ -6,6 +6,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -89,6 +90,8 @@ watched_jobs = Table(
     Index("ix_watched_jobs_status_order", "superseded", "state_rank", "circuit", "name"),
     Index("ix_watched_jobs_state", "state"),
     Index("ix_watched_jobs_latest_attempt", "workspace", "circuit", "attempt"),
+    # The daily digest reads one day of finished jobs (revision 0013).
+    Index("ix_watched_jobs_ended_at", "ended_at"),
     # Revision 0009: a push names a job, perhaps without its workspace; retention looks
     # for finished jobs by age.
     Index("ix_watched_jobs_name", "name"),
@@ -289,4 +292,16 @@ held_events = Table(
     Column("reason", String(256), nullable=False),
     Column("silence_id", Integer, nullable=True, index=True),
     Column("held_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+digests = Table(
+    "digests",
+    metadata,
+    # The daily digest a conversation asked for (revision 0013): when, and the last day sent.
+    Column("conversation_id", String(512), primary_key=True),
+    Column("at_time", String(5), nullable=False),  # HH:MM, local
+    Column("zone", String(64), nullable=False),  # IANA time zone
+    Column("last_sent_on", Date, nullable=True),  # the local date of the last digest
+    Column("created_by", String(256), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

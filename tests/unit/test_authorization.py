@@ -166,6 +166,7 @@ def test_help_lists_only_what_the_person_may_run_here(authorization: Authorizati
         "subscribe",
         "unsubscribe",
         "subscriptions",
+        "digest",
         "silences",
         "help",
     ]

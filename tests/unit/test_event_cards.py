@@ -178,7 +178,8 @@ def sample_events() -> dict[str, EventRecord]:
 def escalation_samples() -> dict[str, EventRecord]:
     """Escalations, from the card catalog (test_escalation runs the real pass)."""
     catalog = catalog_sample_events(NOW)
-    return {k: catalog[k.replace("_", "-")] for k in ("failure_escalated", "approval_escalated")}
+    kinds = ("failure_escalated", "approval_escalated", "daily_digest")
+    return {k: catalog[k.replace("_", "-")] for k in kinds}
 
 
 def health_samples() -> dict[str, EventRecord]:
