@@ -223,6 +223,10 @@ class Settings(BaseSettings):
     # A PEM bundle of CAs to trust for Azure, Azure DevOps and webhook HTTPS (a private CA
     # in front of Azure, or the sandbox's); empty trusts the system store.
     ca_bundle: str = Field("", alias="MLBOT_CA_BUNDLE")
+    # Replicas (PostgreSQL): this process's name in the leader lease, and the lease terms.
+    replica_id: str = Field("", alias="MLBOT_REPLICA_ID", max_length=200)
+    leader_lease_seconds: float = Field(20.0, alias="MLBOT_LEADER_LEASE_SECONDS", ge=2, le=600)
+    leader_renew_seconds: float = Field(5.0, alias="MLBOT_LEADER_RENEW_SECONDS", gt=0, le=300)
 
     _split = field_validator(
         "allowed_tenants",

@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitoring.dispatch import EventDispatcher
 from monitoring.engine import MonitoringEngine
+from monitoring.leader_election import Leader
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,14 @@ class EngineScheduler:
         max_sleep_s: float = 15.0,
         min_sleep_s: float = 0.05,
         watcher: TimedWork | None = None,
+        leader: Leader | None = None,
     ) -> None:
         self._engine = engine
         self._dispatcher = dispatcher
         self._watcher = watcher
+        # With replicas only the leader runs passes; the others wait to be poked when
+        # they become the leader (and look again now and then).
+        self._leader = leader
         self._clock = clock
         self._speed = speed
         # Waking up at least this often lets delivery retries and settings changes apply.
@@ -82,23 +87,33 @@ class EngineScheduler:
             misfire_grace_time=None,
         )
 
+    def _leads(self) -> bool:
+        return self._leader is None or self._leader.may_act()
+
     async def _fire(self) -> None:
         async with self._lock:
+            if not self._leads():
+                self._arm(self._max_sleep_s)
+                return
             try:
-                if self._engine is not None and await self._engine.next_wakeup() <= self._clock():
+                if (
+                    self._engine is not None
+                    and self._leads()
+                    and await self._engine.next_wakeup() <= self._clock()
+                ):
                     report = await self._engine.tick()
                     if report.failures:
                         log.warning("monitoring pass: %s", "; ".join(report.failures[:3]))
             except Exception:
                 log.exception("monitoring pass failed; trying again shortly")
             try:
-                if self._watcher is not None:
+                if self._watcher is not None and self._leads():
                     await self._watcher.tick()  # one query when nothing is due
             except Exception:
                 log.exception("deployment health pass failed; trying again shortly")
             deliveries_due: datetime | None = None
             try:
-                if self._dispatcher is not None:
+                if self._dispatcher is not None and self._leads():
                     sent = await self._dispatcher.dispatch_pending()
                     # Progress may have left more behind the batch limit: go again now.
                     progressed = sent.sent or sent.completed_events

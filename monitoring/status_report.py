@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from domain.leadership import LeaderView
 from monitoring.jobs import JobState, TrainingJob
 
 # Teams refuses cards above ~28 KB; a status card lists at most this many jobs.
@@ -98,6 +100,8 @@ class StatusReport:
     stuck: tuple[tuple[str, str, str], ...] = ()
     approvals: tuple[PendingApproval, ...] = ()
     deployments: tuple[LastDeployment, ...] = ()
+    # With several replicas: which one runs the engine (for operators).
+    leader_note: str = ""
 
     @property
     def hidden(self) -> int:
@@ -133,6 +137,18 @@ class StuckReader(Protocol):
     async def stuck(self, limit: int = 20) -> list[tuple[str, str, str]]: ...
 
 
+def leader_note(view: LeaderView) -> str:
+    """One line naming the replica that runs the engine, and the one answering."""
+    if view.leader is None:
+        return (
+            f"No replica leads the engine right now (this is {view.replica_id}); "
+            "one takes over when the lease expires."
+        )
+    if view.leader == view.replica_id:
+        return f"Replica {view.replica_id} (this one) leads the engine."
+    return f"Replica {view.leader} leads the engine (this is {view.replica_id})."
+
+
 class StatusService:
     """Builds the status report for the bot from the store (never from Azure)."""
 
@@ -142,11 +158,13 @@ class StatusService:
         stuck: StuckReader | None = None,
         deployments: DeploymentReader | None = None,
         limit: int = MAX_JOBS_SHOWN,
+        leader: Callable[[], LeaderView] | None = None,
     ) -> None:
         self._jobs = jobs
         self._stuck = stuck
         self._deployments = deployments
         self._limit = limit
+        self._leader = leader
 
     async def report(self, now: datetime, filter_text: str = "") -> StatusReport:
         """Raises StatusFilterError for a filter that cannot be used."""
@@ -161,4 +179,6 @@ class StatusService:
                 approvals=tuple(await self._deployments.pending_approvals()),
                 deployments=tuple(await self._deployments.last_deployments()),
             )
+        if self._leader is not None:
+            report = dataclasses.replace(report, leader_note=leader_note(self._leader()))
         return report

@@ -79,4 +79,4 @@ async def test_readiness_reports_schema(start_bot: StartBot) -> None:
     bot = await start_bot()
     status, body = await bot.get("/readyz")
     assert status == 200
-    assert body["status"] == "ready" and body["schema_revision"] == "0008"
+    assert body["status"] == "ready" and body["schema_revision"] == "0011"

@@ -34,15 +34,15 @@ def record(conversation_id: str, team: str | None = None) -> ConversationRecord:
 
 
 async def test_migrations_are_idempotent_and_ready(database: Database) -> None:
-    assert await database.migrate() == "0008"
+    assert await database.migrate() == "0011"
     readiness = await database.readiness()
-    assert readiness.ready and readiness.revision == "0008"
+    assert readiness.ready and readiness.revision == "0011"
 
 
 async def test_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
     readiness = await db.readiness()
-    assert not readiness.ready and "expected 0008" in readiness.detail
+    assert not readiness.ready and "expected 0011" in readiness.detail
     await db.dispose()
 
 
@@ -61,16 +61,16 @@ async def test_the_head_revision_is_read_once_however_often_readiness_is_asked(
         return reads[-1]
 
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/head.db", read_head=read_head)
-    assert await db.migrate() == "0008"
+    assert await db.migrate() == "0011"
     app = web.Application()
     app.router.add_get("/readyz", HealthRoutes(db).readyz)
     async with TestClient(TestServer(app)) as client:
         for _ in range(3):
             response = await client.get("/readyz")
             assert response.status == 200
-            assert (await response.json())["schema_revision"] == "0008"
+            assert (await response.json())["schema_revision"] == "0011"
     assert (await db.readiness()).ready
-    assert reads == ["0008"]
+    assert reads == ["0011"]
     await db.dispose()
 
 
