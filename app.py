@@ -827,6 +827,9 @@ def _run_scheduler(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(_: web.Application) -> AsyncIterator[None]:
         if election is not None:
+            # A standby that takes over must not spend its first seconds importing the
+            # Azure ML SDK (about a second of CPU, stalling its own lease renewals).
+            await asyncio.to_thread(_import_quietly, "azure.ai.ml")
             # Becoming the leader starts a pass at once rather than at the next timer.
             election.on_gained(scheduler.poke)
             await election.attempt()
@@ -838,6 +841,11 @@ def _run_scheduler(
             await election.stop()  # after the last pass: a successor starts at once
 
     return context
+
+
+def _import_quietly(module: str) -> None:
+    with contextlib.suppress(ImportError):
+        importlib.import_module(module)
 
 
 def _refresh_variable_group(
