@@ -209,6 +209,11 @@ class Settings(BaseSettings):
     auto_rollback_cooldown_minutes: float = Field(
         60.0, alias="MLBOT_AUTO_ROLLBACK_COOLDOWN_MINUTES", ge=0, le=7 * 24 * 60
     )
+    # Azure Monitor publishes platform metrics late; a check reads the minute that ended
+    # this long ago.
+    auto_rollback_metrics_delay_seconds: int = Field(
+        120, alias="MLBOT_AUTO_ROLLBACK_METRICS_DELAY_SECONDS", ge=0, le=3600
+    )
     # Post what would be done without queuing the rollback pipeline.
     auto_rollback_dry_run: bool = Field(False, alias="MLBOT_AUTO_ROLLBACK_DRY_RUN")
     # The Azure cloud of every Azure client (Azure ML, Azure Monitor, Entra ID sign-in).
