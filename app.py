@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
+import os
 import secrets
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ from cards.events import event_summary
 from config.clouds import KNOWN_CLOUDS
 from config.live import LiveSettings
 from config.settings import HOOK_NAMES, HookName, Settings, SettingsError, settings_report
+from domain.leadership import Leadership, LeaseTerms
 from domain.monitoring import EventRecord
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
 from monitoring.credentials import credential_factory
@@ -64,6 +67,7 @@ from monitoring.executors import ServiceExecutors
 from monitoring.health import HealthPolicy
 from monitoring.holds import EventHolds, HoldingNotifier
 from monitoring.jobs import Workspace
+from monitoring.leader_election import Leader, LeaderElection, SoleReplica
 from monitoring.metrics import EndpointMetrics, MetricsOptions
 from monitoring.notifier import Notifier
 from monitoring.pacing import SendPacer
@@ -102,6 +106,7 @@ from store.escalation import EscalationReader
 from store.gauges import GaugeReader
 from store.group_commit import GroupCommit
 from store.history import CircuitHistoryStore
+from store.leader_lease import LeaseLostError, LeaseStore, fence_check
 from store.monitoring import MonitoringStore, NewEvent
 from store.pipeline_intents import PipelineIntentStore
 from store.posted_activities import PostedActivityStore
@@ -336,30 +341,86 @@ async def build_store(settings: Settings) -> StoreParts:
     )
 
 
+def replica_id_of(settings: Settings) -> str:
+    """This process's name among the replicas: MLBOT_REPLICA_ID, else host and pid."""
+    return settings.replica_id.strip() or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def lease_terms_of(settings: Settings) -> LeaseTerms:
+    try:
+        return LeaseTerms(settings.leader_lease_seconds, settings.leader_renew_seconds)
+    except ValueError as exc:
+        raise SettingsError(
+            f"invalid settings MLBOT_LEADER_LEASE_SECONDS / MLBOT_LEADER_RENEW_SECONDS: {exc}"
+        ) from None
+
+
+def with_replica_id(
+    rows: list[tuple[str, str, str]], replica_id: str
+) -> list[tuple[str, str, str]]:
+    """`config` rows showing the replica id in effect where the setting was left empty."""
+    return [
+        (name, f"{replica_id} (automatic)", source)
+        if name == "MLBOT_REPLICA_ID" and source == "default"
+        else (name, shown, source)
+        for name, shown, source in rows
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class EngineParts:
+    # These serve hooks and chat commands on every replica.
     # None when no Azure ML workspace is configured.
     engine: MonitoringEngine | None
     # The deployment health watch; None without endpoints to watch or a metrics client.
     watcher: DeploymentWatcher | None
     # The one way runs are queued (retries, rollbacks, buttons); None without Azure DevOps.
     runs: PipelineRuns | None = None
+    # Who leads; the scheduler runs passes only while this replica does.
+    leader: Leader = field(default_factory=lambda: SoleReplica("mlbot"))
+    # The lease loop (PostgreSQL); None on SQLite, which is one replica.
+    election: LeaderElection | None = None
+    # The scheduler's engine and health watch: on PostgreSQL their writes are fenced by
+    # the lease (the same objects as above on SQLite).
+    leader_engine: MonitoringEngine | None = None
+    leader_watcher: DeploymentWatcher | None = None
 
 
 def build_engine(
     store: StoreParts, azure: AzureParts, clock: Callable[[], datetime]
 ) -> EngineParts:
-    """The monitoring engine and the deployment health watch."""
+    """The monitoring engine and the deployment health watch, and who runs them."""
+    startup = azure.live.startup
+    replica_id = replica_id_of(startup)
+    if store.db.dialect != "postgresql":
+        engine, watcher, runs = _engine_and_watcher(store.db, store.monitoring, azure, clock)
+        return EngineParts(engine, watcher, runs, SoleReplica(replica_id), None, engine, watcher)
+    terms = lease_terms_of(startup)
+    election = LeaderElection(LeaseStore(store.db), Leadership(replica_id, terms))
+    fenced = store.db.guarded(fence_check(election.fence, idle_timeout_s=terms.duration_s))
+    engine, watcher, runs = _engine_and_watcher(store.db, store.monitoring, azure, clock)
+    leader_engine, leader_watcher, _ = _engine_and_watcher(
+        fenced, MonitoringStore(fenced), azure, clock
+    )
+    return EngineParts(engine, watcher, runs, election, election, leader_engine, leader_watcher)
+
+
+def _engine_and_watcher(
+    db: Database,
+    monitoring: MonitoringStore,
+    azure: AzureParts,
+    clock: Callable[[], datetime],
+) -> tuple[MonitoringEngine | None, DeploymentWatcher | None, PipelineRuns | None]:
     clients, live = azure.clients, azure.live
     startup = live.startup
     runs = (
-        PipelineRuns(clients.pipelines, PipelineIntentStore(store.db), clock)
+        PipelineRuns(clients.pipelines, PipelineIntentStore(db), clock)
         if clients.pipelines is not None
         else None
     )
     engine = (
         MonitoringEngine(
-            store=store.monitoring,
+            store=monitoring,
             source=clients.job_source,
             workspaces=clients.workspaces,
             runs=runs,
@@ -371,10 +432,10 @@ def build_engine(
     )
     watcher = (
         DeploymentWatcher(
-            store=DeploymentWatchStore(store.db),
+            store=DeploymentWatchStore(db),
             metrics=clients.metrics,
             runs=runs,
-            events=store.monitoring,
+            events=monitoring,
             policy=lambda: HealthPolicy.from_settings(live.now()),
             clock=clock,
             rollback_pipeline=lambda: live.now().rollback_pipeline,
@@ -386,7 +447,7 @@ def build_engine(
         if clients.metrics is not None and azure.rollback_targets
         else None
     )
-    return EngineParts(engine, watcher, runs)
+    return engine, watcher, runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +545,8 @@ def build_delivery(
         group_wait=lambda: timedelta(seconds=live.now().group_wait_seconds),
         # Claims last a minute of real time, whatever the sandbox's clock speed.
         claim_ttl=DEFAULT_CLAIM_TTL * speed,
+        # The replica's id (PostgreSQL): a restarted replica takes its claims back at once.
+        owner=engine.leader.view().replica_id if engine.election is not None else None,
     )
     startup = live.startup
     retention = RetentionPass(RetentionStore(store.db), startup.retention_policy(), clock)
@@ -504,12 +567,15 @@ def build_delivery(
     )
     # Hook events need delivering even when no Azure ML workspace is watched, and the
     # store is pruned whatever is configured (the audit trail and card nonces grow too).
+    # With replicas only the leader runs these passes (escalation and digest keys make
+    # each of their events happen once anyway).
     scheduler = EngineScheduler(
-        engine.engine,
+        engine.leader_engine,
         dispatcher,
         clock=clock,
         speed=speed,
-        watcher=TimedGroup(engine.watcher, escalations, digests),
+        watcher=TimedGroup(engine.leader_watcher, escalations, digests),
+        leader=engine.leader,
         retention=retention,
         retention_interval_s=startup.retention_interval_minutes * 60,
     )
@@ -561,18 +627,23 @@ def build_bot(
                 store.jobs,
                 store.deliveries,
                 store.monitoring,
+                # The replica that runs the passes knows whether its first one is done.
                 first_check_pending=lambda: (
-                    built_engine is not None and not built_engine.checked_once
+                    engine.leader_engine is not None
+                    and engine.leader.may_act()
+                    and not engine.leader_engine.checked_once
                 ),
                 holds=store.attention,
+                leader=engine.leader.view if engine.election is not None else None,
             ),
             bot_name=startup.bot_display_name,
             operations=operations,
             signer=teams.signer,
             policy=access_policy,
             audit=store.audit,
-            settings_rows=lambda: settings_report(
-                live.now(), env_snapshot, group_fields=live.group_fields()
+            settings_rows=lambda: with_replica_id(
+                settings_report(live.now(), env_snapshot, group_fields=live.group_fields()),
+                engine.leader.view().replica_id,
             ),
             settings_problems=live.problems,
             settings_defaults=lambda: default_settings,
@@ -631,7 +702,8 @@ def build_http(
     live = azure.live
     startup = live.startup
     db = store.db
-    health = HealthRoutes(db)
+    leader = engine.leader
+    health = HealthRoutes(db, leader.view)
     web_app = web.Application(client_max_size=startup.max_request_bytes)
     web_app.router.add_post("/api/messages", bot.endpoint.handle)
     web_app.router.add_get("/healthz", health.healthz)
@@ -642,7 +714,7 @@ def build_http(
 
     training = TrainingMetrics(TrainingStatsReader(db), clock)
     metrics_route = MetricsRoute(
-        GaugeReader(db).read, schema_revision, mlbot_version(), training=training
+        GaugeReader(db).read, schema_revision, mlbot_version(), leader.view, training=training
     )
     web_app.router.add_get("/metrics", metrics_route.get)
 
@@ -652,14 +724,21 @@ def build_http(
         if azure.refresher is not None:
             web_app.cleanup_ctx.append(_refresh_variable_group(azure.refresher))
         if scheduler is not None:
-            web_app.cleanup_ctx.append(_run_scheduler(scheduler))
+            web_app.cleanup_ctx.append(_run_scheduler(scheduler, engine.election))
 
     monitoring_engine, watcher = engine.engine, engine.watcher
+    leader_engine = engine.leader_engine
 
     async def on_push(workspace_key: str | None, job_name: str | None, status: str | None) -> int:
         if monitoring_engine is None:
             return 0
-        touched = await monitoring_engine.check_now(workspace_key, job_name, status)
+        # The leader's own engine also forgets when it last listed (an unknown job may be
+        # new); another replica marks the sessions due in the store for the leader.
+        pushed = leader_engine if leader_engine is not None and leader.may_act() else None
+        try:
+            touched = await (pushed or monitoring_engine).check_now(workspace_key, job_name, status)
+        except LeaseLostError:
+            touched = await monitoring_engine.check_now(workspace_key, job_name, status)
         if scheduler is not None:
             scheduler.poke()
         return touched
@@ -829,14 +908,29 @@ class _HttpSessionHolder:
 
 
 def _run_scheduler(
-    scheduler: EngineScheduler,
+    scheduler: EngineScheduler, election: LeaderElection | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(_: web.Application) -> AsyncIterator[None]:
+        if election is not None:
+            # A standby that takes over must not spend its first seconds importing the
+            # Azure ML SDK (about a second of CPU, stalling its own lease renewals).
+            await asyncio.to_thread(_import_quietly, "azure.ai.ml")
+            # Becoming the leader starts a pass at once rather than at the next timer.
+            election.on_gained(scheduler.poke)
+            await election.attempt()
+            election.start()
         scheduler.start()
         yield
         await scheduler.stop()
+        if election is not None:
+            await election.stop()  # after the last pass: a successor starts at once
 
     return context
+
+
+def _import_quietly(module: str) -> None:
+    with contextlib.suppress(ImportError):
+        importlib.import_module(module)
 
 
 def _refresh_variable_group(

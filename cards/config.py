@@ -44,6 +44,8 @@ _AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "MLBOT_SANDBOX",
             "MLBOT_MAX_REQUEST_BYTES",
             "MLBOT_RETENTION_",  # how long the store keeps what it no longer needs
+            "MLBOT_REPLICA_ID",
+            "MLBOT_LEADER_",
         ),
     ),
     ("Azure", ("MLBOT_AZURE", "MLBOT_CIRCUIT_TAG", "MLBOT_CA_BUNDLE", "AZURE_")),
@@ -59,7 +61,12 @@ _AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "Monitoring and retries",
-        ("MLBOT_MONITORING_", "MLBOT_LONG_RUNNING_", "MLBOT_AUTO_RETRY_"),
+        (
+            "MLBOT_MONITORING_",
+            "MLBOT_LONG_RUNNING_",
+            "MLBOT_AUTO_RETRY_",
+            "MLBOT_EVENTGRID_SAFETY_NET_",
+        ),
     ),
     (
         "Deployments and rollback",

@@ -108,7 +108,7 @@ def render_status_card(report: StatusReport) -> Card:
         _append_deployments(body, report)
         _append_held(body, report)
         _append_stuck(body, report)
-        body.append(text(f"As of {stamp}", isSubtle=True, size="Small"))
+        body.append(text(_as_of(stamp, report), isSubtle=True, size="Small"))
         return card(body)
 
     body.append(text(f"{report.total} job(s): {_summary(report)}", isSubtle=True))
@@ -139,7 +139,7 @@ def render_status_card(report: StatusReport) -> Card:
     _append_deployments(body, report)
     _append_held(body, report)
     _append_stuck(body, report)
-    body.append(text(f"As of {stamp}", isSubtle=True, size="Small"))
+    body.append(text(_as_of(stamp, report), isSubtle=True, size="Small"))
     return card(body)
 
 
@@ -209,3 +209,8 @@ def _append_stuck(body: list[dict[str, Any]], report: StatusReport) -> None:
                 size="Small",
             )
         )
+
+
+def _as_of(stamp: str, report: StatusReport) -> str:
+    # With several replicas, operators learn here which one runs the engine.
+    return f"As of {stamp}. {report.leader_note}" if report.leader_note else f"As of {stamp}"

@@ -232,6 +232,11 @@ class Settings(BaseSettings):
     auto_rollback_cooldown_minutes: float = Field(
         60.0, alias="MLBOT_AUTO_ROLLBACK_COOLDOWN_MINUTES", ge=0, le=7 * 24 * 60
     )
+    # Azure Monitor publishes platform metrics late; a check reads the minute that ended
+    # this long ago.
+    auto_rollback_metrics_delay_seconds: int = Field(
+        120, alias="MLBOT_AUTO_ROLLBACK_METRICS_DELAY_SECONDS", ge=0, le=3600
+    )
     # Post what would be done without queuing the rollback pipeline.
     auto_rollback_dry_run: bool = Field(False, alias="MLBOT_AUTO_ROLLBACK_DRY_RUN")
     # The Azure cloud of every Azure client (Azure ML, Azure Monitor, Entra ID sign-in).
@@ -265,6 +270,10 @@ class Settings(BaseSettings):
     retention_batch_size: int = Field(
         DEFAULT_BATCH_SIZE, alias="MLBOT_RETENTION_BATCH_SIZE", ge=1, le=10000
     )
+    # Replicas (PostgreSQL): this process's name in the leader lease, and the lease terms.
+    replica_id: str = Field("", alias="MLBOT_REPLICA_ID", max_length=200)
+    leader_lease_seconds: float = Field(20.0, alias="MLBOT_LEADER_LEASE_SECONDS", ge=2, le=600)
+    leader_renew_seconds: float = Field(5.0, alias="MLBOT_LEADER_RENEW_SECONDS", gt=0, le=300)
 
     _split = field_validator(
         "allowed_tenants",

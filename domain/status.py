@@ -93,6 +93,8 @@ class StatusReport:
     # last day: recorded, not posted, and said here so that nothing vanishes unseen.
     active_silences: int = 0
     held_recently: int = 0
+    # With several replicas: which one runs the engine (for operators).
+    leader_note: str = ""
 
     @property
     def hidden(self) -> int:

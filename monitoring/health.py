@@ -146,6 +146,7 @@ class HealthPolicy:
             inconclusive_limit=settings.auto_rollback_inconclusive_limit,
             window=timedelta(minutes=settings.auto_rollback_window_minutes),
             interval=timedelta(seconds=settings.auto_rollback_interval_seconds),
+            metrics_delay=timedelta(seconds=settings.auto_rollback_metrics_delay_seconds),
         )
 
     def check_span(self, now: datetime) -> tuple[datetime, datetime]:

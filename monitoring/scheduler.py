@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitoring.dispatch import EventDispatcher
 from monitoring.engine import MonitoringEngine
+from monitoring.leader_election import Leader
 from monitoring.retention import RetentionPass
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,16 @@ class EngineScheduler:
         watcher: TimedWork | None = None,
         retention: RetentionPass | None = None,
         retention_interval_s: float = 3600.0,
+        leader: Leader | None = None,
     ) -> None:
         self._engine = engine
         self._dispatcher = dispatcher
         self._watcher = watcher
         self._retention = retention
         self._retention_interval_s = retention_interval_s
+        # With replicas only the leader runs passes; the others wait to be poked when
+        # they become the leader (and look again now and then).
+        self._leader = leader
         self._clock = clock
         self._speed = speed
         # Waking up at least this often lets delivery retries and settings changes apply.
@@ -96,8 +101,8 @@ class EngineScheduler:
         """One retention pass, between monitoring passes: its batches are short
         transactions, and holding the timer's lock keeps a pass from reusing a session
         the prune is deleting."""
-        if self._retention is None:
-            return
+        if self._retention is None or not self._leads():
+            return  # with replicas, the leader prunes
         async with self._lock:
             try:
                 await self._retention.run()
@@ -116,23 +121,33 @@ class EngineScheduler:
             misfire_grace_time=None,
         )
 
+    def _leads(self) -> bool:
+        return self._leader is None or self._leader.may_act()
+
     async def _fire(self) -> None:
         async with self._lock:
+            if not self._leads():
+                self._arm(self._max_sleep_s)
+                return
             try:
-                if self._engine is not None and await self._engine.next_wakeup() <= self._clock():
+                if (
+                    self._engine is not None
+                    and self._leads()
+                    and await self._engine.next_wakeup() <= self._clock()
+                ):
                     report = await self._engine.tick()
                     if report.failures:
                         log.warning("monitoring pass: %s", "; ".join(report.failures[:3]))
             except Exception:
                 log.exception("monitoring pass failed; trying again shortly")
             try:
-                if self._watcher is not None:
+                if self._watcher is not None and self._leads():
                     await self._watcher.tick()  # one query when nothing is due
             except Exception:
                 log.exception("deployment health pass failed; trying again shortly")
             deliveries_due: datetime | None = None
             try:
-                if self._dispatcher is not None:
+                if self._dispatcher is not None and self._leads():
                     sent = await self._dispatcher.dispatch_pending()
                     # Progress may have left more behind the batch limit: go again now.
                     progressed = sent.sent or sent.completed_events

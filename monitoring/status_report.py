@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from domain.leadership import LeaderView
 from domain.status import (
     LIKE_ESCAPE,
     MAX_FILTER_CHARS,
@@ -75,6 +76,18 @@ class HoldReader(Protocol):
 HELD_WINDOW = timedelta(hours=24)
 
 
+def leader_note(view: LeaderView) -> str:
+    """One line naming the replica that runs the engine, and the one answering."""
+    if view.leader is None:
+        return (
+            f"No replica leads the engine right now (this is {view.replica_id}); "
+            "one takes over when the lease expires."
+        )
+    if view.leader == view.replica_id:
+        return f"Replica {view.replica_id} (this one) leads the engine."
+    return f"Replica {view.leader} leads the engine (this is {view.replica_id})."
+
+
 class StatusService:
     """Builds the status report for the bot from the store (never from Azure)."""
 
@@ -86,6 +99,7 @@ class StatusService:
         limit: int = MAX_JOBS_SHOWN,
         first_check_pending: Callable[[], bool] = lambda: False,
         holds: HoldReader | None = None,
+        leader: Callable[[], LeaderView] | None = None,
     ) -> None:
         self._jobs = jobs
         self._holds = holds
@@ -93,6 +107,7 @@ class StatusService:
         self._stuck = stuck
         self._deployments = deployments
         self._limit = limit
+        self._leader = leader
 
     async def report(self, now: datetime, filter_text: str = "") -> StatusReport:
         """Raises StatusFilterError for a filter that cannot be used."""
@@ -114,4 +129,6 @@ class StatusService:
                 active_silences=len(await self._holds.active_silences(now)),
                 held_recently=await self._holds.held_since(now - HELD_WINDOW),
             )
+        if self._leader is not None:
+            report = dataclasses.replace(report, leader_note=leader_note(self._leader()))
         return report

@@ -36,6 +36,7 @@ def add_sandbox_routes(app: web.Application, stack: SandboxStack) -> None:
     app.router.add_post("/_sandbox/jobs", _submit_job)
     app.router.add_post("/_sandbox/jobs/{name}/status", _set_job_status)
     app.router.add_post("/_sandbox/approvals", _add_approval)
+    app.router.add_post("/_sandbox/service_hooks", _subscribe_service_hook)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -139,3 +140,16 @@ async def _add_approval(request: web.Request) -> web.Response:
     except ScenarioError as exc:
         return _error(400, str(exc))
     return web.json_response(approval, status=201)
+
+
+async def _subscribe_service_hook(request: web.Request) -> web.Response:
+    """Body: `{"url"}`: where the emulated Azure DevOps posts its service hooks."""
+    try:
+        body = await _json_object(request)
+    except _BadRequest as exc:
+        return _error(400, exc.message)
+    url = body.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return _error(400, "url: an http(s) URL is required")
+    _stack(request).service_hooks.subscribe(url)
+    return web.json_response({"subscribed": url}, status=201)

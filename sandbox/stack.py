@@ -827,6 +827,11 @@ class SandboxStack:
             "approvals": [self.approval_view(a) for a in self.devops.approvals.values()],
             "endpoints": self.metrics.snapshot(),
             "service_hooks": [d.view() for d in self.service_hooks.deliveries],
+            # How often mlbot asked (benchmarks and tests compare call rates).
+            "requests": {
+                "azureml": len(self.azureml.requests),
+                "metrics": len(self.metrics.requests),
+            },
             "clock": {**describe(self.clock), "origin": _iso(self._origin)},
         }
 

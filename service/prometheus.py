@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from aiohttp import web
 
+from domain.leadership import LeaderView, Role
 from service.training_metrics import TrainingMetrics
 from store.gauges import StoreGauges
 
@@ -34,12 +35,32 @@ def _by(label: str, counts: Mapping[str, int]) -> list[tuple[Mapping[str, str], 
     return [({label: key}, float(count)) for key, count in sorted(counts.items())]
 
 
+def _leader_families(view: LeaderView | None) -> list[str]:
+    if view is None:
+        return []
+    return [
+        *_family(
+            "mlbot_replica_is_leader",
+            "1 when this replica runs the engine, the health watch and deliveries.",
+            "gauge",
+            [({"replica": view.replica_id}, 1.0 if view.role is Role.LEADER else 0.0)],
+        ),
+        *_family(
+            "mlbot_leader_info",
+            "The replica that leads, as this replica knows it (none while nobody does).",
+            "gauge",
+            [({"replica": view.replica_id, "leader": view.leader or "none"}, 1.0)],
+        ),
+    ]
+
+
 def render_metrics(
     gauges: StoreGauges,
     *,
     version: str,
     revision: str | None,
     extra: Sequence[str] = (),
+    leader: LeaderView | None = None,
 ) -> str:
     """The exposition text; every family is present even when it has no samples yet.
 
@@ -87,6 +108,7 @@ def render_metrics(
             "gauge",
             _by("status", gauges.watches_by_status),
         ),
+        *_leader_families(leader),
         *extra,
     ]
     return "\n".join(lines) + "\n"
@@ -98,11 +120,13 @@ class MetricsRoute:
         read: Callable[[], Awaitable[StoreGauges]],
         revision: Callable[[], Awaitable[str | None]],
         version: str,
+        leader: Callable[[], LeaderView] | None = None,
         training: TrainingMetrics | None = None,
     ) -> None:
         self._read = read
         self._revision = revision
         self._version = version
+        self._leader = leader
         self._training = training
 
     async def get(self, request: web.Request) -> web.Response:
@@ -116,5 +140,11 @@ class MetricsRoute:
                 {"error": f"store unavailable: {type(exc).__name__}"}, status=503
             )
         extra = self._training.lines() if self._training is not None else []
-        body = render_metrics(gauges, version=self._version, revision=revision, extra=extra)
+        body = render_metrics(
+            gauges,
+            version=self._version,
+            revision=revision,
+            extra=extra,
+            leader=self._leader() if self._leader is not None else None,
+        )
         return web.Response(text=body, content_type=CONTENT_TYPE, charset="utf-8")

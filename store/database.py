@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,24 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_head = read_head
         self._head: str | None = None
+
+    def guarded(self, check: Callable[[Connection], None]) -> Database:
+        """A view on the same engine whose ORM transactions each start with `check`.
+
+        `check` runs on the transaction's connection before anything else and may refuse
+        it by raising; the leader's repositories use it for fencing (store/leader_lease.py).
+        """
+        view = copy.copy(self)
+        session_class = type("GuardedSession", (Session,), {})
+
+        def on_begin(_session: Session, _transaction: object, connection: Connection) -> None:
+            check(connection)
+
+        event.listen(session_class, "after_begin", on_begin)
+        view.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=session_class
+        )
+        return view
 
     def head(self) -> str:
         """The newest revision of the scripts this process runs with, read once.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -304,4 +305,18 @@ digests = Table(
     Column("last_sent_on", Date, nullable=True),  # the local date of the last digest
     Column("created_by", String(256), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+leader_lease = Table(
+    "leader_lease",
+    metadata,
+    # Which replica runs the engine (revision 0011; used on PostgreSQL only). `epoch`
+    # grows with each new holder and fences its writes; `expires_at` is the database's
+    # own clock plus the lease duration.
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(256), nullable=False, default=""),
+    Column("epoch", BigInteger, nullable=False, default=0),
+    Column("acquired_at", DateTime(timezone=True), nullable=True),
+    Column("renewed_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

@@ -118,7 +118,9 @@ def test_every_real_setting_has_an_area_and_the_real_card_fits_teams() -> None:
     assert [row.name for row in rows if setting_area(row.name) == OTHER_AREA] == []
     assert [area for area, _ in by_area(rows)] == [a for a in AREA_ORDER if a != OTHER_AREA]
     card = render_config_card(rows, [PROBLEM])
-    assert len(json.dumps(card).encode()) < 28 * 1024  # Teams' message limit
+    # A bot reply may carry about 100 KB (the 28 KB limit is the Workflows webhook's,
+    # which never gets this card); keep it far below, so it loads fast on a phone.
+    assert len(json.dumps(card).encode()) < 40 * 1024
     assert_valid(card, "1.5")
 
 
