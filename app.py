@@ -51,6 +51,7 @@ from cards.events import event_summary
 from config.clouds import KNOWN_CLOUDS
 from config.live import LiveSettings
 from config.settings import HOOK_NAMES, HookName, Settings, SettingsError, settings_report
+from domain.jobs import Workspace
 from domain.leadership import Leadership, LeaseTerms
 from domain.monitoring import EventRecord
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
@@ -66,7 +67,6 @@ from monitoring.escalation import EscalationPass, TimedGroup
 from monitoring.executors import ServiceExecutors
 from monitoring.health import HealthPolicy
 from monitoring.holds import EventHolds, HoldingNotifier
-from monitoring.jobs import Workspace
 from monitoring.leader_election import Leader, LeaderElection, SoleReplica
 from monitoring.metrics import EndpointMetrics, MetricsOptions
 from monitoring.notifier import Notifier

@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.run_checks import RunChecks
+from domain.jobs import Workspace
 from monitoring.azure_calls import RetryPolicy
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
-from monitoring.jobs import Workspace
 from sandbox.azureml_emulator import AzureMLEmulator, EmulatedJob
 from sandbox.credentials import StaticTokenCredential
 

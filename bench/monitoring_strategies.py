@@ -69,10 +69,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.run_checks import RunChecks
 from config.settings import settings_from_mapping
+from domain.jobs import JobState, TrainingJob, Workspace
 from monitoring.backoff import BackoffPolicy
 from monitoring.engine import EngineConfig, MonitoringEngine
 from monitoring.job_status import job_state
-from monitoring.jobs import JobState, TrainingJob, Workspace
 from service.eventgrid import parse_eventgrid, resolve_workspace_key
 from store.database import Database
 from store.monitoring import MonitoringStore

@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app import build_runtime
 from bench.run_checks import AnsweringConnector, RunChecks
 from config.settings import settings_from_mapping
-from monitoring.jobs import JobState, TrainingJob
+from domain.jobs import JobState, TrainingJob
 from tests.standins.connector import Message
 from tests.teams_payloads import CHANNEL_ID, channel_message
 

@@ -21,8 +21,8 @@ from cards.mentions import with_mentions
 from cards.webhook import webhook_payload
 from domain.destinations import WEBHOOK, Destination, TeamsConversation
 from domain.events import REGISTRY, EventKind, kinds_where
+from domain.subscriptions import event_facts, selected
 from monitoring.notifier import DeliveryFailed
-from monitoring.subscriptions import event_facts, selected
 from store.conversations import ConversationStore
 from store.monitoring import EventRecord
 

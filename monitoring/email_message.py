@@ -20,8 +20,8 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
-from monitoring.durations import format_duration
-from monitoring.jobs import TrainingJob
+from domain.durations import format_duration
+from domain.jobs import TrainingJob
 
 EVENT_HEADER = "X-Mlbot-Event"
 SUBJECT_PREFIX = "[mlbot]"

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 
 from domain.destinations import EMAIL, Destination
 from domain.events import kinds_where
+from domain.jobs import JobState, TrainingJob
 from monitoring.email_delivery import EmailDeliveryError, EmailSender
 from monitoring.email_message import render_long_running_email
-from monitoring.jobs import JobState, TrainingJob
 from monitoring.notifier import DeliveryFailed
 from store.monitoring import EventRecord, MonitoringStore
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from domain.jobs import JobState, TrainingJob, Workspace
 from domain.monitoring import (
     JobProgress,
     JobRecord,
@@ -44,7 +45,6 @@ from monitoring.engine_ports import (
 )
 from monitoring.job_deadlines import next_look_due
 from monitoring.job_status import job_state
-from monitoring.jobs import JobState, TrainingJob, Workspace
 from monitoring.lifecycle import (
     Attempt,
     JobEvent,

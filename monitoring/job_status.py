@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from monitoring.jobs import JobState
+from domain.jobs import JobState
 
 # Every status Azure ML documents for jobs. Keys are lower-case: the service is not
 # consistent about casing across API versions.

@@ -32,9 +32,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from domain.events import EventKind
-from domain.jobs import JobFailure
+from domain.jobs import JobFailure, JobState, TrainingJob
 from monitoring.backoff import PollState
-from monitoring.jobs import JobState, TrainingJob
 from monitoring.reminders import reminder_due
 
 _CANCEL_REQUESTED = "cancelrequested"

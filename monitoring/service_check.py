@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from domain.jobs import TrainingJob, Workspace
 from monitoring.azure_calls import AzureAuthError, AzureCallError, AzureNotFoundError
 from monitoring.error_advice import what_to_fix
-from monitoring.jobs import TrainingJob, Workspace
 
 
 class Verdict(StrEnum):

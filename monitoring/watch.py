@@ -27,15 +27,15 @@ from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Any, TextIO
 
+from domain.durations import format_duration
+from domain.jobs import JobState, TrainingJob, Workspace
 from monitoring.azure_calls import AzureAuthError, AzureCallError, AzureNotFoundError
-from monitoring.durations import format_duration
 from monitoring.engine import (
     RETRY_QUEUED,
     EngineConfig,
     EngineJobSource,
     MonitoringEngine,
 )
-from monitoring.jobs import JobState, TrainingJob, Workspace
 from monitoring.pipeline_runs import PipelineRuns, QueuedRun, RunPipelines
 from monitoring.retries import CircuitAttempts, max_attempts
 from store.monitoring import EventRecord, JobRecord, MonitoringStore, SessionRecord

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitoring.jobs import Workspace
+from domain.jobs import Workspace
 
 
 class WorkspaceSettingError(ValueError):

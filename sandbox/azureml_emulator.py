@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from monitoring.jobs import Workspace
+from domain.jobs import Workspace
 from sandbox.faults import FaultKind, FaultQueue, LoggedRequest, arm_error
 from sandbox.https_site import HttpsSite
 from sandbox.tls import TlsMaterial

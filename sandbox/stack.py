@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from domain.jobs import Workspace
 from monitoring.azure_calls import RetryPolicy
 from monitoring.azureml import AzureMLOptions, CloudEndpoints
-from monitoring.jobs import Workspace
 from monitoring.metrics import online_endpoint_id
 from sandbox.azureml_emulator import AzureMLEmulator, EmulatedJob
 from sandbox.clock import SandboxClock, SimClock, describe

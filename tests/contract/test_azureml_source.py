@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import pytest
 
+from domain.jobs import JobState, Workspace
 from monitoring.azure_calls import (
     AzureAuthError,
     AzureNotFoundError,
@@ -17,7 +18,6 @@ from monitoring.azure_calls import (
     TransientAzureError,
 )
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
-from monitoring.jobs import JobState, Workspace
 from sandbox.azureml_emulator import AzureMLEmulator, FaultKind, skip_token
 from sandbox.credentials import SANDBOX_TENANT_ID, StaticTokenCredential
 from sandbox.tls import generate_tls

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from domain.jobs import JobState, Workspace
 from monitoring.azure_calls import RetryPolicy
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
-from monitoring.jobs import JobState, Workspace
 from sandbox.azureml_emulator import AzureMLEmulator
 from sandbox.credentials import StaticTokenCredential
 

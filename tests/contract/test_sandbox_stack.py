@@ -20,10 +20,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from domain.jobs import JobState, TrainingJob
 from monitoring.azure_calls import RetryPolicy
 from monitoring.azureml import AzureMLJobSource
 from monitoring.devops import AzureDevOpsPipelines
-from monitoring.jobs import JobState, TrainingJob
 from sandbox.clock import ManualClock, SimClock
 from sandbox.control_api import add_sandbox_routes
 from sandbox.scenario import Scenario, load_scenario, parse_scenario

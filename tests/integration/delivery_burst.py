@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from domain.destinations import TeamsConversation
-from monitoring.jobs import JobState, TrainingJob
+from domain.jobs import JobState, TrainingJob
 from store.conversations import ConversationStore
 from store.database import Database
 from store.deliveries import DeliveryStore

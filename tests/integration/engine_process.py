@@ -26,10 +26,10 @@ from aiohttp import web
 
 from app import AzureClients, build_runtime
 from config.settings import settings_from_mapping
+from domain.jobs import Workspace
 from monitoring.azureml import AzureMLJobSource, CloudEndpoints
 from monitoring.devops import AzureDevOpsPipelines
 from monitoring.executors import ServiceExecutors
-from monitoring.jobs import Workspace
 from sandbox.clock import SimClock
 from sandbox.stack import SandboxEndpoints
 

@@ -23,9 +23,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 
 from config.settings import settings_from_mapping
+from domain.jobs import JobState, TrainingJob
 from monitoring.email_delivery import EmailDeliveryError, EmailSender, SmtpSettings
 from monitoring.email_message import EVENT_HEADER, render_long_running_email
-from monitoring.jobs import JobState, TrainingJob
 from sandbox.tls import TlsMaterial, generate_tls
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from cards.catalog import sample_events
-from monitoring.subscriptions import DEFAULT_KINDS, Subscription
+from domain.subscriptions import DEFAULT_KINDS, Subscription
 from store.monitoring import NewEvent, Observation
 from store.posted_activities import PostedActivityStore
 from tests.conftest import SandboxBot, StartSandboxBot

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from monitoring.jobs import JobState, TrainingJob
+from domain.jobs import JobState, TrainingJob
 from tests.conftest import FixedClock, StartBot
 from tests.standins.connector import ConnectorStandIn
 from tests.teams_payloads import channel_message, personal_message

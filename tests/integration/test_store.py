@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.event import listen as event_listen
 
-from monitoring.jobs import JobState, TrainingJob
+from domain.jobs import JobState, TrainingJob
 from store.audit import AuditEntry, AuditTrail
 from store.conversations import ConversationRecord, ConversationStore
 from store.database import Database, head_revision

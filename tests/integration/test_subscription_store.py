@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection
 
 from bot.notifiers import TeamsNotifier
 from domain.destinations import TeamsConversation
-from monitoring.jobs import JobState, TrainingJob
-from monitoring.subscriptions import DEFAULT_KINDS, Subscription, SubscriptionFilters
+from domain.jobs import JobState, TrainingJob
+from domain.subscriptions import DEFAULT_KINDS, Subscription, SubscriptionFilters
 from store.conversations import ConversationRecord, ConversationStore
 from store.database import MIGRATIONS_DIR, Database, head_revision
 from store.monitoring import EventRecord

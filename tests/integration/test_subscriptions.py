@@ -11,8 +11,8 @@ import pytest
 
 from cards.catalog import SAMPLE_NOW, sample_events
 from domain.destinations import TeamsConversation
-from monitoring.jobs import JobState, TrainingJob
-from monitoring.subscriptions import DEFAULT_KINDS, toggle_id
+from domain.jobs import JobState, TrainingJob
+from domain.subscriptions import DEFAULT_KINDS, toggle_id
 from store.monitoring import NewEvent, Observation
 from tests.conftest import BotServer, FixedClock, StartBot
 from tests.standins.connector import ConnectorStandIn

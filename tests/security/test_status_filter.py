@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from cards.status import render_status_card
-from monitoring.jobs import JobState, TrainingJob
+from domain.jobs import JobState, TrainingJob
 from monitoring.status_report import StatusFilterError, StatusService, like_pattern
 from store.database import Database
 from store.watched_jobs import WatchedJobStore

@@ -9,12 +9,12 @@ from email.message import EmailMessage
 
 import pytest
 
+from domain.jobs import JobState, TrainingJob
 from monitoring.email_message import (
     EVENT_HEADER,
     render_event_email,
     render_long_running_email,
 )
-from monitoring.jobs import JobState, TrainingJob
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SENDER = "mlbot@contoso.example"

@@ -22,8 +22,8 @@ from cards.events import (
 )
 from cards.webhook import webhook_payload
 from domain.events import ANNOUNCED_KINDS, Source, kinds_where
+from domain.jobs import JobState, TrainingJob
 from monitoring.engine import RETRY_QUEUED, event_payload
-from monitoring.jobs import JobState, TrainingJob
 from monitoring.lifecycle import (
     AttemptTimedOut,
     JobEvent,

@@ -152,7 +152,7 @@ def test_a_forbidden_import_is_caught() -> None:
     assert not monitoring.broken_by("monitoring.backoff")
     assert cards.broken_by("config.settings") and not cards.broken_by("domain.jobs")
     assert not cards.broken_by("pydantic")
-    assert domain.broken_by("monitoring.jobs") and not domain.broken_by("datetime")
+    assert domain.broken_by("monitoring.engine") and not domain.broken_by("datetime")
 
 
 def test_nested_type_only_and_relative_imports_are_read() -> None:
@@ -161,7 +161,7 @@ def test_nested_type_only_and_relative_imports_are_read() -> None:
         "from . import tables\n"
         "from .database import Database\n"
         "if TYPE_CHECKING:\n"
-        "    from monitoring import jobs\n"
+        "    from monitoring import engine\n"
         "def later() -> None:\n"
         "    import botbuilder.core\n"
     )
@@ -170,6 +170,6 @@ def test_nested_type_only_and_relative_imports_are_read() -> None:
         "typing",
         "store.tables",
         "store.database",
-        "monitoring.jobs",
+        "monitoring.engine",
         "botbuilder.core",
     }

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from domain.jobs import JobState
 from monitoring.job_status import AZUREML_STATUSES, job_state
-from monitoring.jobs import JobState
 
 EXPECTED = {
     "NotStarted": JobState.WAITING,

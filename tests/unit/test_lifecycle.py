@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.events import REGISTRY, Source
+from domain.jobs import JobState, TrainingJob
 from monitoring.backoff import BackoffPolicy
 from monitoring.job_status import AZUREML_STATUSES, job_state
-from monitoring.jobs import JobState, TrainingJob
 from monitoring.lifecycle import (
     Attempt,
     AttemptTimedOut,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from config.settings import settings_from_mapping
+from domain.jobs import TrainingJob
 from monitoring.job_status import job_state
-from monitoring.jobs import TrainingJob
 from monitoring.lifecycle import Attempt, EventKind, LongRunning, Observation, observe
 from monitoring.reminders import next_reminder_at, reminder_due, reminder_interval
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.settings import settings_from_mapping
-from monitoring.jobs import JobState
+from domain.jobs import JobState
 from monitoring.retries import (
     CircuitAttempts,
     CircuitListError,

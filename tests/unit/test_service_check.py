@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.jobs import JobState, TrainingJob, Workspace
 from monitoring.azure_calls import AzureAuthError, AzureNotFoundError
-from monitoring.jobs import JobState, TrainingJob, Workspace
 from monitoring.service_check import (
     CheckResult,
     Verdict,

@@ -12,7 +12,7 @@ from cards.session import (
     render_session_card,
     session_summary,
 )
-from monitoring.jobs import JobState, TrainingJob
+from domain.jobs import JobState, TrainingJob
 from store.monitoring import EventRecord, JobRecord, SessionRecord
 from tests.unit.card_rows import job_rows
 from tests.unit.test_event_cards import assert_valid

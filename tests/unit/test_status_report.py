@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from cards.status import render_status_card
-from monitoring.jobs import JobState, TrainingJob
+from domain.jobs import JobState, TrainingJob
 from monitoring.status_report import MAX_JOBS_SHOWN, JobPage, build_status_report, elapsed_of
 from tests.unit.card_rows import job_rows
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from config.settings import settings_from_mapping
-from monitoring.jobs import JobState, TrainingJob
+from domain.jobs import JobState, TrainingJob
 from monitoring.watch import (
     ProgressRow,
     Verdict,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitoring.jobs import Workspace
+from domain.jobs import Workspace
 from monitoring.workspaces import WorkspaceSettingError, parse_workspaces
 
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
+from domain.jobs import JobState, TrainingJob, Workspace
 from monitoring.azure_calls import AzureCallError, RetryPolicy
 from monitoring.azureml import AzureMLJobSource, AzureMLOptions, CloudEndpoints
-from monitoring.jobs import JobState, TrainingJob, Workspace
 from sandbox.azureml_emulator import AzureMLEmulator, EmulatedJob
 from sandbox.credentials import StaticTokenCredential
 

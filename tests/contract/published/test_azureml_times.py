@@ -38,7 +38,7 @@ def test_unreadable_times_are_unknown_not_an_error() -> None:
 
 
 def test_the_emulator_writes_run_times_as_azure_ml_does() -> None:
-    from monitoring.jobs import Workspace
+    from domain.jobs import Workspace
 
     job = EmulatedJob(
         workspace=Workspace("sub", "rg", "ws"),
