@@ -46,6 +46,7 @@ from bot.event_mentions import CircuitOwners, Mentions, mentions_of_group
 from bot.living_cards import LivingCards
 from bot.notifiers import TeamsNotifier, WebhookNotifier
 from bot.operations import Operations
+from bot.personal_alerts import PersonalRouting
 from bot.proactive import ProactiveMessenger
 from cards.events import event_summary
 from config.clouds import KNOWN_CLOUDS
@@ -108,6 +109,7 @@ from store.group_commit import GroupCommit
 from store.history import CircuitHistoryStore
 from store.leader_lease import LeaseLostError, LeaseStore, fence_check
 from store.monitoring import MonitoringStore, NewEvent
+from store.personal_alerts import PersonalAlertStore
 from store.pipeline_intents import PipelineIntentStore
 from store.posted_activities import PostedActivityStore
 from store.retention import RetentionStore
@@ -524,7 +526,13 @@ def build_delivery(
     )
     holds = EventHolds(store.attention, store.event_lookup, clock)
     notifiers: list[Notifier] = [
-        TeamsNotifier(store.conversations, living, teams.signer, mentions=mentions),
+        TeamsNotifier(
+            store.conversations,
+            living,
+            teams.signer,
+            mentions=mentions,
+            personal=PersonalRouting(PersonalAlertStore(store.db), owners.rules).chats_for,
+        ),
         WebhookNotifier(http.get, lambda: live.now().teams_webhook_url.get_secret_value()),
         EmailNotifier(
             EmailSender(
@@ -653,6 +661,7 @@ def build_bot(
             history=CircuitHistoryStore(store.db),
             attention=AttentionServices(store.attention, store.event_lookup, teams.signer),
             digests=DigestStore(store.db),
+            personal_alerts=PersonalAlertStore(store.db),
         )
     )
     processor = CardActionProcessor(

@@ -19,6 +19,7 @@ from bot.command_catalog import CARD_ACTIONS, COMMANDS
 from bot.commands import CommandError, CommandRegistry
 from bot.digest_command import register_digest_command
 from bot.history_command import register_history_command
+from bot.notify_command import register_notify_command
 from bot.operations import Operations, parse_rollback
 from bot.subscription_commands import register_subscription_commands
 from cards.actions import (
@@ -44,6 +45,7 @@ from store.audit import AuditTrail
 from store.conversations import ConversationStore
 from store.digests import DigestStore
 from store.history import CircuitHistoryStore
+from store.personal_alerts import PersonalAlertStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class ChatServices:
     attention: AttentionServices | None = None
     # Which conversations get a daily digest.
     digests: DigestStore | None = None
+    # Who asked for their own failures in their personal chat.
+    personal_alerts: PersonalAlertStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +399,7 @@ def build_handlers(services: ChatServices) -> Handlers:
     register_history_command(registry, services.history)
     register_attention(registry, actions, services.attention)
     register_digest_command(registry, services.digests)
+    register_notify_command(registry, services.personal_alerts)
 
     @registry.handles(COMMANDS.help)
     async def help_(turn: ChatTurn, args: str) -> None:

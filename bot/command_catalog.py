@@ -105,6 +105,7 @@ class CommandCatalog:
     unsubscribe: CommandSpec
     subscriptions: CommandSpec
     digest: CommandSpec
+    notify: CommandSpec
     silence: CommandSpec
     silences: CommandSpec
     unsilence: CommandSpec
@@ -212,6 +213,15 @@ COMMANDS = CommandCatalog(
         summary="A card every day at that local time: trainings per circuit against their "
         "median, deployments, rollbacks, open approvals.",
         permission=Permission("subscribe"),
+        in_menu=False,
+    ),
+    notify=CommandSpec(
+        "notify",
+        usage="notify me [off]",
+        summary="In your personal chat: the failures of the jobs you submit and of the "
+        "circuits you own, here too.",
+        permission=Permission("subscribe"),
+        scopes=(Scope.PERSONAL,),
         in_menu=False,
     ),
     silence=CommandSpec(

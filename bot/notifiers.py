@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -146,6 +146,7 @@ class TeamsNotifier:
         signer: CardSigner | None = None,
         *,
         mentions: Callable[[Sequence[EventRecord]], Mentions | None] | None = None,
+        personal: Callable[[EventRecord], Awaitable[list[str]]] | None = None,
     ) -> None:
         self._conversations = conversations
         # Living session cards, thread replies, send-once keys and the send gate.
@@ -153,6 +154,8 @@ class TeamsNotifier:
         self._signer = signer
         # Whom a card @mentions (owners, approvers); None mentions nobody.
         self._mentions = mentions
+        # The personal chats of people who asked for their own failures (`notify me`).
+        self._personal = personal
 
     async def destinations(self, event: EventRecord) -> list[Destination]:
         """Subscribed conversations whose filters let the event through: one query."""
@@ -169,7 +172,10 @@ class TeamsNotifier:
         facts = event_facts(
             wanted, event.payload, circuit=event.circuit, experiment=found.experiment
         )
-        return [TeamsConversation(c) for c in selected(found.subscriptions, facts)]
+        chats = selected(found.subscriptions, facts)
+        if self._personal is not None:
+            chats = list(dict.fromkeys([*chats, *await self._personal(event)]))
+        return [TeamsConversation(c) for c in chats]
 
     def group_of(self, event: EventRecord) -> str | None:
         """Events of one group bound for one conversation close together go as one."""

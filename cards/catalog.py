@@ -118,6 +118,11 @@ SAMPLE_COMMANDS: tuple[CommandHelp, ...] = (
         "median, deployments, rollbacks, open approvals.",
     ),
     CommandHelp(
+        "notify me [off]",
+        "In your personal chat: the failures of the jobs you submit and of the "
+        "circuits you own, here too.",
+    ),
+    CommandHelp(
         "silence [circuit=P] [experiment=E] [env=N] [kinds=K] for <30m|2h|1d> [reason]",
         "Hold back matching events for a while (recorded, not posted; "
         "nothing held is posted late).",

@@ -72,3 +72,6 @@ class TrainingJob:
     error_summary: str | None = None
     attempt: int = 1
     failure: JobFailure | None = None  # failed jobs: Azure ML's error details and log tail
+    # Who submitted it, as Azure ML says (`systemData.createdBy`: a person's name or UPN,
+    # or a service principal for pipeline-submitted jobs); `notify me` matches on it.
+    created_by: str | None = None

@@ -197,6 +197,7 @@ def training_job_from_sdk(job: Any, workspace: Workspace, circuit_tag: str) -> T
         studio_url=studio_url or None,
         error_summary=_error_summary(properties) if state is JobState.FAILED else None,
         attempt=_attempt(tags),
+        created_by=str(getattr(creation, "created_by", None) or "") or None,
     )
 
 

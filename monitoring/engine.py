@@ -613,6 +613,7 @@ class MonitoringEngine:
             error_summary=job.error_summary,
             attempt=job.attempt,
             failure=job.failure,
+            created_by=job.created_by,
         )
         cancel_requested_at = record.cancel_requested_at if record else None
         progress = JobProgress(

@@ -51,6 +51,9 @@ class EmulatedJob:
     error_message: str | None = None
     archived: bool = False
     properties: dict[str, str] = field(default_factory=dict)
+    # ARM's systemData.createdBy: the pipeline's service principal, or a person.
+    created_by: str = "mlops-pipeline"
+    created_by_type: str = "Application"
 
     @property
     def arm_id(self) -> str:
@@ -174,8 +177,8 @@ class EmulatedJob:
             "type": f"{_PROVIDER}/workspaces/jobs",
             "systemData": {
                 "createdAt": _arm_time(self.created_at),
-                "createdBy": "mlops-pipeline",
-                "createdByType": "Application",
+                "createdBy": self.created_by,
+                "createdByType": self.created_by_type,
                 "lastModifiedAt": _arm_time(self.ended_at or self.started_at or self.created_at),
             },
             "properties": {

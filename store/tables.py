@@ -73,6 +73,8 @@ watched_jobs = Table(
     Column("studio_url", String(2048), nullable=True),
     Column("error_summary", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Who submitted the job, as Azure ML says (revision 0013; `notify me`).
+    Column("created_by", String(256), nullable=True),
     # Monitoring (revision 0002): which session watches the job and what was announced.
     Column("session_id", Integer, nullable=True, index=True),
     Column("first_seen_at", DateTime(timezone=True), nullable=True),
@@ -293,6 +295,18 @@ held_events = Table(
     Column("reason", String(256), nullable=False),
     Column("silence_id", Integer, nullable=True, index=True),
     Column("held_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+personal_alerts = Table(
+    "personal_alerts",
+    metadata,
+    # People who asked, in their personal chat, for failures of their own jobs and of the
+    # circuits they own (revision 0013; `notify me`).
+    Column("user_id", String(256), primary_key=True),  # Entra object id
+    Column("conversation_id", String(512), nullable=False),
+    Column("upn", String(256), nullable=True),
+    Column("name", String(256), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 digests = Table(

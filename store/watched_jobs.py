@@ -97,6 +97,7 @@ def job_columns(job: TrainingJob, now: datetime) -> dict[str, Any]:
         "ended_at": job.ended_at,
         "studio_url": job.studio_url,
         "error_summary": job.error_summary,
+        "created_by": job.created_by,
         "updated_at": now,
     }
 
@@ -172,4 +173,5 @@ def job_from_row(row: Any) -> TrainingJob:
         studio_url=row["studio_url"],
         error_summary=row["error_summary"],
         attempt=row["attempt"],
+        created_by=row.get("created_by") if hasattr(row, "get") else None,
     )

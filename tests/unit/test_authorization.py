@@ -167,9 +167,12 @@ def test_help_lists_only_what_the_person_may_run_here(authorization: Authorizati
         "unsubscribe",
         "subscriptions",
         "digest",
+        "notify",
         "silences",
         "help",
     ]
-    assert listed(in_("channel", OPERATOR)) == [s.name for s in COMMANDS.specs()]
+    assert listed(in_("channel", OPERATOR)) == [
+        s.name for s in COMMANDS.specs() if s.offered_in("channel")
+    ]
     stranger = Actor("stranger-oid", None, "Sam", "another-tenant")
     assert listed(in_("channel", stranger)) == []

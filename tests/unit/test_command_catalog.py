@@ -85,8 +85,12 @@ def test_conversations_map_to_manifest_scopes() -> None:
     assert scope_of("groupChat") is Scope.GROUP_CHAT
     assert scope_of("personal") is Scope.PERSONAL
     assert scope_of(None) is None and scope_of("meeting") is None
-    # Every command is offered everywhere today, including where Teams said nothing.
-    assert all(s.offered_in(kind) for s in COMMANDS.specs() for kind in ("channel", None))
+    # Every command is offered everywhere but `notify` (a person's own chat only); where
+    # Teams said nothing, everything is.
+    channel = [s.name for s in COMMANDS.specs() if not s.offered_in("channel")]
+    assert channel == ["notify"]
+    assert COMMANDS.notify.offered_in("personal")
+    assert all(s.offered_in(None) for s in COMMANDS.specs())
 
 
 @pytest.mark.slow  # a fresh interpreter
