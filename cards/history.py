@@ -35,8 +35,10 @@ def _started(attempt: Attempt) -> str:
 
 
 def _bar_label(attempt: Attempt) -> str:
-    # Attempt numbers restart with each training session, so the start time tells bars apart.
-    return f"#{attempt.job.attempt} · {_started(attempt)}"
+    # Attempt numbers restart with each training session, so the start time tells bars
+    # apart; short, as chart labels are cut at a bar's width.
+    moment = attempt.job.started_at or attempt.job.created_at
+    return f"#{attempt.job.attempt} {moment:%H:%M}" if moment else f"#{attempt.job.attempt}"
 
 
 def _chart(history: CircuitHistory) -> dict[str, Any] | None:
@@ -75,7 +77,7 @@ def _cell(value: str, width: str, **props: Any) -> dict[str, Any]:
     }
 
 
-_COLUMNS = (("Attempt", "60px"), ("Outcome", "stretch"), ("Run time", "auto"), ("Started", "auto"))
+_COLUMNS = (("Attempt", "72px"), ("Outcome", "stretch"), ("Run time", "auto"), ("Started", "auto"))
 
 
 def _row(cells: list[str], *, header: bool = False) -> dict[str, Any]:
