@@ -839,6 +839,8 @@ async def test_three_replicas_one_leader_failovers_and_nothing_twice(world: Worl
     assert len([e for e in events if e.kind == "rollback_queued"]) == 1
 
     # Three replicas poll Azure ML as one does.
-    # Over the same stretches of time; one call either way is counting, not polling.
-    tolerance = max(0.10 * calls.single, 1)
+    # Over the same stretches of time. They hold about fifteen calls, so one call is 7 %
+    # and where a stretch starts or ends moves a call or two: a 10 % target reads as
+    # "10 %, or two calls", which still catches a second poller (twice the calls).
+    tolerance = max(0.10 * calls.single, 2)
     assert abs(calls.replicated - calls.single) <= tolerance, (rate_led, single_led, calls)
