@@ -17,7 +17,7 @@ import {
 } from "./playground_browser.mjs";
 
 async function historyInTheChannel({ page, request, step, screenshot }) {
-  const { url, botName } = request;
+  const { url, botName, controlUrl } = request;
 
   await step("load the playground page", () => loadPage(page, url, screenshot));
   await step("open the team channel", () => openTeamChannel(page, screenshot));
@@ -67,7 +67,45 @@ async function historyInTheChannel({ page, request, step, screenshot }) {
     }
   });
 
-  return { history };
+  // A training that fails once the bot is in the channel: its card shows why it failed
+  // (the log's last lines), @mentions the circuit's owner, and offers Acknowledge.
+  const failure = await step("see a new failure with its owner, then acknowledge it", async () => {
+    const submitted = await fetch(`${controlUrl}/_sandbox/jobs`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        circuit: "PLANT002/CIRCUIT09",
+        duration_s: 20,
+        outcomes: ["Failed"],
+        error_message: "CUDA out of memory: tried to allocate 2.00 GiB (batch size 512)",
+      }),
+    });
+    if (submitted.status !== 201) throw new Error(`submit answered ${submitted.status}`);
+    const card = page
+      .locator(".ac-adaptiveCard")
+      .filter({ hasText: "PLANT002/CIRCUIT09 — training failed" })
+      .last();
+    await card.waitFor({ timeout: 120000 });
+    await card.scrollIntoViewIfNeeded();
+    const before = await card.innerText();
+    const shot = await shoot("failure", card);
+    await card.getByRole("button", { name: "Acknowledge" }).click();
+    const taken = page
+      .locator(".ac-adaptiveCard")
+      .filter({ hasText: "PLANT002/CIRCUIT09" })
+      .filter({ hasText: "is on it" })
+      .last();
+    await taken.waitFor();
+    await taken.scrollIntoViewIfNeeded();
+    return {
+      screenshot: shot,
+      acknowledged: await shoot("failure-acknowledged", taken),
+      text: before,
+      after: await taken.innerText(),
+    };
+  });
+
+  return { history, failure };
 }
 
 main(() => runBrowserScript(["botName"], historyInTheChannel));

@@ -1,9 +1,12 @@
-"""The `history` card as the Agents Playground's channel draws it.
+"""The `history` card, and a failure with its owner and Acknowledge, as the Agents
+Playground's channel draws them.
 
 The sandbox plays its default scenario (PLANT002/CIRCUIT02 fails once, its retry
 succeeds); `history PLANT002/CIRCUIT02` shows both attempts, with the run-time chart or,
-where the client draws no charts, its fallback line, and the table. The screenshot lands
-in `artifacts/e2e/playground_history/`.
+where the client draws no charts, its fallback line, and the table. Then a training that
+fails after the bot joined the channel (submitted through the sandbox): its card says why,
+shows the log's last lines and mentions the owner; Acknowledge turns it into "… is on it".
+The screenshots land in `artifacts/e2e/playground_history/`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from tests.e2e.test_playground_cards import jobs_in_the_store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DRIVER_TIMEOUT_S = 240
+DRIVER_TIMEOUT_S = 420
 # The scenario five times faster than real time: the retry of PLANT002/CIRCUIT02 has
 # completed about 45 s in.
 SPEED = 5
@@ -65,7 +68,8 @@ def test_the_history_card_reads_in_the_channel(
             "chromium": e2e_tools.chromium,
             "artifacts": str(artifacts),
             "botName": playground.world.bot_name,
-            "stepTimeoutMs": 60_000,
+            "stepTimeoutMs": 150_000,
+            "controlUrl": sandbox_bot.url,
         },
         artifacts=artifacts,
         services=services,
@@ -77,3 +81,10 @@ def test_the_history_card_reads_in_the_channel(
     assert "automatic retry" in history and "first run" in history, history
     # Drawn as a chart, or its fallback where charts are not drawn: never nothing.
     assert outcome["history"]["chartDrawn"] or "Run time per attempt" in history, history
+
+    # A failure after the bot joined the channel: why, the log's tail, the owner, a button.
+    failure = outcome["failure"]["text"]
+    assert "Why it failed" in failure and "CUDA out of memory" in failure, failure
+    assert "Owners:" in failure and "Priya Data" in failure, failure
+    after = outcome["failure"]["after"]
+    assert "is on it" in after and "Acknowledge" not in after, after
