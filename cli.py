@@ -430,8 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return manifest_command(settings, args.out)
         if command == "cards":
-            from cards.catalog import cards_command
-            from cards.pictures import pictures_command
+            from sandbox.card_catalog import cards_command
+            from sandbox.card_pictures import pictures_command
 
             status = 0
             if args.out is not None or args.png is None:

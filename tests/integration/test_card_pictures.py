@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import app
-from cards.catalog import sample_cards
-from cards.pictures import (
+from sandbox.card_catalog import sample_cards
+from sandbox.card_pictures import (
     RenderFailed,
     RenderSetup,
     pictures_command,

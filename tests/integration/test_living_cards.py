@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from cards.catalog import sample_events
 from domain.subscriptions import DEFAULT_KINDS, Subscription
+from sandbox.card_catalog import sample_events
 from store.monitoring import NewEvent, Observation
 from store.posted_activities import PostedActivityStore
 from tests.conftest import SandboxBot, StartSandboxBot

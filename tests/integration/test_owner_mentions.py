@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cards.catalog import sample_events
+from sandbox.card_catalog import sample_events
 from store.monitoring import NewEvent, Observation
 from tests.conftest import StartSandboxBot
 from tests.integration.test_living_cards import install_in_channel, kind_of, play

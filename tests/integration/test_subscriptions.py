@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from cards.catalog import SAMPLE_NOW, sample_events
 from domain.destinations import TeamsConversation
 from domain.jobs import JobState, TrainingJob
 from domain.subscriptions import DEFAULT_KINDS, toggle_id
+from sandbox.card_catalog import SAMPLE_NOW, sample_events
 from store.monitoring import NewEvent, Observation
 from tests.conftest import BotServer, FixedClock, StartBot
 from tests.standins.connector import ConnectorStandIn

@@ -16,16 +16,6 @@ import pytest
 from bot.card_signing import CardSigner
 from bot.command_catalog import CARD_ACTIONS, COMMANDS
 from bot.notifiers import with_action_buttons
-from cards.catalog import (
-    KNOWN_VERBS,
-    SAMPLE_COMMANDS,
-    SAMPLE_NOW,
-    cards_command,
-    execute_verbs,
-    sample_cards,
-    sample_events,
-    write_cards,
-)
 from cards.common import without_charts
 from cards.events import HEALTH_KINDS, SUPPORTED_KINDS, render_event_card
 from cards.webhook import webhook_payload
@@ -35,6 +25,16 @@ from monitoring.deployment_watch import CancelOutcome, DeploymentWatcher
 from monitoring.health import HealthPolicy, MetricPoint, MetricsSample, Percentile
 from monitoring.metrics import online_endpoint_id
 from monitoring.pipeline_runs import PipelineRuns
+from sandbox.card_catalog import (
+    KNOWN_VERBS,
+    SAMPLE_COMMANDS,
+    SAMPLE_NOW,
+    cards_command,
+    execute_verbs,
+    sample_cards,
+    sample_events,
+    write_cards,
+)
 from sandbox.clock import ManualClock
 from service.devops_hooks import DevOpsEventKind, DevOpsHookEvent
 from store.database import Database

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import app
-from cards.catalog import sample_cards
-from cards.pictures import (
+from sandbox.card_catalog import sample_cards
+from sandbox.card_pictures import (
     CHROMIUM_ENV,
     HOST_CONFIG,
     RENDER_SCRIPT,

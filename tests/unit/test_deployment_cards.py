@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from cards.catalog import SAMPLE_NOW, sample_events
 from cards.common import without_charts
 from cards.events import MAX_LISTED, event_summary, render_event_card
+from sandbox.card_catalog import SAMPLE_NOW, sample_events
 from service.devops_hooks import DevOpsEventKind
 from store.monitoring import EventRecord
 from tests.card_charts import chart_errors, charts_in

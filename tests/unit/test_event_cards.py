@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from cards.catalog import sample_events as catalog_sample_events
 from cards.common import without_charts
 from cards.events import (
     HEALTH_KINDS,
@@ -34,6 +33,7 @@ from monitoring.lifecycle import (
     TrainingFailed,
     TrainingStarted,
 )
+from sandbox.card_catalog import sample_events as catalog_sample_events
 from service.devops_hooks import DevOpsEventKind, DevOpsHookEvent
 from store.monitoring import EventRecord
 from tests.card_charts import chart_errors

@@ -26,16 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # (importing module, imported module) pairs that break a rule today.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        # The catalog builds its samples with monitoring's event builders.
-        ("cards.catalog", "monitoring.deployment_watch"),
-        ("cards.catalog", "monitoring.engine"),
-        ("cards.catalog", "monitoring.health"),
-        ("cards.catalog", "monitoring.lifecycle"),
-        ("cards.catalog", "monitoring.metrics"),
-    }
-)
+KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ import pytest
 from bot.access import AccessPolicy, Actor, decide
 from bot.notifiers import SUBSCRIPTION_KIND
 from bot.subscription_commands import conversation_key
-from cards.catalog import SAMPLE_NOW, sample_events
 from cards.subscriptions import SAVE_VERB, SubscriptionsView, render_subscriptions_card
 from domain.subscriptions import (
     CIRCUIT,
@@ -33,6 +32,7 @@ from domain.subscriptions import (
     subscription_from_inputs,
     toggle_id,
 )
+from sandbox.card_catalog import SAMPLE_NOW, sample_events
 
 EVENTS = sample_events(SAMPLE_NOW)
 

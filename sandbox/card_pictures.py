@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cards.catalog import sample_cards
 from cards.common import CHART_TYPES, Card
+from sandbox.card_catalog import sample_cards
 
 __all__ = [
     "CHROMIUM_ENV",
@@ -52,7 +52,7 @@ CHROMIUM_ENV = "MLBOT_CHROMIUM"
 DEFAULT_CHROMIUM = Path("/usr/bin/chromium")
 # About the width of a card in a Teams message column.
 CARD_WIDTH = 440
-RENDER_DIR = Path(__file__).parent / "render"
+RENDER_DIR = Path(__file__).resolve().parents[1] / "cards" / "render"
 RENDER_SCRIPT = RENDER_DIR / "render.mjs"
 HOST_CONFIG = RENDER_DIR / "host_config.json"
 # Advice from the renderer, not a defect of the card: reported, but the run still passes.
