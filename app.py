@@ -64,7 +64,7 @@ from monitoring.dispatch import DEFAULT_CLAIM_TTL, EventDispatcher
 from monitoring.email_delivery import EmailSender, SmtpSettings
 from monitoring.email_notifier import EmailNotifier
 from monitoring.engine import EngineConfig, MonitoringEngine
-from monitoring.escalation import EscalationPass, TimedGroup
+from monitoring.escalation import EscalationPass
 from monitoring.executors import ServiceExecutors
 from monitoring.health import HealthPolicy
 from monitoring.holds import EventHolds, HoldingNotifier
@@ -80,7 +80,7 @@ from monitoring.rollback_targets import (
     parse_targets,
     targets_for,
 )
-from monitoring.scheduler import EngineScheduler
+from monitoring.scheduler import EngineScheduler, TimedGroup
 from monitoring.send_gate import SendGate
 from monitoring.status_report import StatusService
 from monitoring.variable_group import VariableGroupRefresher

@@ -8,12 +8,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from domain.digest import build_digest, due_on
 from domain.monitoring import NewEvent, Observation
 from domain.status import PendingApproval
+from monitoring.engine_ports import EventWriter
 from store.digests import DigestStore, DigestSubscription
 
 log = logging.getLogger(__name__)
@@ -21,10 +21,6 @@ log = logging.getLogger(__name__)
 CHECK_EVERY = timedelta(minutes=1)
 _DEPLOYMENT_KINDS = ("deployment_completed", "deployment_failed")
 _ROLLBACK_KINDS = ("rollback_queued", "rollback_dry_run")
-
-
-class EventWriter(Protocol):
-    async def apply(self, observation: Observation) -> list[str]: ...
 
 
 def _line(payload: dict[str, object], fallback: str) -> str:

@@ -25,6 +25,12 @@ class Clock(Protocol):
     def __call__(self) -> datetime: ...
 
 
+class EventWriter(Protocol):
+    """Records events (and whatever else an observation carries) in one transaction."""
+
+    async def apply(self, observation: Observation) -> list[str]: ...
+
+
 class EngineJobSource(Protocol):
     """Azure ML jobs, as the engine reads and stops them."""
 

@@ -8,13 +8,13 @@ the escalation events, whose keys make each one happen once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from domain.attention import Acknowledgement, Snooze
 from domain.escalation import APPROVAL_KIND, FAILURE_KINDS, due_escalations, escalation_key
 from domain.monitoring import EventRecord, NewEvent, Observation
+from monitoring.engine_ports import EventWriter
 from store.escalation import EscalationReader
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,7 @@ LOOK_BACK = timedelta(hours=24)  # originals older than this are not escalated a
 
 
 class AttentionReader(Protocol):
-    async def attention(self, job_key: str) -> tuple[Acknowledgement | None, Snooze | None]: ...
-
-
-class EventWriter(Protocol):
-    async def apply(self, observation: Observation) -> list[str]: ...
+    async def acknowledged(self, job_keys: Collection[str]) -> set[str]: ...
 
 
 class EscalationPass:
@@ -66,12 +62,9 @@ class EscalationPass:
         if not originals:
             return 0
         already = await self._reader.existing_keys([escalation_key(e) for e in originals])
-        acknowledged = set()
-        for event in failures:
-            job = f"{event.workspace}/{event.job_name}"
-            ack, _ = await self._attention.attention(job)
-            if ack is not None:
-                acknowledged.add(job)
+        acknowledged = await self._attention.acknowledged(
+            [f"{event.workspace}/{event.job_name}" for event in failures]
+        )
         due = due_escalations(
             failures,
             approvals,
@@ -103,21 +96,3 @@ class EscalationPass:
         )
         log.info("escalated %d unhandled event(s)", len(due))
         return len(due)
-
-
-class TimedGroup:
-    """Several timed passes driven as one by the scheduler (health watch, escalations)."""
-
-    def __init__(self, *members: object) -> None:
-        self._members = [m for m in members if m is not None]
-
-    async def tick(self) -> int:
-        done = 0
-        for member in self._members:
-            done += await member.tick()  # type: ignore[attr-defined]
-        return done
-
-    async def next_due_at(self) -> datetime | None:
-        dues = [await m.next_due_at() for m in self._members]  # type: ignore[attr-defined]
-        known = [due for due in dues if due is not None]
-        return min(known) if known else None

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.attention import Hold, hold_for, job_key
-from domain.events import REGISTRY
+from domain.events import subscription_of
 from domain.monitoring import EventRecord
 from domain.subscriptions import event_facts
 from monitoring.notifier import GroupingNotifier, Notifier, PacedNotifier
@@ -24,11 +24,6 @@ from store.attention import AttentionStore, EventLookup
 
 log = logging.getLogger(__name__)
 
-_SUBSCRIPTION_KIND = {
-    spec.kind.value: spec.subscription.value
-    for spec in REGISTRY.values()
-    if spec.subscription is not None
-}
 _ALWAYS = datetime.min.replace(tzinfo=UTC)
 _REMEMBERED = 5000  # decisions kept in memory (the store keeps all of them)
 
@@ -65,11 +60,13 @@ class EventHolds:
         ack, snooze = await self._store.attention(key) if key else (None, None)
         if not silences and ack is None and snooze is None:
             return None
-        wanted = _SUBSCRIPTION_KIND.get(event.kind)
+        wanted = subscription_of(event.kind)
         facts = None
         if wanted is not None:
             experiment = await self._lookup.experiment_of(event.workspace, event.job_name)
-            facts = event_facts(wanted, event.payload, circuit=event.circuit, experiment=experiment)
+            facts = event_facts(
+                wanted.value, event.payload, circuit=event.circuit, experiment=experiment
+            )
         return hold_for(
             event.kind,
             facts,

@@ -37,6 +37,21 @@ class TimedWork(Protocol):
     async def next_due_at(self) -> datetime | None: ...
 
 
+class TimedGroup:
+    """Several timed passes the timer drives as one (health watch, escalations, digests)."""
+
+    def __init__(self, *members: TimedWork | None) -> None:
+        self._members = [m for m in members if m is not None]
+
+    async def tick(self) -> int:
+        return sum([await member.tick() for member in self._members])
+
+    async def next_due_at(self) -> datetime | None:
+        dues = [await member.next_due_at() for member in self._members]
+        known = [due for due in dues if due is not None]
+        return min(known) if known else None
+
+
 class EngineScheduler:
     def __init__(
         self,

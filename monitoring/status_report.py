@@ -6,7 +6,7 @@ The report's types and order live in `domain.status`; this module reads the stor
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -68,9 +68,7 @@ class StuckReader(Protocol):
 
 
 class HoldReader(Protocol):
-    async def active_silences(self, now: datetime) -> Sequence[object]: ...
-
-    async def held_since(self, since: datetime) -> int: ...
+    async def hold_summary(self, now: datetime, since: datetime) -> tuple[int, int]: ...
 
 
 HELD_WINDOW = timedelta(hours=24)
@@ -124,11 +122,8 @@ class StatusService:
                 report, approvals=tuple(approvals), deployments=tuple(deployments)
             )
         if self._holds is not None:
-            report = dataclasses.replace(
-                report,
-                active_silences=len(await self._holds.active_silences(now)),
-                held_recently=await self._holds.held_since(now - HELD_WINDOW),
-            )
+            active, held = await self._holds.hold_summary(now, now - HELD_WINDOW)
+            report = dataclasses.replace(report, active_silences=active, held_recently=held)
         if self._leader is not None:
             report = dataclasses.replace(report, leader_note=leader_note(self._leader()))
         return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from domain.attention import Acknowledgement, Hold, Silence, SilenceRequest, Sno
 from domain.monitoring import EventRecord
 from domain.subscriptions import SubscriptionFilters
 from store.database import Database, as_utc
+from store.group_commit import insert_new
 from store.monitoring import event_from_row
 from store.tables import events, held_events, job_attention, silences, watched_jobs
 
@@ -120,12 +122,24 @@ class AttentionStore:
             return False
         return True
 
-    async def held_since(self, since: datetime) -> int:
+    async def hold_summary(self, now: datetime, since: datetime) -> tuple[int, int]:
+        """Active silences, and events held since `since`: one round trip for `status`."""
+        c = silences.c
+        active = (
+            select(func.count())
+            .select_from(silences)
+            .where(c.ends_at > now, c.starts_at <= now, c.ended_early_at.is_(None))
+            .scalar_subquery()
+        )
+        held = (
+            select(func.count())
+            .select_from(held_events)
+            .where(held_events.c.held_at >= since)
+            .scalar_subquery()
+        )
         async with self._db.sessions() as session:
-            count = await session.scalar(
-                select(func.count()).select_from(held_events).where(held_events.c.held_at >= since)
-            )
-        return int(count or 0)
+            row = (await session.execute(select(active, held))).one()
+        return int(row[0] or 0), int(row[1] or 0)
 
     # --- acknowledgements and snoozes ---------------------------------------------------
 
@@ -156,14 +170,23 @@ class AttentionStore:
         )
         return ack, snooze
 
+    async def acknowledged(self, job_keys: Collection[str]) -> set[str]:
+        """Those of `job_keys` someone acknowledged: one query however many."""
+        if not job_keys:
+            return set()
+        c = job_attention.c
+        query = select(c.job_key).where(
+            c.job_key.in_(sorted(set(job_keys))), c.acknowledged_by.is_not(None)
+        )
+        async with self._db.sessions() as session:
+            return {str(key) for key in (await session.scalars(query)).all()}
+
     async def _ensure(self, job_key: str, now: datetime) -> None:
-        try:
-            async with self._db.sessions.begin() as session:
-                await session.execute(
-                    job_attention.insert().values(job_key=job_key, updated_at=now)
-                )
-        except IntegrityError:
-            pass  # the row exists
+        # Inserts nothing when the row exists already, which is all this needs.
+        async with self._db.engine.begin() as conn:
+            await insert_new(
+                conn, job_attention, {"job_key": job_key, "updated_at": now}, ["job_key"]
+            )
 
     async def acknowledge(self, job_key: str, by: str, now: datetime) -> Acknowledgement:
         """The job's acknowledgement: this one, or the earlier one that stands."""

@@ -8,10 +8,10 @@ from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 
 from domain.jobs import JobState, TrainingJob
 from store.database import Database
+from store.group_commit import upsert
 from store.tables import digests, events, watched_jobs
 from store.watched_jobs import job_from_row
 
@@ -53,18 +53,10 @@ class DigestStore:
         self, conversation_id: str, at: time, zone: str, by: str, now: datetime
     ) -> DigestSubscription:
         values = {"at_time": f"{at:%H:%M}", "zone": zone, "created_by": by, "updated_at": now}
-        try:
-            async with self._db.sessions.begin() as session:
-                await session.execute(
-                    digests.insert().values(conversation_id=conversation_id, **values)
-                )
-        except IntegrityError:
-            async with self._db.sessions.begin() as session:
-                await session.execute(
-                    update(digests)
-                    .where(digests.c.conversation_id == conversation_id)
-                    .values(**values)
-                )
+        row = {"conversation_id": conversation_id, **values}
+        async with self._db.engine.begin() as conn:
+            if not await upsert(conn, digests, [row], ["conversation_id"], values):
+                raise RuntimeError("the store needs SQLite or PostgreSQL (INSERT … ON CONFLICT)")
         found = await self.get(conversation_id)
         assert found is not None
         return found

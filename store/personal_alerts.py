@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 
 from store.database import Database
+from store.group_commit import upsert
 from store.tables import personal_alerts, watched_jobs
 
 _MAX_PEOPLE = 5000
@@ -33,18 +33,10 @@ class PersonalAlertStore:
             "name": alert.name,
             "created_at": now,
         }
-        try:
-            async with self._db.sessions.begin() as session:
-                await session.execute(
-                    personal_alerts.insert().values(user_id=alert.user_id, **values)
-                )
-        except IntegrityError:
-            async with self._db.sessions.begin() as session:
-                await session.execute(
-                    personal_alerts.update()
-                    .where(personal_alerts.c.user_id == alert.user_id)
-                    .values(**values)
-                )
+        row = {"user_id": alert.user_id, **values}
+        async with self._db.engine.begin() as conn:
+            if not await upsert(conn, personal_alerts, [row], ["user_id"], values):
+                raise RuntimeError("the store needs SQLite or PostgreSQL (INSERT … ON CONFLICT)")
 
     async def remove(self, user_id: str) -> bool:
         async with self._db.sessions.begin() as session:
