@@ -7,17 +7,21 @@ route carries no authentication (scrape it from inside the network, like /health
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from domain.leadership import LeaderView, Role
-from service.training_metrics import TrainingMetrics
 from store.gauges import StoreGauges
+
+if TYPE_CHECKING:  # it renders with this module's escaping
+    from service.training_metrics import TrainingMetrics
 
 CONTENT_TYPE = "text/plain"  # with version=0.0.4, the Prometheus exposition format
 
 
-def _label(value: str) -> str:
+def label_value(value: str) -> str:
+    """A label value escaped as the exposition format wants it."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -26,7 +30,7 @@ def _family(
 ) -> list[str]:
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     for labels, value in samples:
-        rendered = ",".join(f'{key}="{_label(val)}"' for key, val in sorted(labels.items()))
+        rendered = ",".join(f'{key}="{label_value(val)}"' for key, val in sorted(labels.items()))
         lines.append(f"{name}{{{rendered}}} {value:g}" if rendered else f"{name} {value:g}")
     return lines
 

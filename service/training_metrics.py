@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from service.prometheus import label_value
 from store.training_stats import RETRY_KIND, EventFacts, TrainingStatsReader
 
 DURATION_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0)
@@ -31,12 +32,8 @@ _OUTCOMES = {
 Labels = tuple[tuple[str, str], ...]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 def _series(name: str, labels: Labels, extra: Labels = ()) -> str:
-    pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in (*labels, *extra))
+    pairs = ",".join(f'{k}="{label_value(v)}"' for k, v in (*labels, *extra))
     return f"{name}{{{pairs}}}" if pairs else name
 
 
@@ -197,13 +194,3 @@ class TrainingMetrics:
 
     def lines(self) -> list[str]:
         return self.figures.lines()
-
-
-def metric_names(lines: Iterable[str]) -> Mapping[str, str]:
-    """Family name -> type, from exposition text (`# TYPE` lines)."""
-    found = {}
-    for line in lines:
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ", 3)
-            found[name] = kind
-    return found

@@ -8,10 +8,10 @@ import json
 import re
 from pathlib import Path
 
-from service.training_metrics import metric_names
 from tests.conftest import SandboxBot, StartSandboxBot
 from tests.integration.test_living_cards import install_in_channel, play
 from tests.standins.connector import ConnectorStandIn
+from tests.unit.test_training_metrics import metric_names
 
 DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana" / "mlbot-training.json"
 _SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from service.training_metrics import TrainingFigures, metric_names
+from service.training_metrics import TrainingFigures
 from store.training_stats import EventFacts
+
+
+def metric_names(lines: Iterable[str]) -> Mapping[str, str]:
+    """Family name -> type, from exposition text (`# TYPE` lines)."""
+    found = {}
+    for line in lines:
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            found[name] = kind
+    return found
+
 
 T0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 
