@@ -44,7 +44,14 @@ class TimedGroup:
         self._members = [m for m in members if m is not None]
 
     async def tick(self) -> int:
-        return sum([await member.tick() for member in self._members])
+        done = 0
+        for member in self._members:
+            try:
+                done += await member.tick()
+            except Exception:
+                # One pass failing (the digest's store read) must not stop the others.
+                log.exception("%s failed; trying again shortly", type(member).__name__)
+        return done
 
     async def next_due_at(self) -> datetime | None:
         dues = [await member.next_due_at() for member in self._members]
@@ -159,7 +166,7 @@ class EngineScheduler:
                 if self._watcher is not None and self._leads():
                     await self._watcher.tick()  # one query when nothing is due
             except Exception:
-                log.exception("deployment health pass failed; trying again shortly")
+                log.exception("timed pass failed; trying again shortly")
             deliveries_due: datetime | None = None
             try:
                 if self._dispatcher is not None and self._leads():
