@@ -14,12 +14,12 @@
 // playground_browser.mjs for failures and the loopback rule.
 
 import {
-  composer,
-  literal,
   loadPage,
   main,
   openTeamChannel,
+  postMention,
   runBrowserScript,
+  shootWhole,
 } from "./playground_browser.mjs";
 
 const CIRCUIT = "[A-Z]+\\d+/[A-Z]+\\d+"; // PLANT001/CIRCUIT01
@@ -74,34 +74,11 @@ async function cardsInTheChannel({ page, request, step, screenshot }) {
   await step("load the playground page", () => loadPage(page, url, screenshot));
   await step("open the team channel", () => openTeamChannel(page, screenshot));
 
-  const postBox = composer(page);
-  async function postMention(text) {
-    const box = postBox.getByRole("textbox");
-    await box.click();
-    await page.keyboard.type(`@${botName.slice(0, 4)}`);
-    await page.getByRole("menuitem", { name: botName }).first().click();
-    await box.getByText(botName).waitFor();
-    await page.keyboard.type(` ${text}`);
-    const exact = new RegExp(`^\\s*${literal(botName)}\\s+${literal(text)}\\s*$`);
-    await box.filter({ hasText: exact }).waitFor();
-    await postBox.getByRole("button", { name: "Post", exact: true }).click();
-  }
 
-  /** A screenshot of the whole thread: the page is made tall enough to hold it. */
-  async function shoot(name, thread) {
-    const size = page.viewportSize();
-    const box = await thread.boundingBox();
-    const height = Math.max(size.height, Math.ceil((box?.height ?? 0) + 400));
-    if (height > size.height) await page.setViewportSize({ width: size.width, height });
-    await thread.scrollIntoViewIfNeeded();
-    const file = await screenshot(name, thread);
-    if (height > size.height) await page.setViewportSize(size);
-    return file;
-  }
 
   /** Post the command, wait for the card with this heading; its thread and card. */
   async function ask(command, heading) {
-    await postMention(command);
+    await postMention(page, botName, command);
     const thread = page
       .getByRole("group")
       .filter({ has: page.getByRole("heading", { name: heading }) })
@@ -115,7 +92,7 @@ async function cardsInTheChannel({ page, request, step, screenshot }) {
   const status = await step("mention the bot with status and see the status card", async () => {
     const { thread, card } = await ask("status", "Training status");
     return {
-      screenshot: await shoot("status", thread),
+      screenshot: await shootWhole(page, screenshot, "status", thread),
       text: await card.innerText(),
       ...(await card.evaluate(measure, CIRCUIT)),
     };
@@ -124,7 +101,7 @@ async function cardsInTheChannel({ page, request, step, screenshot }) {
   const help = await step("mention the bot with help and see the help card", async () => {
     const { thread, card } = await ask("help", `${botName} commands`);
     return {
-      screenshot: await shoot("help", thread),
+      screenshot: await shootWhole(page, screenshot, "help", thread),
       text: await card.innerText(),
       ...(await card.evaluate(measure, CIRCUIT)),
     };
@@ -133,7 +110,7 @@ async function cardsInTheChannel({ page, request, step, screenshot }) {
   const config = await step("mention the bot with config and see the config card", async () => {
     const { thread, card } = await ask("config", /Effective settings/);
     const before = { text: await card.innerText(), ...(await card.evaluate(measure, SETTING)) };
-    const shot = await shoot("config", thread);
+    const shot = await shootWhole(page, screenshot, "config", thread);
     const toggle = card.getByRole("button", { name: /^Show all \d+ settings$/ });
     const toggleTitle = (await toggle.innerText()).trim();
     await toggle.click();
@@ -141,7 +118,7 @@ async function cardsInTheChannel({ page, request, step, screenshot }) {
     const after = { text: await card.innerText(), ...(await card.evaluate(measure, SETTING)) };
     return {
       screenshot: shot,
-      expanded: await shoot("config-all", thread),
+      expanded: await shootWhole(page, screenshot, "config-all", thread),
       toggle: toggleTitle,
       before,
       after,
@@ -166,7 +143,7 @@ async function cardsInTheChannel({ page, request, step, screenshot }) {
     }, phoneWidth);
     await card.scrollIntoViewIfNeeded();
     return {
-      screenshot: await shoot("status-phone", thread),
+      screenshot: await shootWhole(page, screenshot, "status-phone", thread),
       ...(await card.evaluate(measure, CIRCUIT)),
     };
   });

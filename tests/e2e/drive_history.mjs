@@ -8,12 +8,12 @@
 //             "artifacts": "DIR", "botName": "mlbot", "stepTimeoutMs": 30000}
 
 import {
-  composer,
-  literal,
   loadPage,
   main,
   openTeamChannel,
+  postMention,
   runBrowserScript,
+  shootWhole,
 } from "./playground_browser.mjs";
 
 async function historyInTheChannel({ page, request, step, screenshot }) {
@@ -22,35 +22,13 @@ async function historyInTheChannel({ page, request, step, screenshot }) {
   await step("load the playground page", () => loadPage(page, url, screenshot));
   await step("open the team channel", () => openTeamChannel(page, screenshot));
 
-  const postBox = composer(page);
-  async function postMention(text) {
-    const box = postBox.getByRole("textbox");
-    await box.click();
-    await page.keyboard.type(`@${botName.slice(0, 4)}`);
-    await page.getByRole("menuitem", { name: botName }).first().click();
-    await box.getByText(botName).waitFor();
-    await page.keyboard.type(` ${text}`);
-    const exact = new RegExp(`^\\s*${literal(botName)}\\s+${literal(text)}\\s*$`);
-    await box.filter({ hasText: exact }).waitFor();
-    await postBox.getByRole("button", { name: "Post", exact: true }).click();
-  }
 
-  async function shoot(name, element) {
-    const size = page.viewportSize();
-    const box = await element.boundingBox();
-    const height = Math.max(size.height, Math.ceil((box?.height ?? 0) + 400));
-    if (height > size.height) await page.setViewportSize({ width: size.width, height });
-    await element.scrollIntoViewIfNeeded();
-    const file = await screenshot(name, element);
-    if (height > size.height) await page.setViewportSize(size);
-    return file;
-  }
 
   const history = await step("mention the bot with history and see both attempts", async () => {
     // The retry of PLANT002/CIRCUIT02 finishes a little after its failure: ask again until
     // the card shows it (the first answers may show the failed attempt alone).
     for (let asked = 1; ; asked += 1) {
-      await postMention("history PLANT002/CIRCUIT02");
+      await postMention(page, botName, "history PLANT002/CIRCUIT02");
       const card = page
         .locator(".ac-adaptiveCard")
         .filter({ hasText: "PLANT002/CIRCUIT02 — last" })
@@ -61,7 +39,7 @@ async function historyInTheChannel({ page, request, step, screenshot }) {
         await card.scrollIntoViewIfNeeded();
         // A drawn chart is an SVG; where charts are not drawn, the fallback line shows.
         const chartDrawn = (await card.locator("svg").count()) > 0;
-        return { screenshot: await shoot("history", card), text, asked, chartDrawn };
+        return { screenshot: await shootWhole(page, screenshot, "history", card), text, asked, chartDrawn };
       }
       await page.waitForTimeout(15000);
     }
@@ -88,7 +66,7 @@ async function historyInTheChannel({ page, request, step, screenshot }) {
     await card.waitFor({ timeout: 120000 });
     await card.scrollIntoViewIfNeeded();
     const before = await card.innerText();
-    const shot = await shoot("failure", card);
+    const shot = await shootWhole(page, screenshot, "failure", card);
     await card.getByRole("button", { name: "Acknowledge" }).click();
     const taken = page
       .locator(".ac-adaptiveCard")
@@ -99,7 +77,7 @@ async function historyInTheChannel({ page, request, step, screenshot }) {
     await taken.scrollIntoViewIfNeeded();
     return {
       screenshot: shot,
-      acknowledged: await shoot("failure-acknowledged", taken),
+      acknowledged: await shootWhole(page, screenshot, "failure-acknowledged", taken),
       text: before,
       after: await taken.innerText(),
     };

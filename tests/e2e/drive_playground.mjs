@@ -14,11 +14,11 @@
 // rule.
 
 import {
-  composer,
   literal,
   loadPage,
   main,
   openTeamChannel,
+  postMention,
   runBrowserScript,
 } from "./playground_browser.mjs";
 
@@ -30,29 +30,13 @@ async function commandsInTheChannel({ page, request, step, screenshot }) {
   // first channel is the team's own conversation.
   await step("open the team channel", () => openTeamChannel(page, screenshot));
 
-  const postBox = composer(page);
-  async function postMention(text, name) {
-    const box = postBox.getByRole("textbox");
-    await box.click();
-    // The mention picker opens on "@" and narrows as the name is typed.
-    await page.keyboard.type(`@${botName.slice(0, 4)}`);
-    await page.getByRole("menuitem", { name: botName }).first().click();
-    await box.getByText(botName).waitFor(); // the mention is in place before typing on
-    await page.keyboard.type(` ${text}`);
-    // Post exactly "@bot text": a keystroke lost to the picker would ask something else.
-    const exact = new RegExp(`^\\s*${literal(botName)}\\s+${literal(text)}\\s*$`);
-    await box.filter({ hasText: exact }).waitFor();
-    const typed = await screenshot(`${name}-typed`);
-    await postBox.getByRole("button", { name: "Post", exact: true }).click();
-    return typed;
-  }
 
   // Each post is a thread (a group): the user's message and the bot's reply below it.
   const statusThread = page
     .getByRole("group")
     .filter({ has: page.getByRole("heading", { name: "Training status" }) });
   const statusCard = await step("mention the bot with status and see the status card", async () => {
-    const typed = await postMention("status", "status");
+    const typed = await postMention(page, botName, "status", () => screenshot("status-typed"));
     await statusThread.first().waitFor();
     await statusThread.first().scrollIntoViewIfNeeded();
     return {
@@ -68,7 +52,9 @@ async function commandsInTheChannel({ page, request, step, screenshot }) {
     .first();
   const confirmButton = retryThread.getByRole("button", { name: "Queue the retry" });
   const confirmCard = await step("ask for a retry and see the confirmation card", async () => {
-    const typed = await postMention(`retry ${circuit}`, "retry");
+    const typed = await postMention(page, botName, `retry ${circuit}`, () =>
+      screenshot("retry-typed"),
+    );
     await confirmButton.waitFor();
     await retryThread.scrollIntoViewIfNeeded();
     return {

@@ -12,11 +12,11 @@
 // "rejectedAnnouncement", "healthAlert", "afterCancel", "pictures": {...}}.
 
 import {
-  composer,
   literal,
   loadPage,
   main,
   openTeamChannel,
+  postMention,
   runBrowserScript,
 } from "./playground_browser.mjs";
 
@@ -42,19 +42,6 @@ async function approvalsAndHealth({ page, request, step, screenshot }) {
   await step("load the playground page", () => loadPage(page, url, screenshot));
   await step("open the team channel", () => openTeamChannel(page, screenshot));
 
-  const postBox = composer(page);
-  async function postMention(text, name) {
-    const box = postBox.getByRole("textbox");
-    await box.click();
-    await page.keyboard.type(`@${botName.slice(0, 4)}`);
-    await page.getByRole("menuitem", { name: botName }).first().click();
-    await box.getByText(botName).waitFor();
-    await page.keyboard.type(` ${text}`);
-    const exact = new RegExp(`^\\s*${literal(botName)}\\s+${literal(text)}\\s*$`);
-    await box.filter({ hasText: exact }).waitFor();
-    await screenshot(`${name}-typed`);
-    await postBox.getByRole("button", { name: "Post", exact: true }).click();
-  }
 
   // The thread of the "approvals" post: the user's message and the bot's card below it.
   const thread = page
@@ -63,7 +50,7 @@ async function approvalsAndHealth({ page, request, step, screenshot }) {
     .first();
   const card = thread.locator(".ac-adaptiveCard").first();
   const approvalsCard = await step("ask for the approvals and see both", async () => {
-    await postMention("approvals", "approvals");
+    await postMention(page, botName, "approvals", () => screenshot("approvals-typed"));
     await thread.getByRole("heading", { name: /2 pending approvals/ }).waitFor();
     return {
       screenshot: await cardPicture("approvals", card),

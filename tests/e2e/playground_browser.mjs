@@ -259,3 +259,37 @@ export async function openTeamChannel(page, screenshot) {
   await composer(page).getByRole("textbox").waitFor();
   return { screenshot: await screenshot("team-channel") };
 }
+
+/**
+ * Posts "@bot text" in the team channel's new-post box. The mention picker opens on "@"
+ * and narrows as the name is typed; the post goes only once the box holds exactly the
+ * mention and the text (a keystroke lost to the picker would ask something else).
+ * `beforePost` (say, a screenshot of the typed post) runs just before Post; its result is
+ * returned.
+ */
+export async function postMention(page, botName, text, beforePost = async () => undefined) {
+  const postBox = composer(page);
+  const box = postBox.getByRole("textbox");
+  await box.click();
+  await page.keyboard.type(`@${botName.slice(0, 4)}`);
+  await page.getByRole("menuitem", { name: botName }).first().click();
+  await box.getByText(botName).waitFor(); // the mention is in place before typing on
+  await page.keyboard.type(` ${text}`);
+  const exact = new RegExp(`^\\s*${literal(botName)}\\s+${literal(text)}\\s*$`);
+  await box.filter({ hasText: exact }).waitFor();
+  const result = await beforePost();
+  await postBox.getByRole("button", { name: "Post", exact: true }).click();
+  return result;
+}
+
+/** A screenshot of `element` whole: the page is made tall enough to hold it. */
+export async function shootWhole(page, screenshot, name, element) {
+  const size = page.viewportSize();
+  const box = await element.boundingBox();
+  const height = Math.max(size.height, Math.ceil((box?.height ?? 0) + 400));
+  if (height > size.height) await page.setViewportSize({ width: size.width, height });
+  await element.scrollIntoViewIfNeeded();
+  const file = await screenshot(name, element);
+  if (height > size.height) await page.setViewportSize(size);
+  return file;
+}
